@@ -1,0 +1,54 @@
+# Two commands for a fresh machine (Python 3.11+, Java 17+, Maven):
+#   make demo   install, start the local services, run the whole flow headless
+#   make test   install, lint, run every test tier
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test test-unit test-integration test-notebooks lint format lab up down status bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(PY) -m pipeline_lib demo
+
+test: install lint
+	$(PY) -m pytest
+
+test-unit: install
+	$(PY) -m pytest -m unit
+
+test-integration: install
+	$(PY) -m pytest -m integration
+
+test-notebooks: install
+	$(PY) -m pytest -m notebooks
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+lab: install
+	$(PY) -m pip install --quiet -e '.[dev,lab]'
+	$(PY) -m pipeline_lib up
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+up down status: install
+	$(PY) -m pipeline_lib $@
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	-$(PY) -m pipeline_lib down
+	rm -rf $(VENV) .pipeline .pipeline-test output

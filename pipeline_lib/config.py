@@ -1,0 +1,224 @@
+"""Every endpoint, name and path the pipeline uses, read from environment variables.
+
+One place for configuration: the rest of the package receives a :class:`Settings`
+and never reads ``os.environ`` itself. Defaults point at the local services that
+``python -m pipeline_lib up`` starts on 127.0.0.1, so a fresh clone needs no setup.
+
+Target selection (``PIPELINE_TARGET``):
+
+* ``local`` (default): unset endpoints fall back to the local broker and emulators.
+* ``cloud``: Kafka is whatever ``KAFKA_BOOTSTRAP_SERVERS`` says; GCS and BigQuery are
+  real Google Cloud (Application Default Credentials) unless an emulator variable is set.
+
+When ``PIPELINE_TARGET`` is unset, giving a non-loopback ``KAFKA_BOOTSTRAP_SERVERS``
+with both emulator variables unset selects ``cloud``: that is how a user outgrows
+one machine without flipping an extra switch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+LOCAL_HOST = "127.0.0.1"
+KAFKA_VERSION = "4.1.1"
+
+# Every variable the package reads, with its local default and what it is for.
+# `.env.example` and the README are checked against this table by a unit test.
+VARIABLES: dict[str, tuple[str, str]] = {
+    "PIPELINE_TARGET": ("local", "local (start and use local services) or cloud (real Kafka/GCP)"),
+    "PIPELINE_HOME": ("", "folder for local service data and logs (default: ./.pipeline)"),
+    "PIPELINE_CACHE": ("", "download cache: Kafka jars (default: ~/.cache/stock-pipeline)"),
+    "KAFKA_BOOTSTRAP_SERVERS": (f"{LOCAL_HOST}:9092", "Kafka bootstrap address(es)"),
+    "KAFKA_CONTROLLER_PORT": ("9093", "KRaft controller port of the local broker"),
+    "PIPELINE_TOPIC": ("stock-ticks", "topic the producer writes and the consumer reads"),
+    "PIPELINE_DLQ_TOPIC": ("", "dead-letter topic (default: <PIPELINE_TOPIC>.dlq)"),
+    "PIPELINE_PARTITIONS": ("3", "partitions when the pipeline creates its topic"),
+    "PIPELINE_CONSUMER_GROUP": ("stock-pipeline-sink", "consumer group of the sink consumer"),
+    "GCP_PROJECT": ("local-project", "Google Cloud project id"),
+    "GCS_BUCKET": ("stock-ticks-raw", "bucket for raw tick objects"),
+    "BQ_DATASET": ("market_data", "BigQuery dataset"),
+    "BQ_TABLE": ("ticks", "BigQuery table of ticks"),
+    "BQ_LOCATION": ("US", "BigQuery dataset location (real GCP only)"),
+    "STORAGE_EMULATOR_HOST": (f"http://{LOCAL_HOST}:4443", "GCS emulator URL (unset: real GCS)"),
+    "BIGQUERY_EMULATOR_HOST": (
+        f"http://{LOCAL_HOST}:9050",
+        "BigQuery emulator REST URL (unset: real BigQuery)",
+    ),
+    "BIGQUERY_EMULATOR_GRPC_PORT": ("9060", "gRPC port of the local BigQuery emulator"),
+    "ALPHAVANTAGE_API_KEY": ("", "AlphaVantage key (only for --source alphavantage)"),
+    "ALPHAVANTAGE_BASE_URL": ("https://www.alphavantage.co/query", "AlphaVantage endpoint"),
+}
+
+SECRET_VARIABLES = frozenset({"ALPHAVANTAGE_API_KEY"})
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message says which variable to fix."""
+
+
+def _default_home() -> Path:
+    """Project folder when run from a checkout (editable install), else a user cache."""
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / "pyproject.toml").is_file():
+        return package_parent / ".pipeline"
+    return Path.home() / ".cache" / "stock-pipeline"
+
+
+def _is_loopback(bootstrap: str) -> bool:
+    hosts = [part.rsplit(":", 1)[0].strip("[]") for part in bootstrap.split(",") if part]
+    return all(h in {"127.0.0.1", "localhost", "::1"} for h in hosts)
+
+
+def _port_of_url(url: str, variable: str) -> int:
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.port is None:
+        raise ConfigError(f"{variable}={url!r} has no port; use e.g. http://127.0.0.1:4443")
+    return parsed.port
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    raw = env.get(name) or VARIABLES[name][0]
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Build it with :meth:`from_env`."""
+
+    target: str
+    home: Path
+    cache_dir: Path
+    kafka_bootstrap_servers: str
+    kafka_controller_port: int
+    topic: str
+    dead_letter_topic: str
+    partitions: int
+    consumer_group: str
+    gcp_project: str
+    gcs_bucket: str
+    bq_dataset: str
+    bq_table: str
+    bq_location: str
+    storage_emulator_host: str | None
+    bigquery_emulator_host: str | None
+    bigquery_emulator_grpc_port: int
+    alphavantage_api_key: str | None
+    alphavantage_base_url: str
+    kafka_version: str = KAFKA_VERSION
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str:
+            return env.get(name) or VARIABLES[name][0]
+
+        target = env.get("PIPELINE_TARGET", "").strip().lower()
+        if not target:
+            bootstrap_given = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
+            emulators_unset = not env.get("STORAGE_EMULATOR_HOST") and not env.get(
+                "BIGQUERY_EMULATOR_HOST"
+            )
+            remote = bootstrap_given and not _is_loopback(bootstrap_given)
+            target = "cloud" if remote and emulators_unset else "local"
+        if target not in {"local", "cloud"}:
+            raise ConfigError(f"PIPELINE_TARGET={target!r}: use 'local' or 'cloud'")
+
+        if target == "local":
+            storage_host: str | None = get("STORAGE_EMULATOR_HOST")
+            bigquery_host: str | None = get("BIGQUERY_EMULATOR_HOST")
+        else:
+            storage_host = env.get("STORAGE_EMULATOR_HOST") or None
+            bigquery_host = env.get("BIGQUERY_EMULATOR_HOST") or None
+            if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+                raise ConfigError(
+                    "PIPELINE_TARGET=cloud needs KAFKA_BOOTSTRAP_SERVERS "
+                    "(host:port of your cluster)"
+                )
+
+        topic = get("PIPELINE_TOPIC")
+        partitions = _int(env, "PIPELINE_PARTITIONS")
+        if partitions < 1:
+            raise ConfigError("PIPELINE_PARTITIONS must be at least 1")
+        home = Path(env.get("PIPELINE_HOME") or _default_home()).expanduser().resolve()
+        cache_default = Path.home() / ".cache" / "stock-pipeline"
+        return cls(
+            target=target,
+            home=home,
+            cache_dir=Path(env.get("PIPELINE_CACHE") or cache_default).expanduser().resolve(),
+            kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS"),
+            kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT"),
+            topic=topic,
+            dead_letter_topic=env.get("PIPELINE_DLQ_TOPIC") or f"{topic}.dlq",
+            partitions=partitions,
+            consumer_group=get("PIPELINE_CONSUMER_GROUP"),
+            gcp_project=get("GCP_PROJECT"),
+            gcs_bucket=get("GCS_BUCKET"),
+            bq_dataset=get("BQ_DATASET"),
+            bq_table=get("BQ_TABLE"),
+            bq_location=get("BQ_LOCATION"),
+            storage_emulator_host=storage_host,
+            bigquery_emulator_host=bigquery_host,
+            bigquery_emulator_grpc_port=_int(env, "BIGQUERY_EMULATOR_GRPC_PORT"),
+            alphavantage_api_key=env.get("ALPHAVANTAGE_API_KEY") or None,
+            alphavantage_base_url=get("ALPHAVANTAGE_BASE_URL"),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests use their own names this way)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    # --- derived values -------------------------------------------------------------
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == "local"
+
+    @property
+    def kafka_port(self) -> int:
+        first = self.kafka_bootstrap_servers.split(",")[0]
+        try:
+            return int(first.rsplit(":", 1)[1])
+        except (IndexError, ValueError):
+            raise ConfigError(
+                f"KAFKA_BOOTSTRAP_SERVERS={self.kafka_bootstrap_servers!r} must be host:port"
+            ) from None
+
+    @property
+    def gcs_port(self) -> int:
+        if not self.storage_emulator_host:
+            raise ConfigError("STORAGE_EMULATOR_HOST is unset: no local GCS emulator to start")
+        return _port_of_url(self.storage_emulator_host, "STORAGE_EMULATOR_HOST")
+
+    @property
+    def bigquery_port(self) -> int:
+        if not self.bigquery_emulator_host:
+            raise ConfigError("BIGQUERY_EMULATOR_HOST is unset: no local BigQuery emulator")
+        return _port_of_url(self.bigquery_emulator_host, "BIGQUERY_EMULATOR_HOST")
+
+    @property
+    def table_id(self) -> str:
+        """Fully qualified ``project.dataset.table``."""
+        return f"{self.gcp_project}.{self.bq_dataset}.{self.bq_table}"
+
+    def public_dict(self) -> dict[str, object]:
+        """Settings safe to print or log: secrets are reduced to set / unset."""
+        data = asdict(self)
+        data["home"] = str(self.home)
+        data["cache_dir"] = str(self.cache_dir)
+        data["alphavantage_api_key"] = "set" if self.alphavantage_api_key else "unset"
+        return data
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with optional field overrides."""
+    settings = Settings.from_env()
+    return settings.with_overrides(**overrides) if overrides else settings

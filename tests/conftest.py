@@ -1,0 +1,79 @@
+"""Shared fixtures. Tiers are marked by folder: tests/unit, tests/integration, tests/notebooks.
+
+Integration and notebook tests run against the real local Kafka broker and emulators,
+started through ``pipeline_lib.local`` itself under ``.pipeline-test/`` on ports of
+their own, so a developer's demo on the default ports is never touched. Every run
+uses its own topic, bucket and dataset names.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline_lib import local
+from pipeline_lib.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Ports of the test services (the demo uses 9092/9093/4443/9050/9060).
+TEST_ENVIRONMENT = {
+    "PIPELINE_TARGET": "local",
+    "PIPELINE_HOME": str(REPO / ".pipeline-test"),
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+    "KAFKA_CONTROLLER_PORT": "19093",
+    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:14443",
+    "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:19050",
+    "BIGQUERY_EMULATOR_GRPC_PORT": "19060",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
+        if tier in {"unit", "integration", "notebooks"}:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+def unique_suffix() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """Settings of the test services, before per-test names."""
+    env = {k: v for k, v in os.environ.items() if k not in TEST_ENVIRONMENT}
+    env.update(TEST_ENVIRONMENT)
+    if os.environ.get("PIPELINE_CACHE"):
+        env["PIPELINE_CACHE"] = os.environ["PIPELINE_CACHE"]
+    return Settings.from_env(env)
+
+
+@pytest.fixture(scope="session")
+def services(base_settings: Settings) -> Iterator[Settings]:
+    """The real local broker and emulators, up for the whole session.
+
+    Reuses services left running by an earlier run; stops only what it started.
+    """
+    already = {s.name for s in local.status(base_settings) if s.running}
+    local.up(base_settings, notify=print)
+    yield base_settings
+    if not already:
+        local.down(base_settings)
+
+
+@pytest.fixture
+def settings(services: Settings) -> Settings:
+    """Per-test topic, bucket and dataset names on the shared test services."""
+    suffix = unique_suffix()
+    return services.with_overrides(
+        topic=f"test-{suffix}-ticks",
+        dead_letter_topic=f"test-{suffix}-ticks.dlq",
+        consumer_group=f"test-{suffix}-group",
+        gcs_bucket=f"test-{suffix}-raw",
+        bq_dataset=f"test_{suffix}",
+    )

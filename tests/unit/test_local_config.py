@@ -1,0 +1,77 @@
+"""Local service definitions: properties, commands and status, without starting anything."""
+
+import json
+
+from pipeline_lib import cli, local
+from pipeline_lib.config import Settings
+from pipeline_lib.local.kafka import broker_properties
+
+
+def _settings(tmp_path):
+    return Settings.from_env(
+        {
+            "PIPELINE_HOME": str(tmp_path / "home"),
+            "PIPELINE_CACHE": str(tmp_path / "cache"),
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092",
+            "KAFKA_CONTROLLER_PORT": "29093",
+        }
+    )
+
+
+def test_broker_properties_are_single_node_kraft_on_loopback(tmp_path):
+    props = dict(
+        line.split("=", 1) for line in broker_properties(_settings(tmp_path), tmp_path).splitlines()
+    )
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:29093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:29093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:29092"
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["log.dirs"] == str(tmp_path)
+    assert "zookeeper.connect" not in props
+
+
+def test_services_have_their_own_folders_and_ports(tmp_path):
+    settings = _settings(tmp_path)
+    services = local.local_services(settings)
+    assert [s.name for s in services] == ["kafka", "gcs", "bigquery"]
+    assert services[0].ports == {"broker": 29092, "controller": 29093}
+    assert services[1].ports == {"http": 4443}
+    assert services[2].ports == {"rest": 9050, "grpc": 9060}
+    assert len({s.folder for s in services}) == 3
+    assert services[0].libs_dir.parent == tmp_path / "cache"
+    gcs_command = services[1].command()
+    assert gcs_command[gcs_command.index("-host") + 1] == "127.0.0.1"
+
+
+def test_cloud_target_has_no_local_services():
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka.example.com:9092"})
+    assert local.local_services(settings) == []
+
+
+def test_status_json_when_nothing_runs(tmp_path, monkeypatch, capsys):
+    for key, value in {
+        "PIPELINE_HOME": str(tmp_path / "home"),
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092",
+        "ALPHAVANTAGE_API_KEY": "SECRETKEY",
+    }.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["status", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["kafka_bootstrap_servers"] == "127.0.0.1:29092"
+    assert document["gcs_endpoint"] == "http://127.0.0.1:4443"
+    assert document["settings"]["topic"] == "stock-ticks"
+    assert {s["name"]: s["running"] for s in document["services"]} == {
+        "kafka": False,
+        "gcs": False,
+        "bigquery": False,
+    }
+    assert "SECRETKEY" not in json.dumps(document)
+
+
+def test_stale_state_file_is_not_a_running_service(tmp_path):
+    service = local.local_services(_settings(tmp_path))[1]
+    service.folder.mkdir(parents=True)
+    service.state_path.write_text(json.dumps({"pid": 999_999_999, "ports": {}}))
+    assert service.running_pid() is None
+    assert not service.state_path.exists()

@@ -1,0 +1,41 @@
+"""environment.yml (conda) and pyproject.toml (pip) must list the same dependencies."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _normalise(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {_normalise(r) for r in project["dependencies"]}
+    wanted |= {_normalise(r) for r in project["optional-dependencies"]["dev"]}
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    listed = {_normalise(r) for r in pip_section if not r.startswith("-")}
+    assert listed == wanted, (
+        f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+    )
+
+
+def test_environment_yml_brings_java_and_maven():
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    plain = [d for d in environment["dependencies"] if isinstance(d, str)]
+    assert any(d.startswith("python=3.11") for d in plain)
+    assert any(d.startswith("openjdk=17") for d in plain)
+    assert any(d.startswith("maven") for d in plain)
+
+
+def test_kafka_pom_is_packaged_and_pins_the_broker():
+    pom = (REPO / "pipeline_lib" / "local" / "kafka-pom.xml").read_text()
+    assert "<artifactId>kafka_2.13</artifactId>" in pom
+    assert "<kafka.version>4.1.1</kafka.version>" in pom
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert "local/*.xml" in project["tool"]["setuptools"]["package-data"]["pipeline_lib"]
