@@ -90,6 +90,72 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `sample` and `produce`."""
+    from pipeline_lib.sources import SOURCE_NAMES
+
+    parser.add_argument("--source", choices=SOURCE_NAMES, default="simulator")
+    parser.add_argument("--max-records", type=int, default=None, help="stop after N records")
+    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="simulator seed (same seed, same stream)"
+    )
+    parser.add_argument("--symbols", default=None, help="comma-separated, e.g. AAPL,MSFT")
+    parser.add_argument(
+        "--clock", choices=["always_open", "market"], default="always_open", help="simulator clock"
+    )
+    parser.add_argument("--interval", type=float, default=1.0, help="simulated seconds per bar")
+    parser.add_argument("--csv", default=None, help="CSV file to replay (default: data/ sample)")
+    parser.add_argument("--split-adjust", action="store_true", help="CSV: apply Adj Close ratio")
+    parser.add_argument(
+        "--speed", type=float, default=None, help="event seconds per wall second (default: max)"
+    )
+    parser.add_argument("--av-function", choices=["intraday", "quote"], default="intraday")
+    parser.add_argument("--av-interval", default="5min", help="AlphaVantage bar interval")
+
+
+def source_from_args(settings: Settings, args: argparse.Namespace):
+    from pipeline_lib.sources import open_source
+
+    symbols = (
+        [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
+    )
+    return open_source(
+        args.source,
+        settings,
+        symbols=symbols,
+        seed=args.seed,
+        clock=args.clock,
+        interval_s=args.interval,
+        csv_path=args.csv,
+        split_adjust=args.split_adjust,
+        av_function=args.av_function,
+        av_interval=args.av_interval,
+    )
+
+
+def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
+    """Print records as JSON lines, for a quick look and for scripts."""
+    from pipeline_lib.schema import encode
+    from pipeline_lib.sources import stream
+
+    records = stream(
+        source_from_args(settings, args),
+        max_records=args.max_records,
+        duration=args.duration,
+        speed=args.speed,
+        progress=args.progress,
+    )
+    out = sys.stdout.buffer
+    try:
+        for tick in records:
+            out.write(encode(tick) + b"\n")
+    except BrokenPipeError:  # `| head` closed the pipe: that is fine
+        sys.stderr.close()
+    out.flush()
+    return 0
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """The headless flow. For now: bring the local services up and show where they are."""
     if settings.is_local:
@@ -115,9 +181,22 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what runs, on which ports, where the logs are")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    sample = commands.add_parser("sample", help="print records from a source as JSON lines")
+    add_source_options(sample)
+    sample.add_argument("--progress", action="store_true", help="progress bar on stderr")
+    sample.set_defaults(func=cmd_sample)
+
     demo = commands.add_parser("demo", help="run the whole flow headless on the configuration")
     demo.set_defaults(func=cmd_demo)
     return parser
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean "fix your input", printed without a traceback."""
+    from pipeline_lib.schema import InvalidRecord
+    from pipeline_lib.sources.alphavantage import AlphaVantageError
+
+    return (InvalidRecord, AlphaVantageError, FileNotFoundError, ValueError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
         return handler(Settings.from_env(), args)
-    except (ConfigError, local.ServiceError, ConnectionFailed) as error:
+    except (ConfigError, local.ServiceError, ConnectionFailed, *user_errors()) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

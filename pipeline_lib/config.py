@@ -24,6 +24,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 LOCAL_HOST = "127.0.0.1"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+SAMPLE_CSV = DATA_DIR / "daily_ohlcv_2000_2013.csv.gz"
 KAFKA_VERSION = "4.1.1"
 
 # Every variable the package reads, with its local default and what it is for.

@@ -1,0 +1,91 @@
+"""Run the benchmarks and write bench/results.json and bench/results.md.
+
+python -m bench                 # every figure, full size
+python -m bench --size tiny     # a quick smoke run (what the test suite does)
+python -m bench --only simulator_rate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.figures import FIGURES, SIZES
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict:
+    memory_gib = None
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory_gib = round(pages / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        pass
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "memory_gib": memory_gib,
+    }
+
+
+def to_markdown(results: dict) -> str:
+    lines = [
+        f"Benchmarks of {results['date']} on {results['machine']['cpus']} CPUs, "
+        f"{results['machine']['memory_gib']} GiB ({results['machine']['platform']}), "
+        f"size `{results['size']}`.",
+        "",
+        "| figure | result | goal | met |",
+        "|---|---|---|---|",
+    ]
+    for figure in results["figures"]:
+        shown = {k: v for k, v in figure.items() if k not in {"name", "goal", "met", "error"}}
+        cells = ", ".join(f"{k}: {v}" for k, v in shown.items())
+        if "error" in figure:
+            cells = f"error: {figure['error']}"
+        lines.append(
+            f"| {figure['name']} | {cells} | {figure.get('goal', '')} | "
+            f"{'yes' if figure.get('met') else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--only", default=None, help="comma-separated figure names")
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    args = parser.parse_args(argv)
+    names = args.only.split(",") if args.only else list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
+    figures = []
+    for name in names:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        try:
+            figures.append(FIGURES[name](args.size))
+        except Exception as error:  # one broken figure must not hide the others
+            figures.append({"name": name, "error": f"{type(error).__name__}: {error}"})
+    results = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "size": args.size,
+        "machine": machine(),
+        "figures": figures,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    markdown = to_markdown(results)
+    args.output.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    return 1 if any("error" in f for f in figures) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The one record type of the pipeline: an OHLCV tick/bar, its validation and JSON form.
+
+Every source yields :class:`Tick`; Kafka carries its JSON (:func:`encode`); the
+consumer parses untrusted bytes back with :func:`decode`, which raises
+:class:`InvalidRecord` with a reason a human can act on (the dead-letter topic keeps
+that reason next to the original bytes).
+
+``event_id`` is stable: ``<source tag>:<symbol>:<event time in µs>``, so replaying
+the same data produces the same ids and the sinks can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+SOURCES = frozenset({"simulator", "csv", "alphavantage"})
+
+# Exchange symbols as data vendors spell them: AAPL, BRK.B, BRK-B, ^GSPC, EURUSD=X.
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
+MAX_EVENT_ID_LENGTH = 128
+
+FIELDS = (
+    "event_id",
+    "symbol",
+    "ts",
+    "open",
+    "high",
+    "low",
+    "close",
+    "adj_close",
+    "volume",
+    "source",
+    "produced_at",
+)
+REQUIRED_FIELDS = frozenset(FIELDS) - {"adj_close", "produced_at"}
+
+
+class InvalidRecord(ValueError):
+    """A record that must not enter the pipeline. ``reason`` says why, ``field`` where."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One OHLCV bar of one symbol. Times are timezone-aware UTC datetimes."""
+
+    event_id: str
+    symbol: str
+    ts: datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: int
+    source: str
+    adj_close: float | None = None
+    produced_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (times as ISO 8601 with ``Z``); also a BigQuery row."""
+        return {
+            "event_id": self.event_id,
+            "symbol": self.symbol,
+            "ts": _iso(self.ts),
+            "open": self.open,
+            "high": self.high,
+            "low": self.low,
+            "close": self.close,
+            "adj_close": self.adj_close,
+            "volume": self.volume,
+            "source": self.source,
+            "produced_at": _iso(self.produced_at) if self.produced_at else None,
+        }
+
+
+def make_event_id(source_tag: str, symbol: str, ts: datetime) -> str:
+    """Stable id of the bar of ``symbol`` at ``ts`` from ``source_tag``."""
+    micros = int(ts.timestamp() * 1_000_000) if ts.tzinfo else None
+    if micros is None:
+        raise InvalidRecord("timestamp has no time zone", "ts")
+    return f"{source_tag}:{symbol}:{micros}"
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _timestamp(value: Any, field: str) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidRecord(f"not an ISO 8601 timestamp: {value!r}", field) from None
+    else:
+        raise InvalidRecord(f"expected an ISO 8601 string, got {type(value).__name__}", field)
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise InvalidRecord(f"timestamp {value!r} has no time zone (use Z or +00:00)", field)
+    return parsed.astimezone(UTC)
+
+
+def _price(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidRecord(f"expected a number, got {type(value).__name__} {value!r}", field)
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise InvalidRecord(f"{number} is not a finite price", field)
+    if number <= 0:
+        raise InvalidRecord(f"price must be positive, got {number}", field)
+    return number
+
+
+def _volume(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InvalidRecord(f"volume must be a whole number, got {value!r}", "volume")
+    if value < 0:
+        raise InvalidRecord(f"volume must not be negative, got {value}", "volume")
+    return value
+
+
+def _text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidRecord(f"expected a string, got {type(value).__name__}", field)
+    return value
+
+
+def parse_tick(data: Any) -> Tick:
+    """Validate an untrusted mapping (decoded JSON, a CSV row) into a Tick."""
+    if not isinstance(data, dict):
+        raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
+    missing = sorted(REQUIRED_FIELDS - data.keys())
+    if missing:
+        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
+    unknown = sorted(data.keys() - set(FIELDS))
+    if unknown:
+        raise InvalidRecord(f"unknown field(s): {', '.join(unknown)}")
+
+    symbol = _text(data["symbol"], "symbol")
+    if not symbol:
+        raise InvalidRecord("symbol is empty", "symbol")
+    if not SYMBOL_PATTERN.match(symbol):
+        raise InvalidRecord(
+            f"{symbol!r} is not a ticker symbol (1-15 of A-Z 0-9 . - = ^, upper case)", "symbol"
+        )
+    event_id = _text(data["event_id"], "event_id")
+    if not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
+        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} characters", "event_id")
+    source = _text(data["source"], "source")
+    if source not in SOURCES:
+        raise InvalidRecord(f"{source!r} is not one of {sorted(SOURCES)}", "source")
+
+    open_, high, low, close = (_price(data[f], f) for f in ("open", "high", "low", "close"))
+    if low > high:
+        raise InvalidRecord(f"{low} is above high {high}", "low")
+    if not (low <= open_ <= high):
+        raise InvalidRecord(f"open {open_} is outside [low {low}, high {high}]", "open")
+    if not (low <= close <= high):
+        raise InvalidRecord(f"close {close} is outside [low {low}, high {high}]", "close")
+    adj_close = data.get("adj_close")
+    produced_at = data.get("produced_at")
+    return Tick(
+        event_id=event_id,
+        symbol=symbol,
+        ts=_timestamp(data["ts"], "ts"),
+        open=open_,
+        high=high,
+        low=low,
+        close=close,
+        volume=_volume(data["volume"]),
+        source=source,
+        adj_close=None if adj_close is None else _price(adj_close, "adj_close"),
+        produced_at=None if produced_at is None else _timestamp(produced_at, "produced_at"),
+    )
+
+
+def validate(tick: Tick) -> Tick:
+    """Re-check a Tick built in code (e.g. by a source) with the same rules as parsing."""
+    data = tick.to_dict()
+    data["ts"] = tick.ts
+    data["produced_at"] = tick.produced_at
+    return parse_tick(data)
+
+
+def encode(tick: Tick) -> bytes:
+    """The Kafka message value: compact UTF-8 JSON."""
+    return json.dumps(tick.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+
+def decode(payload: bytes | None) -> Tick:
+    """Parse a Kafka message value; :class:`InvalidRecord` says what is wrong with it."""
+    if payload is None:
+        raise InvalidRecord("empty message (null value)")
+    try:
+        data = json.loads(payload)
+    except UnicodeDecodeError:
+        raise InvalidRecord("message is not UTF-8 text") from None
+    except ValueError as error:
+        raise InvalidRecord(f"malformed JSON: {error}") from None
+    return parse_tick(data)

@@ -1,0 +1,86 @@
+"""Market data sources. Each is an iterator of :class:`~pipeline_lib.schema.Tick`.
+
+:func:`open_source` builds one by name, the way the command line and the notebooks
+ask for it; :func:`~pipeline_lib.sources.base.bounded` and
+:func:`~pipeline_lib.sources.base.paced` bound and pace any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pipeline_lib.config import SAMPLE_CSV, Settings
+from pipeline_lib.schema import Tick
+from pipeline_lib.sources.alphavantage import AlphaVantageClient, AlphaVantageSource
+from pipeline_lib.sources.base import bounded, paced
+from pipeline_lib.sources.csv_replay import CsvReplay
+from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
+
+SourceName = Literal["simulator", "csv", "alphavantage"]
+SOURCE_NAMES: tuple[str, ...] = ("simulator", "csv", "alphavantage")
+
+__all__ = [
+    "SOURCE_NAMES",
+    "AlphaVantageSource",
+    "CsvReplay",
+    "MarketSimulator",
+    "SimulatorConfig",
+    "bounded",
+    "open_source",
+    "paced",
+    "stream",
+]
+
+
+def open_source(
+    name: str,
+    settings: Settings,
+    symbols: list[str] | None = None,
+    seed: int | None = None,
+    clock: Literal["always_open", "market"] = "always_open",
+    interval_s: float = 1.0,
+    start: datetime | None = None,
+    csv_path: str | Path | None = None,
+    split_adjust: bool = False,
+    av_function: str = "intraday",
+    av_interval: str = "5min",
+) -> Iterable[Tick]:
+    """A source by name, with the options that apply to it."""
+    if name == "simulator":
+        config = SimulatorConfig(
+            symbols=symbol_specs(symbols),
+            seed=seed,
+            clock=clock,
+            interval_s=interval_s,
+            start=start,
+        )
+        return MarketSimulator(config)
+    if name == "csv":
+        return CsvReplay(csv_path or SAMPLE_CSV, symbols=symbols, split_adjust=split_adjust)
+    if name == "alphavantage":
+        client = AlphaVantageClient.from_settings(settings)
+        return AlphaVantageSource(
+            client, symbols or ["IBM"], function=av_function, interval=av_interval
+        )
+    raise ValueError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+
+
+def stream(
+    source: Iterable[Tick],
+    max_records: int | None = None,
+    duration: float | None = None,
+    rate: float | None = None,
+    speed: float | None = None,
+    progress: bool = False,
+) -> Iterator[Tick]:
+    """Pace, then bound a source: the iterator the producer consumes."""
+    return bounded(
+        paced(source, rate=rate, speed=speed),
+        max_records=max_records,
+        duration=duration,
+        progress=progress,
+        description="ticks",
+    )

@@ -1,0 +1,301 @@
+"""AlphaVantage: intraday bars and global quotes, with a cache and a daily call budget.
+
+The free tier allows 25 requests a day, so every answer is cached on disk (per
+function, symbol, interval and US/Eastern trading day) and a re-run replays the
+cache instead of spending calls; a local counter refuses the 26th call before
+AlphaVantage has to. The key comes from ``ALPHAVANTAGE_API_KEY`` only and is never
+logged: URLs in messages have it masked.
+
+AlphaVantage reports errors with HTTP 200 and a JSON body; each kind becomes its own
+exception: ``Error Message`` → :class:`AlphaVantageError`, ``Information`` about
+premium endpoints → :class:`PremiumEndpointError`, ``Information``/``Note`` about
+limits → :class:`RateLimitError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pipeline_lib.config import Settings
+from pipeline_lib.schema import SYMBOL_PATTERN, InvalidRecord, Tick, make_event_id, parse_tick
+
+EASTERN = ZoneInfo("America/New_York")
+INTERVALS = ("1min", "5min", "15min", "30min", "60min")
+FREE_TIER_DAILY_CALLS = 25
+
+
+class AlphaVantageError(RuntimeError):
+    """AlphaVantage refused the request (bad symbol, bad function, bad key...)."""
+
+
+class MissingApiKey(AlphaVantageError):
+    """No key configured."""
+
+
+class RateLimitError(AlphaVantageError):
+    """The daily or per-minute allowance is used up."""
+
+
+class PremiumEndpointError(AlphaVantageError):
+    """The request needs a paid plan."""
+
+
+def _mask(text: str, key: str | None) -> str:
+    masked = re.sub(r"(apikey=)[^&\s]+", r"\1***", text)
+    return masked.replace(key, "***") if key else masked
+
+
+def raise_for_error_body(body: Any, key: str | None = None) -> None:
+    """Turn AlphaVantage's HTTP-200 error bodies into exceptions."""
+    if not isinstance(body, dict):
+        raise AlphaVantageError(f"unexpected answer (not a JSON object): {str(body)[:200]}")
+    if "Error Message" in body:
+        raise AlphaVantageError(
+            f"AlphaVantage: {_mask(str(body['Error Message']), key)} "
+            "(check the symbol and function)"
+        )
+    for field in ("Information", "Note"):
+        if field in body:
+            text = _mask(str(body[field]), key)
+            if "premium" in text.lower():
+                raise PremiumEndpointError(
+                    f"AlphaVantage: {text} (this request needs a premium plan; use "
+                    "outputsize=compact or another function)"
+                )
+            raise RateLimitError(
+                f"AlphaVantage: {text} (wait until tomorrow, or replay the cached answers; "
+                "the simulator and CSV sources need no key)"
+            )
+
+
+class AlphaVantageClient:
+    """Small HTTP client: cache first, then a budgeted call."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str = "https://www.alphavantage.co/query",
+        cache_dir: Path | None = None,
+        daily_limit: int = FREE_TIER_DAILY_CALLS,
+        timeout: float = 30.0,
+    ) -> None:
+        self.api_key = api_key
+        self.base_url = base_url
+        self.cache_dir = cache_dir
+        self.daily_limit = daily_limit
+        self.timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> AlphaVantageClient:
+        return cls(
+            settings.alphavantage_api_key,
+            settings.alphavantage_base_url,
+            cache_dir=settings.home / "cache" / "alphavantage",
+            **kwargs,
+        )
+
+    # --- budget -------------------------------------------------------------------
+
+    @staticmethod
+    def _today() -> str:
+        return datetime.now(EASTERN).date().isoformat()
+
+    def _usage_path(self) -> Path | None:
+        return self.cache_dir / "usage.json" if self.cache_dir else None
+
+    def calls_today(self) -> int:
+        path = self._usage_path()
+        if not path or not path.exists():
+            return 0
+        try:
+            return int(json.loads(path.read_text()).get(self._today(), 0))
+        except (ValueError, OSError):
+            return 0
+
+    def _count_call(self) -> None:
+        path = self._usage_path()
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({self._today(): self.calls_today() + 1}))
+
+    # --- requests -----------------------------------------------------------------
+
+    def fetch(self, params: dict[str, str], use_cache: bool = True) -> dict[str, Any]:
+        """The JSON answer for ``params`` (without the key), from cache when possible."""
+        cache_file = None
+        if self.cache_dir and use_cache:
+            name = "_".join(f"{k}-{v}" for k, v in sorted(params.items()))
+            safe = re.sub(r"[^A-Za-z0-9_.=-]", "_", name)
+            cache_file = self.cache_dir / self._today() / f"{safe}.json"
+            if cache_file.exists():
+                return json.loads(cache_file.read_text())
+        if not self.api_key:
+            raise MissingApiKey(
+                "ALPHAVANTAGE_API_KEY is not set. Get a free key at alphavantage.co, then "
+                "`export ALPHAVANTAGE_API_KEY=...` before starting Jupyter or the command "
+                "(never put it in a notebook). The simulator and CSV sources need no key."
+            )
+        if self.calls_today() >= self.daily_limit:
+            raise RateLimitError(
+                f"{self.calls_today()} AlphaVantage calls made today (limit {self.daily_limit}); "
+                "cached answers are replayed, new ones wait until tomorrow (US/Eastern)."
+            )
+        query = urllib.parse.urlencode({**params, "apikey": self.api_key})
+        url = f"{self.base_url}?{query}"
+        self._count_call()
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as reply:
+                raw = reply.read()
+        except urllib.error.HTTPError as error:
+            raise AlphaVantageError(
+                f"HTTP {error.code} from {_mask(url, self.api_key)}; try again later"
+            ) from None
+        except (urllib.error.URLError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            raise AlphaVantageError(
+                f"could not reach {_mask(url, self.api_key)}: {reason}. Check the network."
+            ) from None
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise AlphaVantageError(f"answer is not JSON: {raw[:200]!r}") from None
+        raise_for_error_body(body, self.api_key)
+        body["_fetched_at"] = datetime.now(UTC).isoformat()
+        if cache_file:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_text(json.dumps(body))
+        return body
+
+    def intraday(self, symbol: str, interval: str = "5min", outputsize: str = "compact") -> dict:
+        _check_symbol(symbol)
+        if interval not in INTERVALS:
+            raise ValueError(f"interval must be one of {INTERVALS}")
+        return self.fetch(
+            {
+                "function": "TIME_SERIES_INTRADAY",
+                "symbol": symbol,
+                "interval": interval,
+                "outputsize": outputsize,
+                "datatype": "json",
+            }
+        )
+
+    def global_quote(self, symbol: str, use_cache: bool = True) -> dict:
+        _check_symbol(symbol)
+        return self.fetch(
+            {"function": "GLOBAL_QUOTE", "symbol": symbol, "datatype": "json"}, use_cache
+        )
+
+
+def _check_symbol(symbol: str) -> None:
+    if not SYMBOL_PATTERN.match(symbol):
+        raise InvalidRecord(f"{symbol!r} is not a ticker symbol", "symbol")
+
+
+def _value(entry: dict, *names: str) -> str:
+    for name in names:
+        if name in entry:
+            return entry[name]
+    raise AlphaVantageError(f"field {names[0]!r} missing in {sorted(entry)}")
+
+
+def parse_intraday(body: dict, symbol: str) -> list[Tick]:
+    """Bars of a TIME_SERIES_INTRADAY answer, oldest first (AlphaVantage sends newest first)."""
+    raise_for_error_body(body)
+    series_key = next((k for k in body if k.startswith("Time Series")), None)
+    if series_key is None:
+        raise AlphaVantageError(f"no 'Time Series' in the answer (keys: {sorted(body)})")
+    meta = body.get("Meta Data", {})
+    zone = ZoneInfo(meta.get("6. Time Zone", "US/Eastern"))
+    ticks = []
+    for stamp, entry in body[series_key].items():
+        when = datetime.fromisoformat(stamp).replace(tzinfo=zone).astimezone(UTC)
+        ticks.append(
+            parse_tick(
+                {
+                    "event_id": make_event_id("av", symbol, when),
+                    "symbol": symbol,
+                    "ts": when,
+                    "open": float(_value(entry, "1. open")),
+                    "high": float(_value(entry, "2. high")),
+                    "low": float(_value(entry, "3. low")),
+                    "close": float(_value(entry, "4. close")),
+                    "volume": int(_value(entry, "5. volume")),
+                    "source": "alphavantage",
+                }
+            )
+        )
+    return sorted(ticks, key=lambda t: t.ts)
+
+
+def parse_global_quote(body: dict, fetched_at: datetime | None = None) -> Tick:
+    """The GLOBAL_QUOTE answer as one bar of the day so far, stamped at fetch time."""
+    raise_for_error_body(body)
+    if fetched_at is None and "_fetched_at" in body:
+        fetched_at = datetime.fromisoformat(body["_fetched_at"])
+    quote = body.get("Global Quote")
+    if not quote:
+        raise AlphaVantageError("empty 'Global Quote' (unknown symbol?)")
+    symbol = _value(quote, "01. symbol")
+    when = (fetched_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    price = float(_value(quote, "05. price"))
+    return parse_tick(
+        {
+            "event_id": make_event_id("avq", symbol, when),
+            "symbol": symbol,
+            "ts": when,
+            "open": float(_value(quote, "02. open")),
+            "high": max(float(_value(quote, "03. high")), price),
+            "low": min(float(_value(quote, "04. low")), price),
+            "close": price,
+            "volume": int(_value(quote, "06. volume")),
+            "source": "alphavantage",
+        }
+    )
+
+
+class AlphaVantageSource:
+    """Iterator of Ticks from AlphaVantage: intraday bars, or polled global quotes."""
+
+    source = "alphavantage"
+
+    def __init__(
+        self,
+        client: AlphaVantageClient,
+        symbols: list[str],
+        function: str = "intraday",
+        interval: str = "5min",
+        poll_seconds: float = 60.0,
+    ) -> None:
+        if function not in {"intraday", "quote"}:
+            raise ValueError("function must be 'intraday' or 'quote'")
+        self.client = client
+        self.symbols = [s.upper() for s in symbols]
+        self.function = function
+        self.interval = interval
+        self.poll_seconds = poll_seconds
+
+    def __iter__(self) -> Iterator[Tick]:
+        if self.function == "intraday":
+            bars = []
+            for symbol in self.symbols:
+                bars.extend(parse_intraday(self.client.intraday(symbol, self.interval), symbol))
+            yield from sorted(bars, key=lambda t: (t.ts, t.symbol))
+            return
+        first_round = True
+        while True:  # quotes: poll until the caller's bound stops us
+            for symbol in self.symbols:
+                body = self.client.global_quote(symbol, use_cache=first_round)
+                yield parse_global_quote(body)
+            first_round = False
+            time.sleep(self.poll_seconds)

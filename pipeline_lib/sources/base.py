@@ -1,0 +1,85 @@
+"""What every source shares: bounding by count or duration, pacing, progress bars.
+
+A source is any iterator of :class:`~pipeline_lib.schema.Tick`. :func:`bounded`
+stops it after ``max_records`` or ``duration`` seconds of wall time, so a notebook
+run under papermill always ends; :func:`paced` slows it to a wall-clock rate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+from pipeline_lib.schema import Tick
+
+T = TypeVar("T")
+
+
+def bounded(
+    records: Iterable[T],
+    max_records: int | None = None,
+    duration: float | None = None,
+    progress: bool = False,
+    description: str = "records",
+) -> Iterator[T]:
+    """Yield from ``records`` until ``max_records`` or ``duration`` seconds, whichever first."""
+    if max_records is not None and max_records < 0:
+        raise ValueError("max_records must be >= 0")
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_records, desc=description, unit="rec", mininterval=0.5)
+    deadline = None if duration is None else time.monotonic() + duration
+    count = 0
+    try:
+        if max_records == 0:
+            return
+        for record in records:
+            yield record
+            count += 1
+            if bar is not None:
+                bar.update(1)
+            if max_records is not None and count >= max_records:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def paced(
+    records: Iterable[Tick],
+    rate: float | None = None,
+    speed: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Tick]:
+    """Release records at ``rate`` per wall second, or at ``speed`` × event time.
+
+    ``speed=60`` replays one minute of event time per wall second; both ``None`` means
+    as fast as possible.
+    """
+    if rate is not None and speed is not None:
+        raise ValueError("give rate or speed, not both")
+    if (rate is not None and rate <= 0) or (speed is not None and speed <= 0):
+        raise ValueError("rate and speed must be positive")
+    if rate is None and speed is None:
+        yield from records
+        return
+    start_wall = clock()
+    first_event: float | None = None
+    for index, record in enumerate(records):
+        if rate is not None:
+            due = start_wall + index / rate
+        else:
+            event = record.ts.timestamp()
+            if first_event is None:
+                first_event = event
+            due = start_wall + (event - first_event) / speed  # type: ignore[operator]
+        wait = due - clock()
+        if wait > 0:
+            sleep(wait)
+        yield record
