@@ -11,12 +11,12 @@ the same data produces the same ids and the sinks can drop duplicates.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
+
+import orjson
 
 SOURCES = frozenset({"simulator", "csv", "alphavantage"})
 
@@ -49,9 +49,12 @@ class InvalidRecord(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """One OHLCV bar of one symbol. Times are timezone-aware UTC datetimes."""
+class Tick(NamedTuple):
+    """One OHLCV bar of one symbol. Times are timezone-aware UTC datetimes.
+
+    A NamedTuple: immutable like a frozen dataclass, but several times cheaper to
+    build, which matters at hundreds of thousands of records per second.
+    """
 
     event_id: str
     symbol: str
@@ -91,10 +94,20 @@ def make_event_id(source_tag: str, symbol: str, ts: datetime) -> str:
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds and ``Z`` (fast path for UTC values)."""
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _timestamp(value: Any, field: str) -> datetime:
+    if type(value) is str:  # fast path: what encode() writes ("...Z" parses as UTC)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and parsed.tzinfo is UTC:
+            return parsed
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -109,22 +122,32 @@ def _timestamp(value: Any, field: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+_INF = float("inf")
+_ALL_FIELDS = frozenset(FIELDS)
+
+
 def _price(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)
+    # Exact float/int skip the isinstance checks (the hot path); bool is an int subclass.
+    if (
+        kind is not float
+        and kind is not int
+        and (kind is bool or not isinstance(value, int | float))
+    ):
         raise InvalidRecord(f"expected a number, got {type(value).__name__} {value!r}", field)
     number = float(value)
-    if math.isnan(number) or math.isinf(number):
-        raise InvalidRecord(f"{number} is not a finite price", field)
-    if number <= 0:
+    if not 0 < number < _INF:  # also false for NaN
+        if math.isnan(number) or math.isinf(number):
+            raise InvalidRecord(f"{number} is not a finite price", field)
         raise InvalidRecord(f"price must be positive, got {number}", field)
     return number
 
 
 def _volume(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        else:
+        elif isinstance(value, bool) or not isinstance(value, int):
             raise InvalidRecord(f"volume must be a whole number, got {value!r}", "volume")
     if value < 0:
         raise InvalidRecord(f"volume must not be negative, got {value}", "volume")
@@ -132,21 +155,21 @@ def _volume(value: Any) -> int:
 
 
 def _text(value: Any, field: str) -> str:
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise InvalidRecord(f"expected a string, got {type(value).__name__}", field)
     return value
 
 
 def parse_tick(data: Any) -> Tick:
     """Validate an untrusted mapping (decoded JSON, a CSV row) into a Tick."""
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
-    missing = sorted(REQUIRED_FIELDS - data.keys())
-    if missing:
-        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(data.keys() - set(FIELDS))
-    if unknown:
-        raise InvalidRecord(f"unknown field(s): {', '.join(unknown)}")
+    keys = data.keys()
+    if not (keys >= REQUIRED_FIELDS and keys <= _ALL_FIELDS):
+        missing = sorted(REQUIRED_FIELDS - keys)
+        if missing:
+            raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
+        raise InvalidRecord(f"unknown field(s): {', '.join(sorted(keys - _ALL_FIELDS))}")
 
     symbol = _text(data["symbol"], "symbol")
     if not symbol:
@@ -162,7 +185,10 @@ def parse_tick(data: Any) -> Tick:
     if source not in SOURCES:
         raise InvalidRecord(f"{source!r} is not one of {sorted(SOURCES)}", "source")
 
-    open_, high, low, close = (_price(data[f], f) for f in ("open", "high", "low", "close"))
+    open_ = _price(data["open"], "open")
+    high = _price(data["high"], "high")
+    low = _price(data["low"], "low")
+    close = _price(data["close"], "close")
     if low > high:
         raise InvalidRecord(f"{low} is above high {high}", "low")
     if not (low <= open_ <= high):
@@ -172,17 +198,17 @@ def parse_tick(data: Any) -> Tick:
     adj_close = data.get("adj_close")
     produced_at = data.get("produced_at")
     return Tick(
-        event_id=event_id,
-        symbol=symbol,
-        ts=_timestamp(data["ts"], "ts"),
-        open=open_,
-        high=high,
-        low=low,
-        close=close,
-        volume=_volume(data["volume"]),
-        source=source,
-        adj_close=None if adj_close is None else _price(adj_close, "adj_close"),
-        produced_at=None if produced_at is None else _timestamp(produced_at, "produced_at"),
+        event_id,
+        symbol,
+        _timestamp(data["ts"], "ts"),
+        open_,
+        high,
+        low,
+        close,
+        _volume(data["volume"]),
+        source,
+        None if adj_close is None else _price(adj_close, "adj_close"),
+        None if produced_at is None else _timestamp(produced_at, "produced_at"),
     )
 
 
@@ -194,9 +220,12 @@ def validate(tick: Tick) -> Tick:
     return parse_tick(data)
 
 
-def encode(tick: Tick) -> bytes:
-    """The Kafka message value: compact UTF-8 JSON."""
-    return json.dumps(tick.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+def encode(tick: Tick, produced_at: datetime | None = None) -> bytes:
+    """The Kafka message value: compact UTF-8 JSON (``produced_at`` stamped if given)."""
+    data = tick.to_dict()
+    if produced_at is not None:
+        data["produced_at"] = _iso(produced_at)
+    return orjson.dumps(data)
 
 
 def decode(payload: bytes | None) -> Tick:
@@ -204,9 +233,7 @@ def decode(payload: bytes | None) -> Tick:
     if payload is None:
         raise InvalidRecord("empty message (null value)")
     try:
-        data = json.loads(payload)
-    except UnicodeDecodeError:
-        raise InvalidRecord("message is not UTF-8 text") from None
-    except ValueError as error:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
         raise InvalidRecord(f"malformed JSON: {error}") from None
     return parse_tick(data)

@@ -99,7 +99,7 @@ def test_missing_and_unknown_fields():
         (b"[1, 2, 3]", "JSON object"),
         (b'"just a string"', "JSON object"),
         (None, "empty message"),
-        (b'{"open": NaN}', "missing field"),
+        (b'{"open": NaN}', "malformed JSON"),
     ],
 )
 def test_decode_rejects_malformed_messages(payload, reason):
