@@ -20,10 +20,10 @@ def _notify(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def status_document(settings: Settings) -> dict[str, object]:
-    """Everything `status --json` prints: endpoints, names in force, services."""
+def status_document(settings: Settings, pipeline: bool = True) -> dict[str, object]:
+    """Everything `status --json` prints: endpoints, names in force, services, data."""
     services = local.status(settings)
-    return {
+    document: dict[str, object] = {
         "target": settings.target,
         "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
         "gcs_endpoint": settings.storage_emulator_host or "https://storage.googleapis.com",
@@ -43,6 +43,13 @@ def status_document(settings: Settings) -> dict[str, object]:
             for s in services
         ],
     }
+    if pipeline:
+        from pipeline_lib.monitor import bigquery_summary, kafka_summary
+
+        reachable = not settings.is_local or all(s.running for s in services)
+        document["kafka"] = kafka_summary(settings) if reachable else {"error": "not running"}
+        document["bigquery"] = bigquery_summary(settings) if reachable else {"error": "not running"}
+    return document
 
 
 def format_status(document: dict) -> str:
@@ -67,12 +74,25 @@ def format_status(document: dict) -> str:
         f"bigquery: {document['bigquery_endpoint']}   table: "
         f"{settings['gcp_project']}.{settings['bq_dataset']}.{settings['bq_table']}",
     ]
+    kafka = document.get("kafka")
+    if isinstance(kafka, dict) and kafka.get("exists"):
+        lines.append(
+            f"kafka: {kafka['messages']:,} messages in {kafka['partitions']} partitions; group "
+            f"{kafka['group']!r} lag {kafka['lag']:,}; dead letters {kafka['dead_letters']:,}"
+        )
+    elif isinstance(kafka, dict) and "error" in kafka:
+        lines.append(f"kafka: {kafka['error']}")
+    bq = document.get("bigquery")
+    if isinstance(bq, dict) and "events" in bq:
+        lines.append(
+            f"bigquery: {bq['rows_loaded']:,} rows loaded, {bq['events']:,} distinct events"
+        )
     return "\n".join(lines)
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     local.up(settings, notify=_notify)
-    print(format_status(status_document(settings)))
+    print(format_status(status_document(settings, pipeline=False)))
     return 0
 
 
@@ -156,11 +176,49 @@ def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
+    """Source → Kafka."""
+    from pipeline_lib.producer import produce
+    from pipeline_lib.sources.base import paced
+
+    records = source_from_args(settings, args)
+    if args.speed:
+        records = paced(records, speed=args.speed)
+    report = produce(
+        settings,
+        records,
+        max_records=args.max_records,
+        duration=args.duration,
+        rate=args.rate,
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    return 0 if report.failed == 0 else 1
+
+
+def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
+    """Kafka → GCS + BigQuery."""
+    from pipeline_lib.consumer import consume
+
+    report = consume(
+        settings,
+        max_records=args.max_records,
+        until_idle=args.until_idle,
+        duration=args.duration,
+        batch_size=args.batch_size,
+        flush_interval=args.flush_interval,
+        progress=not args.quiet,
+        file_format=args.format,
+    )
+    print(json.dumps(report.to_dict()) if args.json else report.summary())
+    return 0
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """The headless flow. For now: bring the local services up and show where they are."""
     if settings.is_local:
         local.up(settings, notify=_notify)
-    print(format_status(status_document(settings)))
+    print(format_status(status_document(settings, pipeline=False)))
     return 0
 
 
@@ -186,6 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--progress", action="store_true", help="progress bar on stderr")
     sample.set_defaults(func=cmd_sample)
 
+    produce = commands.add_parser("produce", help="stream a source into Kafka")
+    add_source_options(produce)
+    produce.add_argument("--rate", type=float, default=None, help="messages per second limit")
+    produce.add_argument("--quiet", action="store_true", help="no progress bar")
+    produce.set_defaults(func=cmd_produce)
+
+    consume = commands.add_parser("consume", help="land the topic in GCS and BigQuery")
+    consume.add_argument("--max-records", type=int, default=None, help="stop after N records")
+    consume.add_argument(
+        "--until-idle", type=float, default=None, help="stop once caught up and idle N seconds"
+    )
+    consume.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    consume.add_argument("--batch-size", type=int, default=10_000, help="records per batch")
+    consume.add_argument(
+        "--flush-interval", type=float, default=1.0, help="close a batch after N seconds"
+    )
+    consume.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson")
+    consume.add_argument("--quiet", action="store_true", help="no progress bar")
+    consume.add_argument("--json", action="store_true", help="print the report as JSON")
+    consume.set_defaults(func=cmd_consume)
+
     demo = commands.add_parser("demo", help="run the whole flow headless on the configuration")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -194,9 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
 def user_errors() -> tuple[type[Exception], ...]:
     """Exceptions that mean "fix your input", printed without a traceback."""
     from pipeline_lib.schema import InvalidRecord
+    from pipeline_lib.sinks import SinkError
     from pipeline_lib.sources.alphavantage import AlphaVantageError
 
-    return (InvalidRecord, AlphaVantageError, FileNotFoundError, ValueError)
+    return (InvalidRecord, AlphaVantageError, SinkError, FileNotFoundError, ValueError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -212,6 +212,32 @@ class Settings:
         """Fully qualified ``project.dataset.table``."""
         return f"{self.gcp_project}.{self.bq_dataset}.{self.bq_table}"
 
+    def to_env(self) -> dict[str, str]:
+        """Environment variables that reproduce these settings in another process."""
+        env = {
+            "PIPELINE_TARGET": self.target,
+            "PIPELINE_HOME": str(self.home),
+            "PIPELINE_CACHE": str(self.cache_dir),
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "PIPELINE_TOPIC": self.topic,
+            "PIPELINE_DLQ_TOPIC": self.dead_letter_topic,
+            "PIPELINE_PARTITIONS": str(self.partitions),
+            "PIPELINE_CONSUMER_GROUP": self.consumer_group,
+            "GCP_PROJECT": self.gcp_project,
+            "GCS_BUCKET": self.gcs_bucket,
+            "BQ_DATASET": self.bq_dataset,
+            "BQ_TABLE": self.bq_table,
+            "BQ_LOCATION": self.bq_location,
+            "STORAGE_EMULATOR_HOST": self.storage_emulator_host or "",
+            "BIGQUERY_EMULATOR_HOST": self.bigquery_emulator_host or "",
+            "BIGQUERY_EMULATOR_GRPC_PORT": str(self.bigquery_emulator_grpc_port),
+            "ALPHAVANTAGE_BASE_URL": self.alphavantage_base_url,
+        }
+        if self.alphavantage_api_key:
+            env["ALPHAVANTAGE_API_KEY"] = self.alphavantage_api_key
+        return env
+
     def public_dict(self) -> dict[str, object]:
         """Settings safe to print or log: secrets are reduced to set / unset."""
         data = asdict(self)

@@ -104,3 +104,17 @@ def test_readme_documents_every_variable():
     readme = (REPO / "README.md").read_text()
     missing = [name for name in VARIABLES if name not in readme]
     assert not missing
+
+
+def test_to_env_round_trips(tmp_path):
+    original = Settings.from_env(
+        {
+            "PIPELINE_HOME": str(tmp_path),
+            "PIPELINE_TOPIC": "t9",
+            "BQ_DATASET": "d9",
+            "KAFKA_CONTROLLER_PORT": "1234",
+        }
+    )
+    assert Settings.from_env(original.to_env()) == original
+    cloud = Settings.from_env({"PIPELINE_TARGET": "cloud", "KAFKA_BOOTSTRAP_SERVERS": "k:1"})
+    assert Settings.from_env(cloud.to_env()) == cloud

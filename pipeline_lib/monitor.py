@@ -1,0 +1,85 @@
+"""A snapshot of the pipeline: what is in Kafka, how far the consumer group is, what landed.
+
+Used by ``python -m pipeline_lib status`` and the notebooks. Every part is best
+effort: a service that does not answer shows up as an error string, not a crash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline_lib.config import Settings
+
+
+def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
+    """End offsets of the topic and dead-letter topic, committed offsets and lag."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.consumer_group,
+            enable_auto_commit=False,
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(timeout_s * 1000) + 2000,
+        )
+    except KafkaError as error:
+        return {"error": f"Kafka unreachable at {settings.kafka_bootstrap_servers}: {error}"}
+    try:
+        summary: dict[str, Any] = {}
+        topics = consumer.topics()
+        if settings.topic not in topics:
+            return {"topic": settings.topic, "exists": False}
+        partitions = sorted(consumer.partitions_for_topic(settings.topic) or [])
+        tps = [TopicPartition(settings.topic, p) for p in partitions]
+        ends = consumer.end_offsets(tps)
+        starts = consumer.beginning_offsets(tps)
+        committed = {tp.partition: consumer.committed(tp) for tp in tps}
+        summary.update(
+            topic=settings.topic,
+            exists=True,
+            partitions=len(partitions),
+            messages=sum(ends[tp] - starts[tp] for tp in tps),
+            group=settings.consumer_group,
+            committed={p: c for p, c in committed.items() if c is not None},
+            lag=sum(ends[tp] - (committed[tp.partition] or starts[tp]) for tp in tps),
+        )
+        if settings.dead_letter_topic in topics:
+            dlq = [
+                TopicPartition(settings.dead_letter_topic, p)
+                for p in sorted(consumer.partitions_for_topic(settings.dead_letter_topic) or [])
+            ]
+            dlq_ends, dlq_starts = consumer.end_offsets(dlq), consumer.beginning_offsets(dlq)
+            summary["dead_letters"] = sum(dlq_ends[tp] - dlq_starts[tp] for tp in dlq)
+        else:
+            summary["dead_letters"] = 0
+        return summary
+    except KafkaError as error:
+        return {"error": f"Kafka error: {error}"}
+    finally:
+        consumer.close()
+
+
+def bigquery_summary(settings: Settings) -> dict[str, Any]:
+    """Rows in the table and distinct events in the dedup view."""
+    from google.api_core.exceptions import GoogleAPIError, NotFound
+
+    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.sinks.bigquery import dedup_view_name
+    from pipeline_lib.sql import table_ref
+
+    try:
+        client = bigquery_client(settings)
+        view = table_ref(settings.gcp_project, settings.bq_dataset, dedup_view_name(settings))
+        raw = table_ref(settings.gcp_project, settings.bq_dataset, settings.bq_table)
+        sql = (
+            f"SELECT (SELECT COUNT(*) FROM {raw}) AS rows_loaded, "  # noqa: S608
+            f"(SELECT COUNT(*) FROM {view}) AS events"
+        )
+        row = next(iter(client.query(sql).result(timeout=30)))
+        return {"table": settings.table_id, "rows_loaded": row.rows_loaded, "events": row.events}
+    except NotFound:
+        return {"table": settings.table_id, "exists": False}
+    except (GoogleAPIError, OSError, ValueError) as error:
+        return {"table": settings.table_id, "error": f"{type(error).__name__}: {error}"[:300]}

@@ -1,0 +1,147 @@
+"""Where consumed batches land: GCS objects and a BigQuery table.
+
+Sinks share a tiny interface — ``setup()`` once, ``write(batch)`` per micro-batch,
+``close()`` — and one retry policy (:func:`with_retries`): transient failures are
+retried with exponential backoff, then :class:`SinkUnavailable` stops the consumer
+*without* committing, so a restart re-reads the batch and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+from pipeline_lib.schema import Tick
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SinkError(RuntimeError):
+    """A sink failed in a way retrying will not fix (bad configuration, permissions)."""
+
+
+class SinkUnavailable(SinkError):
+    """A sink stayed unreachable through every retry; nothing was committed."""
+
+
+@dataclass
+class PartitionBatch:
+    """Consecutive valid records of one partition, with their original message bytes."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    ticks: list[Tick] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """One micro-batch: a part per partition, closed at ``closed_at`` (UTC)."""
+
+    parts: list[PartitionBatch]
+    closed_at: datetime
+
+    def __len__(self) -> int:
+        return sum(len(p.ticks) for p in self.parts)
+
+
+@dataclass
+class Rejected:
+    """A record a sink refused (it goes to the dead-letter topic with the reason)."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    reason: str
+
+
+@dataclass
+class WriteResult:
+    """What a sink wrote for one batch."""
+
+    sink: str
+    rows: int
+    locations: list[str] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+class Sink(ABC):
+    name = "sink"
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Create what is missing (bucket, dataset, table). Idempotent."""
+
+    @abstractmethod
+    def write(self, batch: Batch) -> WriteResult:
+        """Write the whole batch, replay-safe: writing it twice leaves one copy visible."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients."""
+
+
+def transient(error: BaseException) -> bool:
+    """True for failures that may pass: the service is down, slow, or overloaded."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(
+        error,
+        gexc.ServiceUnavailable
+        | gexc.InternalServerError
+        | gexc.TooManyRequests
+        | gexc.BadGateway
+        | gexc.GatewayTimeout
+        | gexc.RetryError
+        | ConnectionError
+        | TimeoutError,
+    ):
+        return True
+    try:
+        import requests
+
+        if isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return True
+    except ImportError:  # pragma: no cover - requests comes with the Google clients
+        pass
+    import concurrent.futures
+
+    return isinstance(error, concurrent.futures.TimeoutError)
+
+
+def with_retries(
+    action: Callable[[], T],
+    what: str,
+    attempts: int = 5,
+    first_delay: float = 0.5,
+    max_delay: float = 8.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``action``; retry transient failures with exponential backoff."""
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as error:
+            if not transient(error):
+                raise
+            if attempt == attempts:
+                raise SinkUnavailable(
+                    f"{what} failed {attempts} times ({type(error).__name__}: {error}). "
+                    "Nothing of this batch was committed: fix the sink, then restart the "
+                    "consumer and it resumes from the last committed offsets."
+                ) from error
+            log.warning(
+                "%s failed (%s), retry %d/%d in %.1fs", what, error, attempt, attempts, delay
+            )
+            sleep(delay)
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")

@@ -1,0 +1,124 @@
+"""GCS sink: one object per partition batch, named so a replay overwrites, never adds.
+
+Name: ``<prefix>/topic=<topic>/date=<YYYY-MM-DD>/partition=<p>/<first offset>.<ext>``
+(Hive-style keys, so BigQuery external tables, pyarrow and Spark read the tree as a
+partitioned dataset). The date is the first record's event date and the first
+offset is zero-padded, so names sort in time order and a redelivered batch, which
+starts at the same committed offset, lands on the same name.
+
+Objects hold the original message values as newline-delimited JSON (raw and
+replayable into Kafka), or Parquet with ``file_format="parquet"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+from pipeline_lib.clients import storage_client
+from pipeline_lib.config import Settings
+from pipeline_lib.sinks import Batch, PartitionBatch, Sink, SinkError, WriteResult, with_retries
+
+UPLOAD_TIMEOUT_S = 30
+
+
+def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
+    day = part.ticks[0].ts.date().isoformat()
+    return (
+        f"{prefix}/topic={part.topic}/date={day}/partition={part.partition}/"
+        f"{part.first_offset:020d}.{extension}"
+    )
+
+
+def parquet_bytes(part: PartitionBatch) -> bytes:
+    """The partition batch as a Parquet file (columns of the tick schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {name: [getattr(t, name) for t in part.ticks] for name in part.ticks[0]._fields}
+    table = pa.table(columns)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+class GcsSink(Sink):
+    name = "gcs"
+
+    def __init__(
+        self,
+        settings: Settings,
+        prefix: str = "raw",
+        file_format: Literal["ndjson", "parquet"] = "ndjson",
+        parallel_uploads: int = 4,
+    ) -> None:
+        if file_format not in {"ndjson", "parquet"}:
+            raise ValueError("file_format must be 'ndjson' or 'parquet'")
+        self.settings = settings
+        self.prefix = prefix.strip("/")
+        self.file_format = file_format
+        self.parallel_uploads = parallel_uploads
+        self._client = None
+        self._bucket = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def bucket(self):
+        if self._bucket is None:
+            self._client = storage_client(self.settings)
+            self._bucket = self._client.bucket(self.settings.gcs_bucket)
+        return self._bucket
+
+    def setup(self) -> None:
+        from google.api_core.exceptions import Conflict
+
+        def create() -> None:
+            if not self.bucket.exists(timeout=UPLOAD_TIMEOUT_S, retry=None):
+                with contextlib.suppress(Conflict):  # created meanwhile by another consumer
+                    self._client.create_bucket(
+                        self.settings.gcs_bucket, timeout=UPLOAD_TIMEOUT_S, retry=None
+                    )
+
+        with_retries(create, f"creating bucket gs://{self.settings.gcs_bucket}")
+
+    def _upload(self, part: PartitionBatch) -> str:
+        if self.file_format == "parquet":
+            data, extension, content_type = parquet_bytes(part), "parquet", "application/parquet"
+        else:
+            data = b"\n".join(part.values) + b"\n"
+            extension, content_type = "ndjson", "application/x-ndjson"
+        name = object_name(part, self.prefix, extension)
+        blob = self.bucket.blob(name)
+        try:
+            with_retries(
+                lambda: blob.upload_from_string(
+                    data, content_type=content_type, timeout=UPLOAD_TIMEOUT_S, retry=None
+                ),
+                f"uploading gs://{self.settings.gcs_bucket}/{name}",
+            )
+        except Exception as error:
+            from google.api_core.exceptions import Forbidden, NotFound
+
+            if isinstance(error, NotFound | Forbidden):
+                raise SinkError(
+                    f"GCS refused gs://{self.settings.gcs_bucket}/{name}: {error}. Check the "
+                    "bucket exists (run the setup notebook) and your permissions."
+                ) from error
+            raise
+        return f"gs://{self.settings.gcs_bucket}/{name}"
+
+    def write(self, batch: Batch) -> WriteResult:
+        parts = [p for p in batch.parts if p.ticks]
+        if not parts:
+            return WriteResult(self.name, 0)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.parallel_uploads, thread_name_prefix="gcs")
+        locations = list(self._pool.map(self._upload, parts))
+        return WriteResult(self.name, sum(len(p.ticks) for p in parts), locations)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

@@ -1,0 +1,105 @@
+"""Helpers for integration tests: read back what landed, run consumers as processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+
+import orjson
+from google.cloud import bigquery
+
+from pipeline_lib.clients import bigquery_client, storage_client
+from pipeline_lib.config import Settings
+from pipeline_lib.producer import produce
+from pipeline_lib.sinks.bigquery import dedup_view_name
+from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
+from pipeline_lib.sql import table_ref
+
+START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+
+
+def simulated(n: int, seed: int = 1, symbols: list[str] | None = None) -> list:
+    config = SimulatorConfig(seed=seed, start=START, symbols=symbol_specs(symbols))
+    ticks = []
+    for tick in MarketSimulator(config):
+        ticks.append(tick)
+        if len(ticks) == n:
+            return ticks
+    return ticks
+
+
+def produce_ticks(settings: Settings, ticks: list) -> None:
+    report = produce(settings, ticks)
+    assert report.failed == 0 and report.delivered == len(ticks), report.summary()
+
+
+def bq_event_ids(settings: Settings, deduplicated: bool = True) -> Counter:
+    """How often each event id is seen in the dedup view (or the raw table)."""
+    name = dedup_view_name(settings) if deduplicated else settings.bq_table
+    table = table_ref(settings.gcp_project, settings.bq_dataset, name)
+    sql = f"SELECT event_id, COUNT(*) AS n FROM {table} GROUP BY event_id"  # noqa: S608
+    rows = bigquery_client(settings).query(sql).result()
+    return Counter({r.event_id: r.n for r in rows})
+
+
+def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
+    table = table_ref(settings.gcp_project, settings.bq_dataset, dedup_view_name(settings))
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("event_id", "STRING", event_id)]
+    )
+    sql = f"SELECT COUNT(*) AS n FROM {table} WHERE event_id = @event_id"  # noqa: S608
+    return next(iter(bigquery_client(settings).query(sql, job_config=config).result())).n
+
+
+def gcs_event_ids(settings: Settings) -> Counter:
+    """How often each event id appears across the raw objects of the topic."""
+    client = storage_client(settings)
+    seen: Counter = Counter()
+    for blob in client.list_blobs(settings.gcs_bucket, prefix=f"raw/topic={settings.topic}/"):
+        for line in blob.download_as_bytes().splitlines():
+            if line:
+                seen[orjson.loads(line)["event_id"]] += 1
+    return seen
+
+
+def consumer_process(settings: Settings, *args: str, script: str | None = None) -> subprocess.Popen:
+    """`python -m pipeline_lib consume --json --quiet ARGS` (or a script) with these settings."""
+    env = {**os.environ, **settings.to_env()}
+    command = (
+        [sys.executable, "-c", script]
+        if script
+        else [sys.executable, "-m", "pipeline_lib", "consume", "--json", "--quiet", *args]
+    )
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> dict:
+    """Wait for a consumer process; its JSON report, with its stderr tail for diagnosis."""
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, f"exit {process.returncode}\n{err[-3000:]}"
+    report = json.loads(out.strip().splitlines()[-1])
+    report["stderr_tail"] = err[-1500:]
+    return report
+
+
+def committed_offsets(settings: Settings) -> dict[int, int | None]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group,
+        enable_auto_commit=False,
+    )
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic) or set()
+        return {
+            p: consumer.committed(TopicPartition(settings.topic, p)) for p in sorted(partitions)
+        }
+    finally:
+        consumer.close()
