@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pipeline_lib import local
 from pipeline_lib.clients import ConnectionFailed
@@ -215,10 +216,19 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    """The headless flow. For now: bring the local services up and show where they are."""
-    if settings.is_local:
-        local.up(settings, notify=_notify)
-    print(format_status(status_document(settings, pipeline=False)))
+    """The whole flow headless: four notebooks by papermill, then HTML exports."""
+    from pipeline_lib.flow import run_flow
+
+    result = run_flow(
+        settings,
+        records=args.records,
+        seed=args.seed,
+        output_dir=Path(args.output) if args.output else None,
+        notify=_notify,
+    )
+    print(result.summary())
+    print(format_status(status_document(settings)))
+    print(f"\nopen {result.html['04_analysis']} for the Close/Volume figure")
     return 0
 
 
@@ -266,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     consume.set_defaults(func=cmd_consume)
 
     demo = commands.add_parser("demo", help="run the whole flow headless on the configuration")
+    demo.add_argument("--records", type=int, default=20_000, help="simulated ticks to stream")
+    demo.add_argument("--seed", type=int, default=42, help="simulator seed")
+    demo.add_argument(
+        "--output", default=None, help="folder for executed notebooks (default: output/<time>)"
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

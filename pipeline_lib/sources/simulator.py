@@ -137,12 +137,14 @@ class MarketSimulator:
         if self.config.interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self.seed = self.config.seed if self.config.seed is not None else secrets.randbits(32)
-        self.tag = f"sim{self.seed}"
+        self.start = self._start_time()
+        # Event ids carry the run (seed and start): replaying a run repeats its ids
+        # (de-duplicated downstream), while two different runs never collide.
+        self.tag = f"sim{self.seed}-{self.start:%Y%m%dT%H%M%S}"
         try:
             self.cholesky = np.linalg.cholesky(self.config.correlation_matrix())
         except np.linalg.LinAlgError:
             raise ValueError("the correlation matrix is not positive definite") from None
-        self.start = self._start_time()
 
     def _start_time(self) -> datetime:
         start = self.config.start or datetime.now(UTC).replace(microsecond=0)

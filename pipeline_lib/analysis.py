@@ -1,0 +1,196 @@
+"""Analysis queries over the landed ticks, as DataFrames.
+
+Every query reads the dedup view (each event once) and takes its values as BigQuery
+query parameters (``@symbol``, ``@since``...); the only text placed into SQL is the
+view's identifier, validated by :func:`pipeline_lib.sql.table_ref`. Times come back
+in UTC; :func:`to_market_time` converts them for display.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from pipeline_lib.clients import bigquery_client
+from pipeline_lib.config import Settings
+from pipeline_lib.sinks.bigquery import dedup_view_name
+from pipeline_lib.sql import table_ref
+
+MARKET_TZ = "America/New_York"
+
+
+def _view(settings: Settings) -> str:
+    return table_ref(settings.gcp_project, settings.bq_dataset, dedup_view_name(settings))
+
+
+def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
+    from google.cloud import bigquery
+
+    def parameter(name: str, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return bigquery.ArrayQueryParameter(name, "STRING", list(value))
+        kind = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING"}.get(type(value))
+        if isinstance(value, datetime):
+            kind = "TIMESTAMP"
+        if kind is None:
+            raise TypeError(f"unsupported parameter {name}={value!r}")
+        return bigquery.ScalarQueryParameter(name, kind, value)
+
+    config = bigquery.QueryJobConfig(
+        query_parameters=[parameter(name, value) for name, value in params.items()]
+    )
+    job = bigquery_client(settings).query(sql, job_config=config)
+    frame = job.result(timeout=120).to_dataframe(create_bqstorage_client=False)
+    for column in frame.columns:
+        if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+            frame[column] = frame[column].dt.tz_convert("UTC")
+    return frame
+
+
+def to_market_time(frame: pd.DataFrame, column: str = "ts") -> pd.DataFrame:
+    """A copy with ``column`` in New York time (what traders read on a chart)."""
+    out = frame.copy()
+    out[column] = pd.to_datetime(out[column], utc=True).dt.tz_convert(MARKET_TZ)
+    return out
+
+
+def runs(settings: Settings) -> pd.DataFrame:
+    """Producer runs in the table, newest first: the event-id prefix (source tag) of each.
+
+    A simulator run's tag is ``sim<seed>-<start>``; CSV replays are ``csv``, AlphaVantage
+    ``av``/``avq``. Two simulator runs started close together overlap in event time,
+    so the plots show one run at a time.
+    """
+    sql = f"""
+        SELECT REGEXP_EXTRACT(event_id, r'^([^:]+)') AS run, COUNT(*) AS events,
+               MIN(ts) AS first_ts, MAX(ts) AS last_ts, MAX(ingested_at) AS last_ingested
+        FROM {_view(settings)}
+        GROUP BY run
+        ORDER BY last_ingested DESC
+    """  # noqa: S608
+    return _query(settings, sql)
+
+
+def latest_run(settings: Settings) -> str:
+    """Tag of the run that landed last ("" when the table is empty)."""
+    frame = runs(settings)
+    return "" if frame.empty else str(frame["run"].iloc[0])
+
+
+def event_count(settings: Settings) -> int:
+    """Distinct events in BigQuery."""
+    sql = f"SELECT COUNT(*) AS events FROM {_view(settings)}"  # noqa: S608
+    return int(_query(settings, sql)["events"].iloc[0])
+
+
+def symbol_summary(settings: Settings) -> pd.DataFrame:
+    """Per symbol: ticks, first/last time, last close, total volume."""
+    sql = f"""
+        SELECT symbol, COUNT(*) AS ticks, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
+               ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS last_close,
+               SUM(volume) AS volume
+        FROM {_view(settings)}
+        GROUP BY symbol
+        ORDER BY symbol
+    """  # noqa: S608
+    return _query(settings, sql)
+
+
+def symbols(settings: Settings) -> list[str]:
+    return symbol_summary(settings)["symbol"].tolist()
+
+
+def latest_ticks(
+    settings: Settings, symbol: str, window: timedelta = timedelta(hours=1), run: str = ""
+) -> pd.DataFrame:
+    """Ticks of ``symbol`` (of one ``run``, or all with "") in the last ``window`` of event time."""
+    sql = f"""
+        WITH picked AS (
+          SELECT * FROM {_view(settings)}
+          WHERE symbol = @symbol AND (@run = '' OR STARTS_WITH(event_id, CONCAT(@run, ':')))
+        ),
+        last AS (SELECT MAX(ts) AS newest FROM picked)
+        SELECT ts, open, high, low, close, volume
+        FROM picked, last
+        WHERE ts > TIMESTAMP_SUB(last.newest, INTERVAL @window_s SECOND)
+        ORDER BY ts
+    """  # noqa: S608
+    return _query(settings, sql, symbol=symbol, run=run, window_s=int(window.total_seconds()))
+
+
+def minute_bars(
+    settings: Settings, symbol: str, window: timedelta | None = None, run: str = ""
+) -> pd.DataFrame:
+    """Per-minute OHLCV bars with VWAP, from ticks (first open, max high, min low, last close)."""
+    window_s = int(window.total_seconds()) if window else 10 * 365 * 86400
+    sql = f"""
+        WITH picked AS (
+          SELECT * FROM {_view(settings)}
+          WHERE symbol = @symbol AND (@run = '' OR STARTS_WITH(event_id, CONCAT(@run, ':')))
+        ),
+        last AS (SELECT MAX(ts) AS newest FROM picked)
+        SELECT
+          TIMESTAMP_TRUNC(ts, MINUTE) AS ts,
+          ARRAY_AGG(open ORDER BY ts LIMIT 1)[OFFSET(0)] AS open,
+          MAX(high) AS high,
+          MIN(low) AS low,
+          ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close,
+          SUM(volume) AS volume,
+          SAFE_DIVIDE(SUM(close * volume), SUM(volume)) AS vwap,
+          COUNT(*) AS ticks
+        FROM picked, last
+        WHERE ts > TIMESTAMP_SUB(last.newest, INTERVAL @window_s SECOND)
+        GROUP BY 1
+        ORDER BY 1
+    """  # noqa: S608
+    return _query(settings, sql, symbol=symbol, run=run, window_s=window_s)
+
+
+def with_indicators(bars: pd.DataFrame, short: int = 5, long: int = 20) -> pd.DataFrame:
+    """Moving averages, log returns and rolling volatility on top of :func:`minute_bars`."""
+    import numpy as np
+
+    out = bars.copy()
+    out[f"sma_{short}"] = out["close"].rolling(short, min_periods=1).mean()
+    out[f"sma_{long}"] = out["close"].rolling(long, min_periods=1).mean()
+    out["log_return"] = np.log(out["close"]).diff()
+    out["volatility"] = out["log_return"].rolling(long, min_periods=2).std()
+    return out
+
+
+def returns_and_volatility(settings: Settings) -> pd.DataFrame:
+    """Per symbol: return over the data, volatility of minute returns (annualised)."""
+    sql = f"""
+        WITH bars AS (
+          SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute,
+                 ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close
+          FROM {_view(settings)}
+          GROUP BY symbol, minute
+        ),
+        rets AS (
+          SELECT symbol, minute, close,
+                 LN(close / LAG(close) OVER (PARTITION BY symbol ORDER BY minute)) AS r
+          FROM bars
+        )
+        SELECT symbol,
+               COUNT(*) AS minutes,
+               ARRAY_AGG(close ORDER BY minute LIMIT 1)[OFFSET(0)] AS first_close,
+               ARRAY_AGG(close ORDER BY minute DESC LIMIT 1)[OFFSET(0)] AS last_close,
+               STDDEV_SAMP(r) AS minute_volatility
+        FROM rets
+        GROUP BY symbol
+        ORDER BY symbol
+    """  # noqa: S608
+    frame = _query(settings, sql)
+    frame["return_pct"] = 100 * (frame["last_close"] / frame["first_close"] - 1)
+    frame["annualised_volatility"] = frame["minute_volatility"] * (252 * 390) ** 0.5
+    return frame
+
+
+def top_movers(settings: Settings, limit: int = 5) -> pd.DataFrame:
+    """Symbols with the largest absolute move from first to last close."""
+    frame = returns_and_volatility(settings)
+    order = frame["return_pct"].abs().sort_values(ascending=False).index
+    return frame.loc[order].head(limit).reset_index(drop=True)

@@ -1,0 +1,164 @@
+"""The whole flow headless: the four notebooks run by papermill, then exported to HTML.
+
+Order: setup; then producer and consumer **at the same time** (two papermill
+processes, like two people in a classroom); then analysis. Executed notebooks and
+their HTML land in ``output/<timestamp>/`` (git-ignored). The kernels inherit this
+process's environment, so configuration and secrets come from there and never from
+papermill parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.config import PROJECT_ROOT, Settings
+from pipeline_lib.local.process import Notify
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+OUTPUT_DIR = PROJECT_ROOT / "output"
+NOTEBOOKS = ("01_setup", "02_producer", "03_consumer", "04_analysis")
+
+
+class FlowFailed(RuntimeError):
+    """A notebook failed; the message names it and where its executed copy is."""
+
+
+@dataclass
+class FlowResult:
+    output_dir: Path
+    notebooks: dict[str, Path] = field(default_factory=dict)
+    html: dict[str, Path] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"headless flow finished in {self.total_seconds:.0f}s; outputs in {self.output_dir}"
+        ]
+        for name, path in self.notebooks.items():
+            seconds = self.seconds.get(name)
+            took = f" ({seconds:.0f}s)" if seconds is not None else ""
+            lines.append(f"  {name}{took}: {path.name}, {self.html[name].name}")
+        return "\n".join(lines)
+
+
+def _papermill_command(name: str, out_dir: Path, parameters: dict[str, Any]) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
+        str(out_dir / f"{name}.ipynb"),
+        "--cwd",
+        str(NOTEBOOKS_DIR),
+        "--kernel",
+        "python3",
+        "--no-progress-bar",
+        "--log-level",
+        "WARNING",
+    ]
+    for key, value in parameters.items():
+        command += ["-y", f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}"]
+    return command
+
+
+def _start(name: str, out_dir: Path, parameters: dict[str, Any], env: dict) -> subprocess.Popen:
+    log = open(out_dir / f"{name}.log", "w")  # noqa: SIM115 - closed by _wait
+    return subprocess.Popen(
+        _papermill_command(name, out_dir, parameters),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _wait(name: str, process: subprocess.Popen, out_dir: Path, timeout: float) -> None:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise FlowFailed(f"{name} ran past {timeout:.0f}s and was stopped") from None
+    finally:
+        if process.stdout:
+            process.stdout.close()
+    if process.returncode != 0:
+        log = (out_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+        raise FlowFailed(
+            f"notebook {name} failed (exit {process.returncode}); executed copy: "
+            f"{out_dir / (name + '.ipynb')}\n{log}"
+        )
+
+
+def export_html(notebook: Path) -> Path:
+    """HTML next to the executed notebook, readable without Jupyter."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    target = notebook.with_suffix(".html")
+    target.write_text(body, encoding="utf-8")
+    return target
+
+
+def run_flow(
+    settings: Settings,
+    records: int = 20_000,
+    seed: int = 42,
+    output_dir: Path | None = None,
+    notify: Notify | None = None,
+    timeout: float = 600.0,
+) -> FlowResult:
+    """Run the four notebooks headless on ``settings``; raise FlowFailed on any error."""
+    notify = notify or (lambda message: None)
+    out_dir = (output_dir or OUTPUT_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    result = FlowResult(out_dir)
+    flow_started = time.monotonic()
+
+    def run_one(name: str, parameters: dict[str, Any]) -> None:
+        started = time.monotonic()
+        _wait(name, _start(name, out_dir, parameters, env), out_dir, timeout)
+        result.seconds[name] = time.monotonic() - started
+
+    notify("flow: 01_setup (services, topic, bucket, table)")
+    run_one("01_setup", {"start_local_services": settings.is_local})
+
+    notify(f"flow: 02_producer and 03_consumer together ({records:,} simulated ticks)")
+    started = time.monotonic()
+    consumer = _start(
+        "03_consumer",
+        out_dir,
+        {"max_records": records, "until_idle_s": 30.0, "duration_s": timeout},
+        env,
+    )
+    producer = _start(
+        "02_producer", out_dir, {"source": "simulator", "max_records": records, "seed": seed}, env
+    )
+    try:
+        _wait("02_producer", producer, out_dir, timeout)
+        result.seconds["02_producer"] = time.monotonic() - started
+        _wait("03_consumer", consumer, out_dir, timeout)
+        result.seconds["03_consumer"] = time.monotonic() - started  # both started together
+    finally:
+        for process in (producer, consumer):
+            if process.poll() is None:
+                process.kill()
+
+    notify("flow: 04_analysis (BigQuery queries and figures)")
+    run_one("04_analysis", {"live": False})
+
+    for name in NOTEBOOKS:
+        result.notebooks[name] = out_dir / f"{name}.ipynb"
+        result.html[name] = export_html(result.notebooks[name])
+    result.total_seconds = time.monotonic() - flow_started
+    return result

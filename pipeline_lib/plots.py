@@ -1,0 +1,177 @@
+"""Figures: Close over Volume, candlesticks, and the live Close/Volume widget.
+
+Figures are plain :class:`matplotlib.figure.Figure` objects (no pyplot state), so
+they render the same in JupyterLab, under papermill and in scripts. Times are shown
+in New York market time.
+
+The live widget follows the ipywidgets rules for a Jupyter kernel: it is displayed
+from the main thread and refreshed by an asyncio task on the kernel's own event loop
+(no thread writes to an Output widget); each refresh replaces an Image widget's PNG.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import matplotlib.dates as mdates
+import pandas as pd
+from matplotlib.figure import Figure
+
+from pipeline_lib.analysis import MARKET_TZ, to_market_time
+
+UP, DOWN, PRICE, VOLUME = "#2e7d32", "#c62828", "#1f4e79", "#7f8c8d"
+
+
+def _time_axis(axis: Any) -> None:
+    locator = mdates.AutoDateLocator(tz=MARKET_TZ)
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=MARKET_TZ))
+    axis.set_xlabel("time (New York)")
+
+
+def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = None) -> Figure:
+    """Close price (top) over traded volume (bottom), sharing a market-time axis."""
+    figure = Figure(figsize=(10, 6), layout="constrained")
+    price_axis, volume_axis = figure.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    if ticks.empty:
+        price_axis.text(0.5, 0.5, f"no data for {symbol} yet", ha="center", va="center")
+        figure.suptitle(title or f"{symbol}: close and volume")
+        return figure
+    frame = to_market_time(ticks)
+    price_axis.plot(frame["ts"], frame["close"], color=PRICE, linewidth=1.2, label="close")
+    for column, style in (("sma_5", ":"), ("sma_20", "--"), ("vwap", "-.")):
+        if column in frame:
+            price_axis.plot(frame["ts"], frame[column], style, linewidth=1, label=column)
+    price_axis.set_ylabel("price (USD)")
+    price_axis.grid(alpha=0.3)
+    price_axis.legend(loc="upper left", fontsize="small")
+    spacing = frame["ts"].diff().median()
+    width = (spacing if pd.notna(spacing) else pd.Timedelta(seconds=1)) * 0.8
+    colors = [UP if c >= o else DOWN for o, c in zip(frame["open"], frame["close"], strict=True)]
+    volume_axis.bar(frame["ts"], frame["volume"], width=width, color=colors, alpha=0.8)
+    volume_axis.set_ylabel("volume (shares)")
+    volume_axis.grid(alpha=0.3)
+    _time_axis(volume_axis)
+    last = frame.iloc[-1]
+    figure.suptitle(
+        title or f"{symbol}: close {last['close']:.2f} USD at {last['ts']:%Y-%m-%d %H:%M:%S %Z}"
+    )
+    return figure
+
+
+def candlestick_figure(bars: pd.DataFrame, symbol: str) -> Figure:
+    """Candlesticks of OHLC bars (e.g. :func:`pipeline_lib.analysis.minute_bars`)."""
+    figure = Figure(figsize=(10, 5), layout="constrained")
+    axis = figure.subplots()
+    figure.suptitle(f"{symbol}: one-minute candles")
+    if bars.empty:
+        axis.text(0.5, 0.5, "no bars yet", ha="center", va="center")
+        return figure
+    frame = to_market_time(bars)
+    x = mdates.date2num(frame["ts"].dt.tz_localize(None).dt.to_pydatetime())
+    spacing = pd.Series(x).diff().median()
+    width = (spacing if pd.notna(spacing) else 1 / 1440) * 0.7
+    for xi, row in zip(x, frame.itertuples(index=False), strict=True):
+        color = UP if row.close >= row.open else DOWN
+        axis.vlines(xi, row.low, row.high, color=color, linewidth=1)
+        bottom, height = min(row.open, row.close), abs(row.close - row.open)
+        axis.bar(xi, max(height, 0.005), width=width, bottom=bottom, color=color)
+    axis.xaxis_date(tz=None)
+    axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    axis.set_xlabel(f"time (New York), {frame['ts'].iloc[0]:%Y-%m-%d}")
+    axis.set_ylabel("price (USD)")
+    axis.grid(alpha=0.3)
+    return figure
+
+
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def _register_png_formatter() -> None:
+    """Let IPython show our Figure objects as PNG (pyplot would do this, we avoid pyplot)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, figure_png)
+
+
+_register_png_formatter()
+
+
+class LiveCloseVolume:
+    """A JupyterLab control that redraws Close over Volume as new rows land.
+
+    ``fetch(symbol, window)`` returns the ticks to plot (normally
+    :func:`pipeline_lib.analysis.latest_ticks` bound to the settings).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str, timedelta], pd.DataFrame],
+        symbols: list[str],
+        window_minutes: int = 30,
+        refresh_s: float = 5.0,
+    ) -> None:
+        import ipywidgets as widgets
+
+        self.fetch = fetch
+        self.symbol = widgets.Dropdown(options=symbols or ["-"], description="symbol")
+        self.window = widgets.IntSlider(
+            value=window_minutes, min=1, max=390, step=1, description="window (min)"
+        )
+        self.refresh = widgets.FloatSlider(
+            value=refresh_s, min=1.0, max=60.0, step=1.0, description="refresh (s)"
+        )
+        self.running = widgets.ToggleButton(value=False, description="live", icon="play")
+        self.status = widgets.Label()
+        self.image = widgets.Image(format="png")
+        controls = widgets.HBox([self.symbol, self.window, self.refresh, self.running])
+        self.widget = widgets.VBox([controls, self.image, self.status])
+        self._task: asyncio.Task | None = None
+        self.running.observe(self._toggled, names="value")
+        self.symbol.observe(lambda _: self.redraw(), names="value")
+        self.window.observe(lambda _: self.redraw(), names="value")
+
+    def redraw(self) -> None:
+        symbol = self.symbol.value
+        ticks = self.fetch(symbol, timedelta(minutes=self.window.value))
+        self.image.value = figure_png(close_volume_figure(ticks, symbol))
+        now = pd.Timestamp.now(tz=MARKET_TZ)
+        self.status.value = f"{len(ticks):,} ticks of {symbol}, redrawn {now:%H:%M:%S} New York"
+
+    async def _loop(self) -> None:
+        while self.running.value:
+            try:
+                self.redraw()
+            except Exception as error:  # keep the loop alive: show the problem instead
+                self.status.value = f"refresh failed: {error}"
+            await asyncio.sleep(self.refresh.value)
+
+    def _toggled(self, change: dict) -> None:
+        self.running.icon = "stop" if change["new"] else "play"
+        if change["new"] and (self._task is None or self._task.done()):
+            self._task = asyncio.get_event_loop().create_task(self._loop())
+
+    def start(self) -> None:
+        self.running.value = True
+
+    def stop(self) -> None:
+        self.running.value = False
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        self.redraw()
+        display(self.widget)

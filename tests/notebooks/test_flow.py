@@ -1,0 +1,77 @@
+"""The real notebooks, run headless by papermill against the local services, then inspected."""
+
+from __future__ import annotations
+
+import base64
+
+import nbformat
+import pytest
+
+from pipeline_lib.flow import NOTEBOOKS, run_flow
+from tests.helpers import bq_event_ids
+
+SENTINEL_KEY = "SENTINEL-ALPHAVANTAGE-KEY-4c1d"
+
+
+@pytest.fixture(scope="module")
+def flow(services, tmp_path_factory):
+    from tests.conftest import unique_suffix
+
+    suffix = unique_suffix()
+    settings = services.with_overrides(
+        topic=f"nb-{suffix}-ticks",
+        dead_letter_topic=f"nb-{suffix}-ticks.dlq",
+        consumer_group=f"nb-{suffix}-group",
+        gcs_bucket=f"nb-{suffix}-raw",
+        bq_dataset=f"nb_{suffix}",
+        alphavantage_api_key=SENTINEL_KEY,  # in the kernels' environment only
+    )
+    result = run_flow(settings, records=3_000, seed=5, output_dir=tmp_path_factory.mktemp("flow"))
+    return settings, result
+
+
+def outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    return [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
+
+
+def stdout_text(path) -> str:
+    return "".join(o.get("text", "") for o in outputs(path) if o.get("name") == "stdout")
+
+
+def test_every_notebook_ran_without_error_and_was_exported(flow):
+    _, result = flow
+    for name in NOTEBOOKS:
+        assert not [o for o in outputs(result.notebooks[name]) if o.output_type == "error"], name
+        assert result.html[name].stat().st_size > 10_000
+    assert "produced 3,000 of 3,000 records" in stdout_text(result.notebooks["02_producer"])
+    consumer_out = stdout_text(result.notebooks["03_consumer"])
+    assert "consumed 3,000 records" in consumer_out and "batch 1:" in consumer_out
+
+
+def test_analysis_holds_figures_and_its_count_matches_bigquery(flow):
+    settings, result = flow
+    analysis = result.notebooks["04_analysis"]
+    pngs = [o["data"]["image/png"] for o in outputs(analysis) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2  # Close/Volume and candles
+    assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs)
+    printed = next(
+        line for line in stdout_text(analysis).splitlines() if line.startswith("events_in_bigquery")
+    )
+    assert int(printed.split("=")[1]) == len(bq_event_ids(settings)) == 3_000
+
+
+def test_secrets_never_reach_executed_notebooks(flow):
+    _, result = flow
+    for path in [*result.notebooks.values(), *result.html.values()]:
+        assert SENTINEL_KEY not in path.read_text(errors="replace"), path.name
+
+
+def test_setup_notebook_is_idempotent(flow):
+    settings, result = flow
+    setup_out = outputs(result.notebooks["01_setup"])
+    assert any("BigQuery view" in str(o.get("data", {}).get("text/plain", "")) for o in setup_out)
+    from pipeline_lib.provision import provision
+
+    again = provision(settings, start_local=True)
+    assert set(again.loc[again["resource"].str.contains("topic"), "state"]) == {"exists"}

@@ -1,0 +1,66 @@
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from pipeline_lib import plots
+from pipeline_lib.analysis import to_market_time, with_indicators
+
+
+def ticks(n=120):
+    start = datetime(2024, 7, 1, 13, 30, tzinfo=UTC)
+    closes = [100 + 0.1 * ((i * 7) % 13 - 6) for i in range(n)]
+    return pd.DataFrame(
+        {
+            "ts": [start + timedelta(seconds=30 * i) for i in range(n)],
+            "open": [c - 0.05 for c in closes],
+            "high": [c + 0.2 for c in closes],
+            "low": [c - 0.2 for c in closes],
+            "close": closes,
+            "volume": [1000 + i for i in range(n)],
+        }
+    )
+
+
+def is_png(data: bytes | memoryview) -> bool:
+    data = bytes(data)  # the Image widget keeps a memoryview
+    return data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 5000
+
+
+def test_close_volume_figure_has_two_axes_in_market_time():
+    figure = plots.close_volume_figure(ticks(), "AAPL")
+    price, volume = figure.axes
+    assert price.get_ylabel() == "price (USD)" and volume.get_ylabel() == "volume (shares)"
+    assert volume.get_xlabel() == "time (New York)"
+    assert "AAPL" in figure._suptitle.get_text() and "EDT" in figure._suptitle.get_text()
+    assert is_png(plots.figure_png(figure))
+
+
+def test_candlesticks_and_empty_data():
+    bars = with_indicators(ticks(30))
+    assert {"sma_5", "sma_20", "log_return", "volatility"} <= set(bars.columns)
+    assert is_png(plots.figure_png(plots.candlestick_figure(bars, "MSFT")))
+    empty = ticks(0)
+    assert plots.figure_png(plots.close_volume_figure(empty, "X")).startswith(b"\x89PNG")
+    assert plots.figure_png(plots.candlestick_figure(empty, "X")).startswith(b"\x89PNG")
+
+
+def test_market_time_is_new_york():
+    shown = to_market_time(ticks(1))
+    assert str(shown["ts"].dt.tz) == "America/New_York"
+    assert shown["ts"].iloc[0].hour == 9  # 13:30 UTC in July is the 09:30 open
+
+
+def test_live_widget_redraws_from_its_fetch_function():
+    calls = []
+
+    def fetch(symbol, window):
+        calls.append((symbol, window))
+        return ticks()
+
+    live = plots.LiveCloseVolume(fetch, ["AAPL", "MSFT"], window_minutes=15, refresh_s=2)
+    live.redraw()
+    assert calls[-1] == ("AAPL", timedelta(minutes=15))
+    assert is_png(live.image.value)
+    live.symbol.value = "MSFT"  # changing the picker redraws at once
+    assert calls[-1][0] == "MSFT"
+    assert "120 ticks of MSFT" in live.status.value
