@@ -51,4 +51,4 @@ bench: install
 
 clean:
 	-$(PY) -m pipeline_lib down
-	rm -rf $(VENV) .pipeline .pipeline-test output
+	rm -rf $(VENV) .pipeline .pipeline-test .pipeline-bench output

@@ -8,6 +8,7 @@ python -m bench --only simulator_rate
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -15,7 +16,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.figures import FIGURES, SIZES
+from bench.figures import FIGURES, PIPELINE_FIGURES, SIZES, using_services
+from pipeline_lib.config import Settings
 
 HERE = Path(__file__).resolve().parent
 
@@ -56,7 +58,8 @@ def to_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
+    """Run the figures; ``settings`` (tests) reuses already running services."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--only", default=None, help="comma-separated figure names")
@@ -67,14 +70,18 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown figure(s) {unknown}; choose from {list(FIGURES)}")
     figures = []
-    for name in names:
-        print(f"bench: {name} ...", file=sys.stderr, flush=True)
-        try:
-            figures.append(FIGURES[name](args.size))
-        except Exception as error:  # one broken figure must not hide the others
-            figures.append({"name": name, "error": f"{type(error).__name__}: {error}"})
+    needs_services = any(name in PIPELINE_FIGURES for name in names)
+    started = datetime.now(UTC)
+    with using_services(settings) if needs_services else contextlib.nullcontext():
+        for name in names:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            try:
+                figures.append(FIGURES[name](args.size))
+            except Exception as error:  # one broken figure must not hide the others
+                figures.append({"name": name, "error": f"{type(error).__name__}: {error}"})
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "wall_s": round((datetime.now(UTC) - started).total_seconds(), 1),
         "size": args.size,
         "machine": machine(),
         "figures": figures,

@@ -1,47 +1,475 @@
-"""Each benchmark figure is a function ``(size) -> dict`` with its numbers and goal."""
+"""Each benchmark figure is a function ``(size) -> dict`` with its numbers and its goal.
+
+The pipeline figures run on benchmark services of their own (``.pipeline-bench/``,
+ports 39092/34443/39050), started through ``pipeline_lib.local`` and stopped at the
+end if the benchmark started them. Comparisons are made side by side in one run,
+because these machines are shared and noisy: ratios are the figures that count.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
+from pipeline_lib.config import PROJECT_ROOT, Settings
 from pipeline_lib.schema import encode
 from pipeline_lib.sources.csv_replay import CsvReplay
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 
 SIZES = {"tiny": 0.01, "full": 1.0}
+START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+
+BENCH_ENVIRONMENT = {
+    "PIPELINE_TARGET": "local",
+    "PIPELINE_HOME": str(PROJECT_ROOT / ".pipeline-bench"),
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:39092",
+    "KAFKA_CONTROLLER_PORT": "39093",
+    "STORAGE_EMULATOR_HOST": "http://127.0.0.1:34443",
+    "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:39050",
+    "BIGQUERY_EMULATOR_GRPC_PORT": "39060",
+}
+
+
+def _count(size: str, full: int, floor: int) -> int:
+    return max(floor, int(full * SIZES[size]))
 
 
 def _rate(iterable, count: int) -> float:
     started = time.perf_counter()
     consumed = sum(1 for _ in itertools.islice(iterable, count))
-    elapsed = time.perf_counter() - started
-    return consumed / elapsed
+    return consumed / (time.perf_counter() - started)
+
+
+def _ticks(n: int, seed: int = 1) -> list:
+    return list(itertools.islice(MarketSimulator(SimulatorConfig(seed=seed, start=START)), n))
+
+
+# --- services ---------------------------------------------------------------------
+
+
+class BenchServices:
+    """The benchmark's own local services (or given ones), and fresh names per figure."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in BENCH_ENVIRONMENT}
+        self.settings = settings or Settings.from_env({**env, **BENCH_ENVIRONMENT})
+        self.started = False
+
+    def __enter__(self) -> BenchServices:
+        from pipeline_lib import local
+
+        if not self.settings.is_local:
+            return self
+        already = all(s.running for s in local.status(self.settings))
+        local.up(self.settings, notify=lambda m: print(m, file=sys.stderr))
+        self.started = not already
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from pipeline_lib import local
+
+        if self.started:
+            local.down(self.settings)
+
+    def fresh(self, label: str, partitions: int = 3) -> Settings:
+        suffix = f"{label}-{uuid.uuid4().hex[:6]}"
+        return self.settings.with_overrides(
+            topic=f"bench-{suffix}",
+            dead_letter_topic=f"bench-{suffix}.dlq",
+            consumer_group=f"bench-{suffix}",
+            gcs_bucket=f"bench-{suffix}",
+            bq_dataset=f"bench_{suffix.replace('-', '_')}",
+            partitions=partitions,
+        )
+
+
+_services: BenchServices | None = None
+
+
+def services() -> BenchServices:
+    if _services is None:
+        raise RuntimeError("pipeline figures run inside `with using_services():`")
+    return _services
+
+
+class using_services:
+    """Start the benchmark services for the figures that need them (or use ``settings``)."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+
+    def __enter__(self) -> BenchServices:
+        global _services
+        _services = BenchServices(self.settings).__enter__()
+        return _services
+
+    def __exit__(self, *exc: object) -> None:
+        global _services
+        if _services is not None:
+            _services.__exit__(*exc)
+        _services = None
+
+
+def _python(args: list[str], settings: Settings) -> subprocess.Popen:
+    env = {**os.environ, **settings.to_env()}
+    return subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _json_result(process: subprocess.Popen, timeout: float = 600) -> dict:
+    out, err = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise RuntimeError(f"{process.args[1:4]} failed: {err[-2000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# --- figures ----------------------------------------------------------------------
 
 
 def simulator_rate(size: str) -> dict:
     """Records per second the simulator yields on one core (goal: >= 200,000).
 
-    Side by side in the same run: the same records also JSON-encoded (what the
-    producer does next), and CSV replay, so the ratio shows what the source costs.
+    Side by side: the same records also JSON-encoded (what the producer does next),
+    and CSV replay (parse + validate every row of the sample).
     """
-    n = max(2_000, int(1_000_000 * SIZES[size]))
-    config = SimulatorConfig(seed=1, start=datetime(2024, 1, 2, 14, 30, tzinfo=UTC))
+    n = _count(size, 1_000_000, 2_000)
+    config = SimulatorConfig(seed=1, start=START)
     sim = _rate(MarketSimulator(config), n)
     sim_encoded = _rate(map(encode, MarketSimulator(config)), n)
     csv_rows = len(CsvReplay())
-    csv = _rate(CsvReplay(), csv_rows)  # parse + validate every row of the sample file
+    csv = _rate(CsvReplay(), csv_rows)
     return {
         "name": "simulator_rate",
         "records": n,
         "simulator_records_per_s": round(sim),
         "simulator_plus_json_records_per_s": round(sim_encoded),
-        "json_encoding_share": round(1 - sim_encoded / sim, 3) if sim else None,
         "csv_replay_records_per_s": round(csv),
         "goal": ">= 200,000 records/s",
         "met": sim >= 200_000,
     }
 
 
-FIGURES = {"simulator_rate": simulator_rate}
+CONSUMER_SCRIPT = """
+import json, resource, sys
+from pipeline_lib.config import Settings
+from pipeline_lib.consumer import SinkConsumer
+n = int(sys.argv[1]); flush = float(sys.argv[2])
+report = SinkConsumer(Settings.from_env(), batch_size=10_000, flush_interval=flush).run(
+    max_records=n, until_idle=60)
+out = report.to_dict()
+out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def end_to_end(size: str) -> dict:
+    """Figures 1, 2 and 6: end-to-end rate vs the per-message baseline and a bare consumer.
+
+    1. producer and consumer processes run together; the rate is records committed in
+       both sinks per second of consumer activity; the baseline (one object + one
+       INSERT per message) runs on the same services. Goal: >= 500x the baseline.
+    2. sink overhead: our consumer on an already-filled topic vs a bare kafka-python
+       consumer on the same topic (no decoding, no sinks). Goal: >= 0.8.
+    6. peak memory (RSS) of the consumer process during 1.
+    """
+    from kafka import KafkaConsumer
+
+    from bench.baseline import run_baseline
+
+    n = _count(size, 100_000, 2_000)
+    baseline_n = _count(size, 200, 10)
+
+    # 1. end to end, producer and consumer at the same time
+    settings = services().fresh("e2e")
+    from pipeline_lib.clients import ensure_topic
+
+    ensure_topic(settings)
+    consumer = _python(["-c", CONSUMER_SCRIPT, str(n), "1.0"], settings)
+    producer = _python(
+        ["-m", "pipeline_lib", "produce", "--max-records", str(n), "--seed", "3", "--quiet"],
+        settings,
+    )
+    producer.communicate(timeout=600)
+    e2e = _json_result(consumer)
+    e2e_rate = e2e["consumed"] / e2e["active_seconds"]
+
+    # the baseline on a topic with the same kind of data
+    base_settings = services().fresh("baseline")
+    from pipeline_lib.producer import produce
+
+    produce(base_settings, _ticks(baseline_n + 10, seed=4))
+    baseline = run_baseline(base_settings, baseline_n, group=f"{base_settings.topic}-old")
+
+    # 2. bare consumer vs our sink consumer on the same filled topic
+    filled = services().fresh("overhead")
+    produce(filled, _ticks(n, seed=5))
+    bare = KafkaConsumer(
+        filled.topic,
+        bootstrap_servers=filled.kafka_bootstrap_servers,
+        group_id=f"{filled.topic}-bare",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=5000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    seen, first = 0, None
+    while seen < n:  # timed like SinkConsumer: from the poll that returned the first records
+        poll_started = time.monotonic()
+        batch = bare.poll(timeout_ms=1000)
+        if batch and first is None:
+            first = poll_started
+        seen += sum(len(messages) for messages in batch.values())
+    bare_rate = seen / (time.monotonic() - first)
+    bare.close()
+    sink = _json_result(_python(["-c", CONSUMER_SCRIPT, str(n), "1.0"], filled))
+    sink_rate = sink["consumed"] / sink["active_seconds"]
+
+    speedup = e2e_rate / baseline["records_per_s"]
+    overhead = sink_rate / bare_rate
+    return {
+        "name": "end_to_end",
+        "records": n,
+        "e2e_records_per_s": round(e2e_rate),
+        "baseline_records_per_s": round(baseline["records_per_s"], 1),
+        "speedup_vs_baseline": round(speedup),
+        "bare_consumer_records_per_s": round(bare_rate),
+        "sink_consumer_records_per_s": round(sink_rate),
+        "sink_overhead_ratio": round(overhead, 2),
+        "consumer_peak_rss_mib": round(e2e["peak_rss_mib"]),
+        "goal": "speedup >= 500x; sink overhead ratio >= 0.8",
+        "met": speedup >= 500 and overhead >= 0.8,
+    }
+
+
+def _java_producer_perf(settings: Settings, payloads: list[bytes]) -> float:
+    from pipeline_lib.local.kafka import KafkaBroker
+
+    libs = KafkaBroker(settings).libs_dir
+    with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as handle:
+        handle.write(b"\n".join(payloads))
+        payload_file = handle.name
+    try:
+        result = subprocess.run(
+            [
+                "java",
+                "-Xmx512m",
+                "-cp",
+                f"{libs}/*",
+                "org.apache.kafka.tools.ProducerPerformance",
+                "--topic",
+                settings.topic,
+                "--num-records",
+                str(len(payloads)),
+                "--payload-file",
+                payload_file,
+                "--throughput",
+                "-1",
+                "--producer-props",
+                f"bootstrap.servers={settings.kafka_bootstrap_servers}",
+                "acks=all",
+                "enable.idempotence=true",
+                "compression.type=lz4",
+                "linger.ms=20",
+                "batch.size=262144",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        Path(payload_file).unlink(missing_ok=True)
+    last = [line for line in result.stdout.splitlines() if "records/sec" in line]
+    if result.returncode != 0 or not last:
+        raise RuntimeError(f"ProducerPerformance failed: {result.stderr[-1500:]}")
+    return float(last[-1].split("records sent,")[1].split("records/sec")[0].strip())
+
+
+def _confluent_rate(settings: Settings, ticks: list, payloads: list[bytes]) -> float | None:
+    try:
+        from confluent_kafka import Producer
+    except ImportError:
+        return None
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": "lz4",
+            "linger.ms": 20,
+            "batch.size": 262144,
+        }
+    )
+    started = time.perf_counter()
+    for i, (tick, value) in enumerate(zip(ticks, payloads, strict=True)):
+        while True:
+            try:
+                producer.produce(settings.topic, value=value, key=tick.symbol.encode())
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    return len(ticks) / (time.perf_counter() - started)
+
+
+def producer_ceiling(size: str) -> dict:
+    """Figure 3: our producer vs Kafka's Java ProducerPerformance and confluent-kafka.
+
+    Same broker, same settings (acks=all, idempotence, lz4, 20 ms linger, 256 KB
+    batches) and the same payloads: our JSON ticks, also fed to the Java tool.
+    """
+    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.producer import produce
+
+    n = _count(size, 100_000, 2_000)
+    ticks = _ticks(n, seed=6)
+    payloads = [encode(t) for t in ticks]
+    settings = services().fresh("producer")
+    ensure_topic(settings)
+    ours = produce(settings, ticks).rate
+    java = _java_producer_perf(settings, payloads)
+    confluent = _confluent_rate(settings, ticks, payloads)
+    return {
+        "name": "producer_ceiling",
+        "records": n,
+        "record_bytes": round(statistics.mean(len(p) for p in payloads)),
+        "pipeline_lib_records_per_s": round(ours),
+        "java_producer_perf_records_per_s": round(java),
+        "confluent_kafka_records_per_s": round(confluent) if confluent else "not installed",
+        "ratio_to_java": round(ours / java, 3),
+        "ratio_to_confluent": round(ours / confluent, 3) if confluent else None,
+        "goal": "measured, no goal: what the choice of kafka-python costs",
+        "met": True,
+    }
+
+
+def freshness(size: str) -> dict:
+    """Figure 4: at a steady 1,000 ticks/s, tick creation → a BigQuery query returns it.
+
+    Producer (``--rate``) and consumer run as processes; this process polls BigQuery
+    for rows ingested since its last poll and stamps each row when the query returns.
+    """
+    from google.cloud import bigquery
+
+    from pipeline_lib.clients import bigquery_client, ensure_topic
+    from pipeline_lib.sinks.bigquery import BigQuerySink
+    from pipeline_lib.sql import table_ref
+
+    seconds = 30.0 if size == "full" else 3.0
+    rate = 1000 if size == "full" else 200
+    settings = services().fresh("fresh")
+    ensure_topic(settings)
+    BigQuerySink(settings).setup()
+    client = bigquery_client(settings)
+    table = table_ref(settings.gcp_project, settings.bq_dataset, settings.bq_table)
+    sql = (
+        f"SELECT produced_at, ingested_at FROM {table} "  # noqa: S608
+        "WHERE ingested_at > @since"
+    )
+    consumer = _python(
+        [
+            "-m",
+            "pipeline_lib",
+            "consume",
+            "--json",
+            "--quiet",
+            "--flush-interval",
+            "0.5",
+            "--until-idle",
+            "5",
+        ],
+        settings,
+    )
+    time.sleep(3)  # let the consumer join before the clock starts
+    producer = _python(
+        [
+            "-m",
+            "pipeline_lib",
+            "produce",
+            "--rate",
+            str(rate),
+            "--duration",
+            str(seconds),
+            "--seed",
+            "7",
+            "--quiet",
+        ],
+        settings,
+    )
+    latencies: list[float] = []
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    quiet_since = None
+    while True:
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("since", "TIMESTAMP", since)]
+        )
+        rows = list(client.query(sql, job_config=config).result())
+        seen_at = datetime.now(UTC)
+        for row in rows:
+            latencies.append((seen_at - row.produced_at).total_seconds())
+            since = max(since, row.ingested_at)
+        finished = producer.poll() is not None
+        if rows:
+            quiet_since = None
+        elif finished:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 3:
+                break
+        time.sleep(0.05)
+    consumer.terminate()
+    consumer.communicate(timeout=60)
+    latencies.sort()
+    p50 = latencies[len(latencies) // 2]
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return {
+        "name": "freshness",
+        "ticks_per_s": rate,
+        "seconds": seconds,
+        "rows_seen": len(latencies),
+        "p50_s": round(p50, 3),
+        "p99_s": round(p99, 3),
+        "goal": "p99 < 2 s",
+        "met": p99 < 2.0,
+    }
+
+
+def notebook_flow(size: str) -> dict:
+    """Figure 5: wall time of the headless notebook flow (the main command), caches warm."""
+    from pipeline_lib.flow import run_flow
+
+    records = 20_000 if size == "full" else 300
+    settings = services().fresh("flow")
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        result = run_flow(settings, records=records, output_dir=Path(folder))
+        wall = time.perf_counter() - started
+    return {
+        "name": "notebook_flow",
+        "records": records,
+        "wall_s": round(wall, 1),
+        "per_notebook_s": {k: round(v, 1) for k, v in result.seconds.items()},
+        "goal": "< 120 s",
+        "met": wall < 120,
+    }
+
+
+FIGURES = {
+    "simulator_rate": simulator_rate,
+    "end_to_end": end_to_end,
+    "producer_ceiling": producer_ceiling,
+    "freshness": freshness,
+    "notebook_flow": notebook_flow,
+}
+PIPELINE_FIGURES = {"end_to_end", "producer_ceiling", "freshness", "notebook_flow"}

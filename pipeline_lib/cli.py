@@ -97,6 +97,14 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
+    """What the setup notebook does: services (if local), topic, bucket, table, view."""
+    from pipeline_lib.provision import provision
+
+    print(provision(settings, start_local=True, notify=_notify).to_string(index=False))
+    return 0
+
+
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     stopped = local.down(settings, notify=_notify, purge=args.purge)
     print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
@@ -241,6 +249,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="start (or reuse) the local Kafka broker and emulators")
     up.set_defaults(func=cmd_up)
+
+    setup = commands.add_parser(
+        "setup", help="start services (if local) and create topic, bucket, table and view"
+    )
+    setup.set_defaults(func=cmd_setup)
 
     down = commands.add_parser("down", help="stop the local services")
     down.add_argument("--purge", action="store_true", help="also delete their data")

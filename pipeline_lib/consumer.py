@@ -75,10 +75,16 @@ class ConsumeReport:
     committed: dict[int, int] = field(default_factory=dict)
     stopped_because: str = ""
     lag: int | None = None
+    active_seconds: float = 0.0  # first record received → last commit
 
     @property
     def rate(self) -> float:
         return self.consumed / self.seconds if self.seconds else 0.0
+
+    @property
+    def active_rate(self) -> float:
+        """Records per second while there was work (excludes group join and idle time)."""
+        return self.consumed / self.active_seconds if self.active_seconds else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +95,7 @@ class ConsumeReport:
             "dead_letters": self.dead_letters,
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
+            "active_seconds": round(self.active_seconds, 3),
             "objects": [x for x in self.locations if x.startswith("gs://")],
             "committed": {str(p): o for p, o in sorted(self.committed.items())},
             "stopped_because": self.stopped_because,
@@ -158,6 +165,7 @@ class SinkConsumer:
         self._report: ConsumeReport | None = None
         self._assigned_at = 0.0
         self._revoked: set[int] = set()
+        self._last_commit_at = 0.0
 
     # --- control --------------------------------------------------------------------
 
@@ -216,10 +224,12 @@ class SinkConsumer:
         bar = _progress_bar(max_records, self.topic) if progress else None
         started = time.monotonic()
         last_message = started
+        first_message: float | None = None
         last_lag_check = 0.0
         self._consumer = self._connect()
         try:
             while True:
+                poll_started = time.monotonic()
                 polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms())
                 if self._revoked:
                     self._drop_revoked()
@@ -227,6 +237,8 @@ class SinkConsumer:
                 now = time.monotonic()
                 if received:
                     last_message = now
+                    if first_message is None:
+                        first_message = poll_started
                     report.consumed += received
                     if bar is not None:
                         bar.update(received)
@@ -260,6 +272,8 @@ class SinkConsumer:
                     self._flush()
                 report.lag = self.lag()
             finally:
+                if first_message is not None:
+                    report.active_seconds = self._last_commit_at - first_message
                 self._close(restore, bar)
                 report.seconds = time.monotonic() - started
         return report
@@ -355,6 +369,7 @@ class SinkConsumer:
             self._buffers.clear()
             self._buffered = 0
             return
+        self._last_commit_at = time.monotonic()
         committed = {p: b.last_offset + 1 for p, b in self._buffers.items()}
         self._buffers.clear()
         self._buffered = 0

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from pipeline_lib.schema import Tick
 
@@ -115,6 +115,15 @@ def transient(error: BaseException) -> bool:
     import concurrent.futures
 
     return isinstance(error, concurrent.futures.TimeoutError)
+
+
+def reraise_refusal(error: Exception, what: str, hint: str) -> NoReturn:
+    """A missing resource or permission is a SinkError that says what to do; else re-raise."""
+    from google.api_core.exceptions import Forbidden, NotFound
+
+    if isinstance(error, NotFound | Forbidden):
+        raise SinkError(f"{what}: {error}. {hint}") from error
+    raise error
 
 
 def with_retries(

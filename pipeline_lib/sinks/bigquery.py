@@ -25,7 +25,15 @@ import orjson
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
 from pipeline_lib.schema import Tick
-from pipeline_lib.sinks import Batch, Rejected, Sink, SinkError, WriteResult, with_retries
+from pipeline_lib.sinks import (
+    Batch,
+    Rejected,
+    Sink,
+    SinkError,
+    WriteResult,
+    reraise_refusal,
+    with_retries,
+)
 from pipeline_lib.sql import table_ref
 
 LOAD_TIMEOUT_S = 120
@@ -193,14 +201,11 @@ class BigQuerySink(Sink):
                 rows[:middle], origins[:middle], budget
             ) + self._load_isolating_bad_rows(rows[middle:], origins[middle:], budget)
         except Exception as error:
-            from google.api_core.exceptions import Forbidden, NotFound
-
-            if isinstance(error, NotFound | Forbidden):
-                raise SinkError(
-                    f"BigQuery refused the load into {self.table_id}: {error}. Run the setup "
-                    "notebook (or `python -m pipeline_lib setup`) and check permissions."
-                ) from error
-            raise
+            reraise_refusal(
+                error,
+                f"BigQuery refused the load into {self.table_id}",
+                "Create it with `python -m pipeline_lib setup` and check permissions.",
+            )
 
     def write(self, batch: Batch) -> WriteResult:
         ingested_at = _iso(batch.closed_at)

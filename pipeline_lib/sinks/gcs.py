@@ -19,7 +19,14 @@ from typing import Literal
 
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
-from pipeline_lib.sinks import Batch, PartitionBatch, Sink, SinkError, WriteResult, with_retries
+from pipeline_lib.sinks import (
+    Batch,
+    PartitionBatch,
+    Sink,
+    WriteResult,
+    reraise_refusal,
+    with_retries,
+)
 
 UPLOAD_TIMEOUT_S = 30
 
@@ -99,14 +106,11 @@ class GcsSink(Sink):
                 f"uploading gs://{self.settings.gcs_bucket}/{name}",
             )
         except Exception as error:
-            from google.api_core.exceptions import Forbidden, NotFound
-
-            if isinstance(error, NotFound | Forbidden):
-                raise SinkError(
-                    f"GCS refused gs://{self.settings.gcs_bucket}/{name}: {error}. Check the "
-                    "bucket exists (run the setup notebook) and your permissions."
-                ) from error
-            raise
+            reraise_refusal(
+                error,
+                f"GCS refused gs://{self.settings.gcs_bucket}/{name}",
+                "Check the bucket exists (`python -m pipeline_lib setup`) and your permissions.",
+            )
         return f"gs://{self.settings.gcs_bucket}/{name}"
 
     def write(self, batch: Batch) -> WriteResult:

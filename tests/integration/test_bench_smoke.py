@@ -1,0 +1,25 @@
+"""The benchmark code runs at a tiny size on the test services (speed is not asserted)."""
+
+import json
+
+from bench.__main__ import main
+
+
+def test_every_figure_runs_tiny(services, tmp_path):
+    output = tmp_path / "results.json"
+    main(["--size", "tiny", "--output", str(output)], settings=services)
+    results = json.loads(output.read_text())
+    figures = {f["name"]: f for f in results["figures"]}
+    assert set(figures) == {
+        "simulator_rate",
+        "end_to_end",
+        "producer_ceiling",
+        "freshness",
+        "notebook_flow",
+    }
+    assert not [f for f in figures.values() if "error" in f], figures
+    assert figures["end_to_end"]["baseline_records_per_s"] > 0
+    assert figures["end_to_end"]["consumer_peak_rss_mib"] > 0
+    assert figures["producer_ceiling"]["java_producer_perf_records_per_s"] > 0
+    assert figures["freshness"]["rows_seen"] > 0
+    assert "| end_to_end |" in output.with_suffix(".md").read_text()
