@@ -13,6 +13,10 @@ Per batch, in this order:
    dead-letter topic, flushed;
 4. only then are the offsets committed.
 
+Steps 2–3 of one batch run in a background thread while the consumer keeps polling
+and decoding the next batch (at most one batch in flight; commits stay in order on
+the consumer's own thread), so sink latency overlaps with Kafka reads.
+
 A crash anywhere before 4 means the batch is read again: GCS objects are named by
 partition and first offset (the replay overwrites them) and BigQuery queries go
 through the dedup view, so each event is seen exactly once. A sink that stays down
@@ -26,6 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -117,6 +122,17 @@ class ConsumeReport:
         return "\n".join(lines)
 
 
+@dataclass
+class _InFlight:
+    """A sealed batch being written by the sinks, with the offsets to commit after."""
+
+    batch: Batch
+    offsets: dict
+    age: float
+    sealed_at: float
+    future: Future
+
+
 class _Buffer:
     """Messages of one partition since the last commit."""
 
@@ -166,6 +182,8 @@ class SinkConsumer:
         self._assigned_at = 0.0
         self._revoked: set[int] = set()
         self._last_commit_at = 0.0
+        self._inflight: _InFlight | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
 
     # --- control --------------------------------------------------------------------
 
@@ -242,8 +260,10 @@ class SinkConsumer:
                     report.consumed += received
                     if bar is not None:
                         bar.update(received)
+                self._complete(block=False)
                 if self._due(now):
-                    self._flush()
+                    self._complete()  # at most one batch in flight
+                    self._seal()
                 if bar is not None and now - last_lag_check > 2:
                     last_lag_check = now
                     report.lag = self.lag()
@@ -264,11 +284,12 @@ class SinkConsumer:
             report.stopped_because = f"error: {type(error).__name__}"
             self._buffers.clear()  # uncommitted: a restart re-reads it
             self._buffered = 0
+            self._inflight = None
             raise
         finally:
             try:
                 # After an error the open batch stays uncommitted: a restart re-reads it.
-                if self._buffers and not report.stopped_because.startswith("error"):
+                if not report.stopped_because.startswith("error"):
                     self._flush()
                 report.lag = self.lag()
             finally:
@@ -293,7 +314,7 @@ class SinkConsumer:
         lasts well past the session timeout (more members than partitions).
         """
         idle = now - last_activity
-        if idle < until_idle or self._buffers:
+        if idle < until_idle or self._buffers or self._inflight:
             return None
         if self._consumer.assignment():
             return f"caught up and idle for {until_idle:g}s" if self.lag() == 0 else None
@@ -339,44 +360,58 @@ class SinkConsumer:
             count += len(messages)
         return count
 
-    def _flush(self) -> None:
-        """Write the open batch to every sink, dead-letter rejects, then commit."""
+    def _seal(self) -> None:
+        """Close the open batch and start writing it to the sinks in the background.
+
+        At most one batch is in flight: the main thread keeps polling and decoding the
+        next one while the sinks wait on the network, and commits stay on the main
+        thread, in order, after the writes (see :meth:`_complete`).
+        """
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
-        if not self._buffers:
-            return
-        report = self._report
-        started = time.monotonic()
-        age = started - min(b.opened for b in self._buffers.values())
+        now = time.monotonic()
         batch = Batch([b.part for b in self._buffers.values()], datetime.now(UTC))
-        results = [sink.write(batch) for sink in self.sinks]
+        offsets = {
+            TopicPartition(self.topic, p): OffsetAndMetadata(b.last_offset + 1, "", -1)
+            for p, b in self._buffers.items()
+        }
+        age = now - min(b.opened for b in self._buffers.values())
+        self._buffers.clear()
+        self._buffered = 0
+        future = self._writer.submit(lambda: [sink.write(batch) for sink in self.sinks])
+        self._inflight = _InFlight(batch, offsets, age, now, future)
+
+    def _complete(self, block: bool = True) -> None:
+        """Commit the in-flight batch once every sink wrote it (raise if one failed)."""
+        inflight = self._inflight
+        if inflight is None or (not block and not inflight.future.done()):
+            return
+        self._inflight = None
+        results = inflight.future.result()  # re-raises SinkUnavailable: nothing committed
         for result in results:
             for rejected in result.rejected:
                 self.dead_letters.send_rejected(rejected, stage=result.sink)
         dead = self.dead_letters.flush()
         if self.before_commit is not None:
-            self.before_commit(batch)
-        offsets = {
-            TopicPartition(self.topic, p): OffsetAndMetadata(b.last_offset + 1, "", -1)
-            for p, b in self._buffers.items()
-        }
+            self.before_commit(inflight.batch)
         try:
-            self._consumer.commit(offsets)
+            self._consumer.commit(inflight.offsets)
         except CommitFailedError as error:
             # A rebalance moved partitions meanwhile: the new owners re-read this batch
-            # from the last commit (the sinks overwrite / de-duplicate it).
+            # from the last commit (the sinks overwrite / de-duplicate it); what we read
+            # after it is dropped and re-read too, so nothing is skipped.
             log.warning("commit refused after a rebalance (%s); batch will be re-read", error)
             self._buffers.clear()
             self._buffered = 0
+            self._rewind()
             return
         self._last_commit_at = time.monotonic()
-        committed = {p: b.last_offset + 1 for p, b in self._buffers.items()}
-        self._buffers.clear()
-        self._buffered = 0
+        committed = {tp.partition: o.offset for tp, o in inflight.offsets.items()}
+        report = self._report
         if report is not None:
             report.batches += 1
             refused = {(r.partition, r.offset) for result in results for r in result.rejected}
-            report.written += len(batch) - len(refused)
+            report.written += len(inflight.batch) - len(refused)
             report.dead_letters += dead
             report.committed.update(committed)
             report.locations.extend(loc for r in results for loc in r.locations)
@@ -384,14 +419,35 @@ class SinkConsumer:
                 self.on_batch(
                     BatchReport(
                         report.batches,
-                        len(batch),
+                        len(inflight.batch),
                         dead,
                         results,
                         committed,
-                        time.monotonic() - started,
-                        age,
+                        time.monotonic() - inflight.sealed_at,
+                        inflight.age,
                     )
                 )
+
+    def _flush(self) -> None:
+        """Write and commit everything read so far (waits for the in-flight batch)."""
+        self._complete()
+        if self._buffers:
+            self._seal()
+            self._complete()
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset."""
+        from kafka.errors import KafkaError
+
+        try:
+            for tp in self._consumer.assignment():
+                committed = self._consumer.committed(tp)
+                if committed is None:
+                    self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
+        except KafkaError as error:  # a rebalance in progress resets positions anyway
+            log.warning("rewind after a refused commit failed: %s", error)
 
     def _drop_revoked(self) -> None:
         """Forget buffered messages of partitions taken away by a rebalance."""
@@ -424,6 +480,8 @@ class SinkConsumer:
                 self._consumer.close(autocommit=False)
         finally:
             self._consumer = None
+            self._writer.shutdown(wait=True)
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
             self.dead_letters.close()
             for sink in self.sinks:
                 sink.close()
