@@ -23,6 +23,7 @@ SOURCES = frozenset({"simulator", "csv", "alphavantage"})
 # Exchange symbols as data vendors spell them: AAPL, BRK.B, BRK-B, ^GSPC, EURUSD=X.
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
 MAX_EVENT_ID_LENGTH = 128
+MAX_VOLUME = 2**63 - 1  # BigQuery INT64
 
 FIELDS = (
     "event_id",
@@ -151,6 +152,8 @@ def _volume(value: Any) -> int:
             raise InvalidRecord(f"volume must be a whole number, got {value!r}", "volume")
     if value < 0:
         raise InvalidRecord(f"volume must not be negative, got {value}", "volume")
+    if value > MAX_VOLUME:
+        raise InvalidRecord(f"volume {value} is too large (over 2^63 - 1)", "volume")
     return value
 
 

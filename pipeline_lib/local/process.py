@@ -244,6 +244,11 @@ class LocalService(ABC):
             _signal_group(pid, signal.SIGKILL)
             while pid_alive(pid):
                 time.sleep(0.05)
+        # A process whose main thread is gone can still hold its sockets for a moment
+        # while its other threads exit: return only once the ports are free again.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(port_open(p) for p in self.ports.values()):
+            time.sleep(0.05)
         self.state_path.unlink(missing_ok=True)
         return True
 

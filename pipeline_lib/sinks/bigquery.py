@@ -211,13 +211,22 @@ class BigQuerySink(Sink):
         ingested_at = _iso(batch.closed_at)
         rows: list[bytes] = []
         origins: list[tuple[str, int, int, bytes]] = []
+        unencodable: list[Rejected] = []
         for part in batch.parts:
             for tick, offset, value in zip(part.ticks, part.offsets, part.values, strict=True):
-                rows.append(row_bytes(tick, part.topic, part.partition, offset, ingested_at))
+                try:
+                    rows.append(row_bytes(tick, part.topic, part.partition, offset, ingested_at))
+                except (TypeError, ValueError) as error:  # never let one record stop the flow
+                    reason = f"cannot encode as a BigQuery row: {error}"
+                    unencodable.append(Rejected(part.topic, part.partition, offset, value, reason))
+                    continue
                 origins.append((part.topic, part.partition, offset, value))
-        if not rows:
-            return WriteResult(self.name, 0)
-        rejected = self._load_isolating_bad_rows(rows, origins, [MAX_BISECT_LOADS])
+        rejected = unencodable
+        if rows:
+            rejected += self._load_isolating_bad_rows(rows, origins, [MAX_BISECT_LOADS])
         return WriteResult(
-            self.name, len(rows) - len(rejected), [f"bq://{self.table_id}"], rejected
+            self.name,
+            len(rows) + len(unencodable) - len(rejected),
+            [f"bq://{self.table_id}"],
+            rejected,
         )

@@ -301,3 +301,34 @@ def test_sigterm_or_ctrl_c_flushes_and_commits_the_open_batch(settings, signal_n
     assert report["consumed"] == 500 and report["batches"] == 1
     assert sum(report["committed"].values()) == 500
     exactly_once(bq_event_ids(settings), [t.event_id for t in ticks])
+
+
+def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
+    """A table whose `symbol` column drifted to INT64: BigQuery refuses the letter symbols."""
+    from google.cloud import bigquery
+
+    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.sinks.bigquery import bigquery_schema
+
+    client = bigquery_client(settings)
+    client.create_dataset(settings.bq_dataset)
+    drifted = [
+        bigquery.SchemaField(f.name, "INT64" if f.name == "symbol" else f.field_type, mode=f.mode)
+        for f in bigquery_schema()
+    ]
+    client.create_table(bigquery.Table(settings.table_id, schema=drifted))
+    ticks = simulated(43, seed=31, symbols=["1234"])
+    refused = {5, 17, 38}
+    ticks = [t._replace(symbol="AAPL") if i in refused else t for i, t in enumerate(ticks)]
+    produce_ticks(settings, ticks)
+
+    report = SinkConsumer(settings).run(until_idle=3)
+    assert report.consumed == 43 and report.written == 40 and report.dead_letters == 3
+    letters = read_dead_letters(settings)
+    assert {letter.stage for letter in letters} == {"bigquery"}
+    assert all("BigQuery rejected the row" in letter.reason for letter in letters)
+    assert sorted(orjson.loads(letter.value)["event_id"] for letter in letters) == sorted(
+        ticks[i].event_id for i in refused
+    )
+    assert len(bq_event_ids(settings, deduplicated=False)) == 40
+    assert len(gcs_event_ids(settings)) == 43  # raw objects keep every accepted message

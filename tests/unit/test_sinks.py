@@ -1,0 +1,70 @@
+"""Sink logic that needs no service: naming, retries, records that cannot be encoded."""
+
+from datetime import UTC, datetime
+
+import pytest
+from google.api_core.exceptions import BadRequest, ServiceUnavailable
+
+from pipeline_lib.config import Settings
+from pipeline_lib.schema import Tick
+from pipeline_lib.sinks import Batch, PartitionBatch, SinkUnavailable, with_retries
+from pipeline_lib.sinks.bigquery import BigQuerySink
+from pipeline_lib.sinks.gcs import object_name
+
+WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+
+
+def part(ticks, first=120):
+    batch = PartitionBatch("stock-ticks", 2, first)
+    for i, tick in enumerate(ticks):
+        batch.ticks.append(tick)
+        batch.values.append(b"{}")
+        batch.offsets.append(first + i)
+    return batch
+
+
+def test_object_name_is_fixed_by_partition_and_first_offset():
+    tick = Tick("e", "AAPL", WHEN, 1.0, 1.0, 1.0, 1.0, 1, "simulator")
+    name = object_name(part([tick]), "raw", "ndjson")
+    assert name == "raw/topic=stock-ticks/date=2024-01-02/partition=2/00000000000000000120.ndjson"
+
+
+def test_transient_failures_are_retried_then_reported():
+    sleeps, calls = [], []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ServiceUnavailable("down")
+        return "ok"
+
+    assert with_retries(flaky, "x", sleep=sleeps.append) == "ok"
+    assert sleeps == [0.5, 1.0]
+
+    def down():
+        raise ConnectionError("refused")
+
+    with pytest.raises(SinkUnavailable, match=r"failed 5 times.*Nothing of this batch"):
+        with_retries(down, "loading", sleep=sleeps.append)
+
+
+def test_permanent_failures_are_not_retried():
+    calls = []
+
+    def bad():
+        calls.append(1)
+        raise BadRequest("invalid")
+
+    with pytest.raises(BadRequest):
+        with_retries(bad, "x", sleep=lambda s: None)
+    assert len(calls) == 1
+
+
+def test_unencodable_record_is_rejected_not_fatal():
+    """A Tick built in code with an out-of-range volume goes to the dead letters."""
+    huge = Tick("e", "AAPL", WHEN, 1.0, 1.0, 1.0, 1.0, 2**70, "simulator")
+    sink = BigQuerySink(Settings.from_env({}))
+    result = sink.write(Batch([part([huge])], WHEN))
+    assert result.rows == 0
+    assert [r.offset for r in result.rejected] == [120]
+    assert "cannot encode" in result.rejected[0].reason
