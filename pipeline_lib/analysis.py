@@ -98,10 +98,6 @@ def symbol_summary(settings: Settings) -> pd.DataFrame:
     return _query(settings, sql)
 
 
-def symbols(settings: Settings) -> list[str]:
-    return symbol_summary(settings)["symbol"].tolist()
-
-
 def latest_ticks(
     settings: Settings, symbol: str, window: timedelta = timedelta(hours=1), run: str = ""
 ) -> pd.DataFrame:
