@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pipeline_lib import local
 from pipeline_lib.clients import ConnectionFailed
 from pipeline_lib.config import ConfigError, Settings
+from pipeline_lib.schema import Tick
 
 
 def _notify(message: str) -> None:
@@ -143,7 +144,7 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--av-interval", default="5min", help="AlphaVantage bar interval")
 
 
-def source_from_args(settings: Settings, args: argparse.Namespace):
+def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[Tick]:
     from pipeline_lib.sources import open_source
 
     symbols = (

@@ -24,7 +24,15 @@ class ConnectionFailed(RuntimeError):
 def _hint(settings: Settings) -> str:
     if settings.is_local:
         return "Start the local services with `python -m pipeline_lib up`."
-    return "Check the address and your network/credentials."
+    return "Check KAFKA_BOOTSTRAP_SERVERS, your network and credentials."
+
+
+def broker_unreachable(settings: Settings, error: Exception) -> ConnectionFailed:
+    """The error every Kafka client raises when bootstrapping fails: what and what next."""
+    return ConnectionFailed(
+        f"No Kafka broker answered at {settings.kafka_bootstrap_servers} "
+        f"({type(error).__name__}). {_hint(settings)}"
+    )
 
 
 def storage_client(settings: Settings) -> storage.Client:
@@ -72,10 +80,7 @@ def kafka_admin(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient
             request_timeout_ms=int(timeout_s * 1000) + 5000,
         )
     except KafkaError as error:
-        raise ConnectionFailed(
-            f"No Kafka broker answered at {settings.kafka_bootstrap_servers} within "
-            f"{timeout_s:.0f}s ({type(error).__name__}). {_hint(settings)}"
-        ) from error
+        raise broker_unreachable(settings, error) from error
 
 
 def ensure_topic(

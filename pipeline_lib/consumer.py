@@ -38,7 +38,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError
 
-from pipeline_lib.clients import ConnectionFailed, ensure_topic
+from pipeline_lib.clients import broker_unreachable, ensure_topic
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
 from pipeline_lib.schema import InvalidRecord, decode
@@ -210,10 +210,7 @@ class SinkConsumer:
                 bootstrap_timeout_ms=10_000,
             )
         except KafkaError as error:
-            raise ConnectionFailed(
-                f"No Kafka broker answered at {self.settings.kafka_bootstrap_servers} "
-                f"({type(error).__name__}). Start it with `python -m pipeline_lib up`."
-            ) from error
+            raise broker_unreachable(self.settings, error) from error
         consumer.subscribe([self.topic], listener=_RebalanceListener(self))
         return consumer
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients import ConnectionFailed
+from pipeline_lib.clients import ConnectionFailed, broker_unreachable
 from pipeline_lib.config import Settings
 from pipeline_lib.schema import Tick, encode
 from pipeline_lib.sources.base import bounded, paced
@@ -73,15 +73,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> Any:
             **config,
         )
     except KafkaError as error:
-        hint = (
-            "Start the local services with `python -m pipeline_lib up`."
-            if settings.is_local
-            else "Check KAFKA_BOOTSTRAP_SERVERS and the network."
-        )
-        raise ConnectionFailed(
-            f"No Kafka broker answered at {settings.kafka_bootstrap_servers} "
-            f"({type(error).__name__}). {hint}"
-        ) from error
+        raise broker_unreachable(settings, error) from error
 
 
 def produce(

@@ -7,6 +7,7 @@ topic, bucket, dataset, table and view if missing).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -27,8 +28,8 @@ def tool_versions() -> pd.DataFrame:
         if path:
             result = subprocess.run([path, *args], capture_output=True, text=True, timeout=60)
             lines = (result.stdout + result.stderr).strip().splitlines()
-            version = next((line for line in lines if line.strip()), "").replace("\x1b[1m", "")
-            version = version.replace("\x1b[m", "")
+            first = next((line for line in lines if line.strip()), "")
+            version = re.sub(r"\x1b\[[0-9;]*m", "", first)
         rows.append({"tool": tool, "found": bool(path), "path": path or "-", "version": version})
     return pd.DataFrame(rows)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$|^[a-z0-9-]+$")
+# Project ids: lower-case letters, digits and hyphens (local ids may be short).
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,1023}$")
 
 

@@ -118,3 +118,14 @@ def test_to_env_round_trips(tmp_path):
     assert Settings.from_env(original.to_env()) == original
     cloud = Settings.from_env({"PIPELINE_TARGET": "cloud", "KAFKA_BOOTSTRAP_SERVERS": "k:1"})
     assert Settings.from_env(cloud.to_env()) == cloud
+
+
+def test_broker_unreachable_says_what_to_do_for_each_target():
+    from pipeline_lib.clients import broker_unreachable
+
+    local = broker_unreachable(Settings.from_env({}), TimeoutError("x"))
+    assert "127.0.0.1:9092" in str(local) and "python -m pipeline_lib up" in str(local)
+    cloud = broker_unreachable(
+        Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "kafka.example.com:9092"}), TimeoutError("x")
+    )
+    assert "KAFKA_BOOTSTRAP_SERVERS" in str(cloud) and "pipeline_lib up" not in str(cloud)

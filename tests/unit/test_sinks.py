@@ -68,3 +68,21 @@ def test_unencodable_record_is_rejected_not_fatal():
     assert result.rows == 0
     assert [r.offset for r in result.rejected] == [120]
     assert "cannot encode" in result.rejected[0].reason
+
+
+def test_parquet_objects_hold_the_batch_columns():
+    import io
+
+    import pyarrow.parquet as pq
+
+    from pipeline_lib.sinks.gcs import parquet_bytes
+
+    ticks = [
+        Tick(f"e{i}", "AAPL", WHEN, 1.0 + i, 2.0 + i, 0.5, 1.5 + i, 100 * i, "csv", adj_close=1.4)
+        for i in range(3)
+    ]
+    table = pq.read_table(io.BytesIO(parquet_bytes(part(ticks))))
+    assert table.num_rows == 3
+    assert table.column("event_id").to_pylist() == ["e0", "e1", "e2"]
+    assert table.column("volume").to_pylist() == [0, 100, 200]
+    assert table.column("ts").to_pylist()[0].timestamp() == WHEN.timestamp()
