@@ -8,14 +8,52 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline_lib import local
-from pipeline_lib.clients import ConnectionFailed
-from pipeline_lib.config import ConfigError, Settings
+from pipeline_lib.config import Settings
+from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import Tick
+
+
+def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number >= low (or > low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        ok = math.isfinite(value) and (value >= low if inclusive else value > low)
+        if not ok:
+            relation = ">=" if inclusive else ">"
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: must be a finite number {relation} {low:g}"
+            )
+        return value
+
+    return parse
+
+
+def _start_time(text: str) -> datetime:
+    """An argparse type: ISO 8601 date-time; without a zone it is UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time (e.g. 2024-01-02T14:30:00Z)"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+positive = _number(float, 0, inclusive=False)
+non_negative = _number(float, 0, inclusive=True)
+count = _number(int, 0, inclusive=True)
+positive_count = _number(int, 1, inclusive=True)
 
 
 def _notify(message: str) -> None:
@@ -48,9 +86,14 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
     if pipeline:
         from pipeline_lib.monitor import bigquery_summary, kafka_summary
 
-        reachable = not settings.is_local or all(s.running for s in services)
-        document["kafka"] = kafka_summary(settings) if reachable else {"error": "not running"}
-        document["bigquery"] = bigquery_summary(settings) if reachable else {"error": "not running"}
+        running = {s.name for s in services if s.running}
+
+        def up_(name: str) -> bool:
+            return not settings.is_local or name in running
+
+        stopped = "not running (start it with `python -m pipeline_lib up`)"
+        document["kafka"] = kafka_summary(settings) if up_("kafka") else {"error": stopped}
+        document["bigquery"] = bigquery_summary(settings) if up_("bigquery") else {"error": stopped}
     return document
 
 
@@ -125,8 +168,8 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     from pipeline_lib.sources import SOURCE_NAMES
 
     parser.add_argument("--source", choices=SOURCE_NAMES, default="simulator")
-    parser.add_argument("--max-records", type=int, default=None, help="stop after N records")
-    parser.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    parser.add_argument("--max-records", type=count, default=None, help="stop after N records")
+    parser.add_argument("--duration", type=positive, default=None, help="stop after N seconds")
     parser.add_argument(
         "--seed", type=int, default=None, help="simulator seed (same seed, same stream)"
     )
@@ -134,11 +177,17 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clock", choices=["always_open", "market"], default="always_open", help="simulator clock"
     )
-    parser.add_argument("--interval", type=float, default=1.0, help="simulated seconds per bar")
+    parser.add_argument("--interval", type=positive, default=1.0, help="simulated seconds per bar")
+    parser.add_argument(
+        "--start",
+        type=_start_time,
+        default=None,
+        help="simulator: first event time, ISO 8601 (default: now); same seed + start, same stream",
+    )
     parser.add_argument("--csv", default=None, help="CSV file to replay (default: data/ sample)")
     parser.add_argument("--split-adjust", action="store_true", help="CSV: apply Adj Close ratio")
     parser.add_argument(
-        "--speed", type=float, default=None, help="event seconds per wall second (default: max)"
+        "--speed", type=positive, default=None, help="event seconds per wall second (default: max)"
     )
     parser.add_argument("--av-function", choices=["intraday", "quote"], default="intraday")
     parser.add_argument("--av-interval", default="5min", help="AlphaVantage bar interval")
@@ -157,6 +206,7 @@ def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[T
         seed=args.seed,
         clock=args.clock,
         interval_s=args.interval,
+        start=args.start,
         csv_path=args.csv,
         split_adjust=args.split_adjust,
         av_function=args.av_function,
@@ -191,9 +241,8 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline_lib.producer import produce
     from pipeline_lib.sources.base import paced
 
-    records = source_from_args(settings, args)
-    if args.speed:
-        records = paced(records, speed=args.speed)
+    source = source_from_args(settings, args)
+    records = paced(source, speed=args.speed) if args.speed else source
     report = produce(
         settings,
         records,
@@ -201,9 +250,18 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
         duration=args.duration,
         rate=args.rate,
         progress=not args.quiet,
+        skip=args.skip,
     )
     print(report.summary())
-    return 0 if report.failed == 0 else 1
+    resume = report.first_unacknowledged
+    if resume is not None:
+        options = [f"--source {args.source}", f"--skip {resume}"]
+        if hasattr(source, "seed") and hasattr(source, "start"):  # the simulator
+            options += [f"--seed {source.seed}", f"--start {source.start.isoformat()}"]
+        if args.max_records is not None:
+            options.append(f"--max-records {args.skip + args.max_records - resume}")
+        print(f"resume with: python -m pipeline_lib produce {' '.join(options)}")
+    return 0 if report.ok else 1
 
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
@@ -221,6 +279,14 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
         file_format=args.format,
     )
     print(json.dumps(report.to_dict()) if args.json else report.summary())
+    if report.stopped_because.startswith("no partitions assigned") and report.lag:
+        print(
+            f"error: no partition of {settings.topic!r} was assigned to this consumer, and "
+            f"the group still has {report.lag:,} records to land: other members hold the "
+            "partitions, or the group is rebalancing. Check `python -m pipeline_lib status`.",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -270,19 +336,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     produce = commands.add_parser("produce", help="stream a source into Kafka")
     add_source_options(produce)
-    produce.add_argument("--rate", type=float, default=None, help="messages per second limit")
+    produce.add_argument("--rate", type=positive, default=None, help="messages per second limit")
+    produce.add_argument(
+        "--skip", type=count, default=0, help="skip the first N records of the source (resume)"
+    )
     produce.add_argument("--quiet", action="store_true", help="no progress bar")
     produce.set_defaults(func=cmd_produce)
 
     consume = commands.add_parser("consume", help="land the topic in GCS and BigQuery")
-    consume.add_argument("--max-records", type=int, default=None, help="stop after N records")
     consume.add_argument(
-        "--until-idle", type=float, default=None, help="stop once caught up and idle N seconds"
+        "--max-records", type=positive_count, default=None, help="stop after N records"
     )
-    consume.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    consume.add_argument("--batch-size", type=int, default=10_000, help="records per batch")
     consume.add_argument(
-        "--flush-interval", type=float, default=1.0, help="close a batch after N seconds"
+        "--until-idle", type=non_negative, default=None, help="stop once caught up and idle N s"
+    )
+    consume.add_argument("--duration", type=positive, default=None, help="stop after N seconds")
+    consume.add_argument(
+        "--batch-size", type=positive_count, default=10_000, help="records per batch"
+    )
+    consume.add_argument(
+        "--flush-interval", type=positive, default=1.0, help="close a batch after N seconds"
     )
     consume.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson")
     consume.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -290,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     consume.set_defaults(func=cmd_consume)
 
     demo = commands.add_parser("demo", help="run the whole flow headless on the configuration")
-    demo.add_argument("--records", type=int, default=20_000, help="simulated ticks to stream")
+    demo.add_argument(
+        "--records", type=positive_count, default=20_000, help="simulated ticks to stream"
+    )
     demo.add_argument("--seed", type=int, default=42, help="simulator seed")
     demo.add_argument(
         "--output", default=None, help="folder for executed notebooks (default: output/<time>)"
@@ -299,22 +374,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Exceptions that mean "fix your input", printed without a traceback."""
-    from pipeline_lib.schema import InvalidRecord
-    from pipeline_lib.sinks import SinkError
-    from pipeline_lib.sources.alphavantage import AlphaVantageError
-
-    return (InvalidRecord, AlphaVantageError, SinkError, FileNotFoundError, ValueError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m pipeline_lib`` and the ``stock-pipeline`` command."""
     args = build_parser().parse_args(argv)
     handler: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
         return handler(Settings.from_env(), args)
-    except (ConfigError, local.ServiceError, ConnectionFailed, *user_errors()) as error:
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

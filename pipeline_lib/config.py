@@ -17,11 +17,17 @@ one machine without flipping an extra switch.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
+
+from pipeline_lib.errors import PipelineError
+from pipeline_lib.sql import UnsafeIdentifier, check_name, check_project
 
 LOCAL_HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +47,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PIPELINE_DLQ_TOPIC": ("", "dead-letter topic (default: <PIPELINE_TOPIC>.dlq)"),
     "PIPELINE_PARTITIONS": ("3", "partitions when the pipeline creates its topic"),
     "PIPELINE_CONSUMER_GROUP": ("stock-pipeline-sink", "consumer group of the sink consumer"),
+    "PIPELINE_DELIVERY_TIMEOUT_S": (
+        "120",
+        "producer: seconds a record may wait for Kafka's acknowledgement before it counts "
+        "as failed",
+    ),
     "GCP_PROJECT": ("local-project", "Google Cloud project id"),
     "GCS_BUCKET": ("stock-ticks-raw", "bucket for raw tick objects"),
     "BQ_DATASET": ("market_data", "BigQuery dataset"),
@@ -59,8 +70,79 @@ VARIABLES: dict[str, tuple[str, str]] = {
 SECRET_VARIABLES = frozenset({"ALPHAVANTAGE_API_KEY"})
 
 
-class ConfigError(ValueError):
+class ConfigError(PipelineError, ValueError):
     """A setting is missing or malformed; the message says which variable to fix."""
+
+
+# Kafka's own rule for topic names; group ids are free text, but keep them printable.
+TOPIC_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,249}")
+GROUP_PATTERN = re.compile(r"[A-Za-z0-9._:@/+=-]{1,255}")
+# GCS bucket names: 3-63 characters (up to 222 when dotted, 63 per dot-separated part).
+BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+HOST_PORT_PATTERN = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})")
+
+
+def check_topic(name: str, variable: str) -> str:
+    if not TOPIC_PATTERN.fullmatch(name) or name in {".", ".."}:
+        raise ConfigError(
+            f"{variable}={name!r} is not a Kafka topic name: use 1-249 of a-z A-Z 0-9 . _ -"
+        )
+    return name
+
+
+def check_bucket(name: str, variable: str = "GCS_BUCKET") -> str:
+    parts = name.split(".")
+    valid = (
+        BUCKET_PATTERN.fullmatch(name) is not None
+        and ".." not in name
+        and all(0 < len(p) <= 63 for p in parts)
+        and (len(name) <= 63 or "." in name)
+        and not name.startswith("goog")
+        and "google" not in name
+    )
+    try:
+        ipaddress.ip_address(name)
+        valid = False
+    except ValueError:
+        pass
+    if not valid:
+        raise ConfigError(
+            f"{variable}={name!r} is not a GCS bucket name: 3-63 of a-z 0-9 - _ . , "
+            "starting and ending with a letter or digit, no '..'"
+        )
+    return name
+
+
+def _check_bootstrap(value: str) -> str:
+    servers = [part.strip() for part in value.split(",")]
+    for server in servers:
+        match = HOST_PORT_PATTERN.fullmatch(server)
+        if not match or not 0 < int(match.group(2)) < 65536:
+            raise ConfigError(
+                f"KAFKA_BOOTSTRAP_SERVERS={value!r}: {server!r} is not host:port "
+                "(e.g. 127.0.0.1:9092, several separated by commas)"
+            )
+    return ",".join(servers)
+
+
+def _check_url(value: str | None, variable: str) -> str | None:
+    if value is None:
+        return None
+    parsed = urlparse(value if "://" in value else f"http://{value}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = -1
+    if (
+        parsed.scheme not in {"http", "https"}
+        or not parsed.hostname
+        or port == -1
+        or re.search(r"\s", value)
+    ):
+        raise ConfigError(
+            f"{variable}={value!r} is not an http(s)://host:port URL (e.g. http://127.0.0.1:4443)"
+        )
+    return value
 
 
 def _default_home() -> Path:
@@ -83,12 +165,26 @@ def _port_of_url(url: str, variable: str) -> int:
     return parsed.port
 
 
-def _int(env: Mapping[str, str], name: str) -> int:
+def _int(env: Mapping[str, str], name: str, low: int = 1, high: int = 65535) -> int:
     raw = env.get(name) or VARIABLES[name][0]
     try:
-        return int(raw)
+        value = int(raw.strip())
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float:
+    raw = env.get(name) or VARIABLES[name][0]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    return value
 
 
 @dataclass(frozen=True)
@@ -114,6 +210,7 @@ class Settings:
     bigquery_emulator_grpc_port: int
     alphavantage_api_key: str | None
     alphavantage_base_url: str
+    delivery_timeout_s: float = 120.0
     kafka_version: str = KAFKA_VERSION
 
     @classmethod
@@ -147,22 +244,43 @@ class Settings:
                     "(host:port of your cluster)"
                 )
 
-        topic = get("PIPELINE_TOPIC")
-        partitions = _int(env, "PIPELINE_PARTITIONS")
-        if partitions < 1:
-            raise ConfigError("PIPELINE_PARTITIONS must be at least 1")
+        # Every name and endpoint is checked here, before any network call, with the
+        # variable to fix in the message.
+        topic = check_topic(get("PIPELINE_TOPIC"), "PIPELINE_TOPIC")
+        dead_letter_topic = check_topic(
+            env.get("PIPELINE_DLQ_TOPIC") or f"{topic}.dlq", "PIPELINE_DLQ_TOPIC"
+        )
+        partitions = _int(env, "PIPELINE_PARTITIONS", 1, 10_000)
+        group = get("PIPELINE_CONSUMER_GROUP")
+        if not GROUP_PATTERN.fullmatch(group):
+            raise ConfigError(
+                f"PIPELINE_CONSUMER_GROUP={group!r}: use 1-255 of a-z A-Z 0-9 . _ - : @ / + ="
+            )
+        for variable, check in (
+            ("GCP_PROJECT", check_project),
+            ("BQ_DATASET", lambda v: check_name(v, "dataset")),
+            ("BQ_TABLE", lambda v: check_name(v, "table")),
+        ):
+            try:
+                check(get(variable))
+            except UnsafeIdentifier as error:
+                raise ConfigError(f"{variable}: {error}") from None
+        check_bucket(get("GCS_BUCKET"))
+        storage_host = _check_url(storage_host, "STORAGE_EMULATOR_HOST")
+        bigquery_host = _check_url(bigquery_host, "BIGQUERY_EMULATOR_HOST")
+        _check_url(get("ALPHAVANTAGE_BASE_URL"), "ALPHAVANTAGE_BASE_URL")
         home = Path(env.get("PIPELINE_HOME") or _default_home()).expanduser().resolve()
         cache_default = Path.home() / ".cache" / "stock-pipeline"
         return cls(
             target=target,
             home=home,
             cache_dir=Path(env.get("PIPELINE_CACHE") or cache_default).expanduser().resolve(),
-            kafka_bootstrap_servers=get("KAFKA_BOOTSTRAP_SERVERS"),
+            kafka_bootstrap_servers=_check_bootstrap(get("KAFKA_BOOTSTRAP_SERVERS")),
             kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT"),
             topic=topic,
-            dead_letter_topic=env.get("PIPELINE_DLQ_TOPIC") or f"{topic}.dlq",
+            dead_letter_topic=dead_letter_topic,
             partitions=partitions,
-            consumer_group=get("PIPELINE_CONSUMER_GROUP"),
+            consumer_group=group,
             gcp_project=get("GCP_PROJECT"),
             gcs_bucket=get("GCS_BUCKET"),
             bq_dataset=get("BQ_DATASET"),
@@ -173,6 +291,7 @@ class Settings:
             bigquery_emulator_grpc_port=_int(env, "BIGQUERY_EMULATOR_GRPC_PORT"),
             alphavantage_api_key=env.get("ALPHAVANTAGE_API_KEY") or None,
             alphavantage_base_url=get("ALPHAVANTAGE_BASE_URL"),
+            delivery_timeout_s=_seconds(env, "PIPELINE_DELIVERY_TIMEOUT_S"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -233,6 +352,7 @@ class Settings:
             "BIGQUERY_EMULATOR_HOST": self.bigquery_emulator_host or "",
             "BIGQUERY_EMULATOR_GRPC_PORT": str(self.bigquery_emulator_grpc_port),
             "ALPHAVANTAGE_BASE_URL": self.alphavantage_base_url,
+            "PIPELINE_DELIVERY_TIMEOUT_S": f"{self.delivery_timeout_s:g}",
         }
         if self.alphavantage_api_key:
             env["ALPHAVANTAGE_API_KEY"] = self.alphavantage_api_key

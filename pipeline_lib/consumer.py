@@ -36,24 +36,30 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError
 
-from pipeline_lib.clients import broker_unreachable, ensure_topic
+from pipeline_lib.batching import Batcher, DeadLetterRecord, SealedBatch
+from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
-from pipeline_lib.schema import InvalidRecord, decode
-from pipeline_lib.sinks import Batch, PartitionBatch, Sink, WriteResult
+from pipeline_lib.errors import PipelineError
+from pipeline_lib.schema import decode
+from pipeline_lib.sinks import Batch, Sink, WriteResult
 
 log = logging.getLogger(__name__)
-SESSION_TIMEOUT_S = 15.0
+
+
+class ConsumerError(PipelineError):
+    """The consumer cannot go on (bad bounds, commits failing); nothing was skipped."""
 
 
 @dataclass
 class BatchReport:
     """What one committed batch did, passed to ``on_batch`` callbacks.
 
-    ``seconds`` is the time spent writing and committing, ``age`` how long the
-    batch's oldest record had waited when the batch closed.
+    ``records`` is the number of messages the commit covers (landed records plus dead
+    letters), ``committed`` the offsets committed per partition, ``seconds`` the time
+    spent writing and committing, ``age`` how long the batch's oldest record had
+    waited when the batch closed.
     """
 
     number: int
@@ -67,14 +73,24 @@ class BatchReport:
 
 @dataclass
 class ConsumeReport:
-    """What a consumer run did."""
+    """What a consumer run did.
+
+    Every message read ends in exactly one of ``written`` (landed in the sinks and
+    committed), ``dead_letters`` (on the dead-letter topic, committed) or
+    ``discarded`` (dropped uncommitted after a rebalance, a refused commit or an
+    error: whoever reads the partition next reads it again), so
+    ``consumed == written + dead_letters + discarded``.
+    """
 
     topic: str
     group: str
     consumed: int = 0
     written: int = 0
     dead_letters: int = 0
+    discarded: int = 0
     batches: int = 0
+    rebalances: int = 0
+    refused_commits: int = 0
     seconds: float = 0.0
     locations: list[str] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
@@ -98,7 +114,10 @@ class ConsumeReport:
             "consumed": self.consumed,
             "written": self.written,
             "dead_letters": self.dead_letters,
+            "discarded": self.discarded,
             "batches": self.batches,
+            "rebalances": self.rebalances,
+            "refused_commits": self.refused_commits,
             "seconds": round(self.seconds, 3),
             "active_seconds": round(self.active_seconds, 3),
             "objects": [x for x in self.locations if x.startswith("gs://")],
@@ -113,8 +132,10 @@ class ConsumeReport:
         lines = [
             f"consumed {self.consumed:,} records from {self.topic!r} (group {self.group!r}) in "
             f"{self.seconds:.1f}s ({self.rate:,.0f}/s); stopped: {self.stopped_because}",
-            f"  wrote {self.written:,} records in {self.batches} batches; "
-            f"{self.dead_letters} to the dead-letter topic; lag now: {self.lag}",
+            f"  landed {self.written:,} records in {self.batches} batches; "
+            f"{self.dead_letters:,} to the dead-letter topic; {self.discarded:,} left "
+            f"uncommitted (read again later); {self.rebalances} rebalances; "
+            f"lag now: {'unknown' if self.lag is None else f'{self.lag:,}'}",
             f"  GCS: {len(objects)} objects" + (f", last {objects[-1]}" if objects else ""),
             f"  BigQuery: {', '.join(t[5:] for t in tables) or '-'}",
             f"  committed offsets: {dict(sorted(self.committed.items()))}",
@@ -122,30 +143,13 @@ class ConsumeReport:
         return "\n".join(lines)
 
 
-@dataclass
-class _InFlight:
-    """A sealed batch being written by the sinks, with the offsets to commit after."""
-
-    batch: Batch
-    offsets: dict
-    age: float
-    sealed_at: float
-    future: Future
-
-
-class _Buffer:
-    """Messages of one partition since the last commit."""
-
-    __slots__ = ("last_offset", "opened", "part")
-
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self.part = PartitionBatch(topic, partition, offset)
-        self.last_offset = offset - 1
-        self.opened = time.monotonic()
-
-
 class SinkConsumer:
-    """A consumer-group member that lands micro-batches in the sinks, then commits."""
+    """A consumer-group member that lands micro-batches in the sinks, then commits.
+
+    The Kafka consumer, the dead-letter writer and the sinks are injected (defaults
+    are built from ``settings``), so every path of the loop runs in unit tests
+    without a broker; the rules that protect data live in :class:`Batcher`.
+    """
 
     def __init__(
         self,
@@ -157,9 +161,13 @@ class SinkConsumer:
         group: str | None = None,
         on_batch: Callable[[BatchReport], None] | None = None,
         before_commit: Callable[[Batch], None] | None = None,
+        consumer_factory: Callable[[ConsumerRebalanceListener], Any] | None = None,
+        dead_letters: Any = None,
+        create_topics: bool = True,
+        commit_retry_s: float = 30.0,
     ) -> None:
-        if batch_size < 1 or flush_interval <= 0:
-            raise ValueError("batch_size must be >= 1 and flush_interval > 0")
+        if batch_size < 1 or not flush_interval > 0:
+            raise ConsumerError("batch_size must be >= 1 and flush_interval > 0")
         self.settings = settings
         self.topic = topic or settings.topic
         self.group = group or settings.consumer_group
@@ -173,16 +181,18 @@ class SinkConsumer:
 
             sinks = [GcsSink(settings), BigQuerySink(settings)]
         self.sinks = list(sinks)
-        self.dead_letters = DeadLetterWriter(settings)
-        self._buffers: dict[int, _Buffer] = {}
-        self._buffered = 0
+        self.dead_letters = dead_letters if dead_letters is not None else DeadLetterWriter(settings)
+        self.consumer_factory = consumer_factory or self._kafka_consumer
+        self.create_topics = create_topics
+        self.commit_retry_s = commit_retry_s
+        self.core = Batcher(self.topic, batch_size, flush_interval, decode=decode)
         self._stop = threading.Event()
         self._consumer: Any = None
+        self._listener = _RebalanceListener()
         self._report: ConsumeReport | None = None
         self._assigned_at = 0.0
-        self._revoked: set[int] = set()
         self._last_commit_at = 0.0
-        self._inflight: _InFlight | None = None
+        self._writing: tuple[SealedBatch, Future] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
 
     # --- control --------------------------------------------------------------------
@@ -191,27 +201,18 @@ class SinkConsumer:
         """Ask a running :meth:`run` to flush, commit and return (thread-safe)."""
         self._stop.set()
 
-    def _connect(self) -> Any:
-        from kafka import KafkaConsumer
-        from kafka.errors import KafkaError
-
-        try:
-            consumer = KafkaConsumer(
-                bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                group_id=self.group,
-                client_id=f"stock-pipeline-sink-{self.group}",
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_poll_records=min(self.batch_size, 5000),
-                fetch_max_bytes=64 * 1024 * 1024,
-                max_partition_fetch_bytes=8 * 1024 * 1024,
-                session_timeout_ms=int(SESSION_TIMEOUT_S * 1000),
-                heartbeat_interval_ms=3_000,
-                bootstrap_timeout_ms=10_000,
-            )
-        except KafkaError as error:
-            raise broker_unreachable(self.settings, error) from error
-        consumer.subscribe([self.topic], listener=_RebalanceListener(self))
+    def _kafka_consumer(self, listener: ConsumerRebalanceListener) -> Any:
+        consumer = kafka_consumer(
+            self.settings,
+            group=self.group,
+            client_id=f"stock-pipeline-sink-{self.group}",
+            max_poll_records=min(self.batch_size, 5000),
+        )
+        # Load the topic's metadata before joining: a group leader without it assigns
+        # nothing ("No partition metadata") and, in kafka-python 3, may not ask again
+        # until the next periodic metadata refresh, minutes later.
+        consumer.partitions_for_topic(self.topic)
+        consumer.subscribe([self.topic], listener=listener)
         return consumer
 
     # --- the loop -------------------------------------------------------------------
@@ -230,8 +231,16 @@ class SinkConsumer:
         seconds. ``max_records``: stop after at least that many records. ``duration``:
         stop after that many seconds. The open batch is always flushed and committed.
         """
-        ensure_topic(self.settings, self.topic)
-        ensure_topic(self.settings, self.settings.dead_letter_topic, partitions=1)
+        for name, bound in (
+            ("max_records", max_records),
+            ("until_idle", until_idle),
+            ("duration", duration),
+        ):
+            if bound is not None and not bound >= 0:
+                raise ConsumerError(f"{name} must be a number >= 0, got {bound!r}")
+        if self.create_topics:
+            ensure_topic(self.settings, self.topic)
+            ensure_topic(self.settings, self.settings.dead_letter_topic, partitions=1)
         for sink in self.sinks:
             sink.setup()
         report = self._report = ConsumeReport(topic=self.topic, group=self.group)
@@ -241,31 +250,36 @@ class SinkConsumer:
         last_message = started
         first_message: float | None = None
         last_lag_check = 0.0
-        self._consumer = self._connect()
+        self._consumer = self.consumer_factory(self._listener)
         try:
             while True:
                 poll_started = time.monotonic()
-                polled = self._consumer.poll(timeout_ms=self._poll_timeout_ms())
-                if self._revoked:
-                    self._drop_revoked()
-                received = self._take(polled)
+                polled = self._consumer.poll(timeout_ms=int(self.core.poll_timeout() * 1000))
+                if self._listener.take_change():
+                    # Positions moved under us: records of this poll may not follow what
+                    # we hold. Drop them and seek every owned partition explicitly.
+                    polled = {}
+                    self._apply_rebalance()
+                received = 0
+                for tp, messages in polled.items():
+                    received += self.core.add(tp.partition, messages)
                 now = time.monotonic()
                 if received:
                     last_message = now
                     if first_message is None:
                         first_message = poll_started
-                    report.consumed += received
                     if bar is not None:
                         bar.update(received)
                 self._complete(block=False)
-                if self._due(now):
+                if self.core.due():
                     self._complete()  # at most one batch in flight
                     self._seal()
                 if bar is not None and now - last_lag_check > 2:
                     last_lag_check = now
                     report.lag = self.lag()
+                    self._sync_report()
                     bar.set_postfix(batches=report.batches, dlq=report.dead_letters, lag=report.lag)
-                reason = self._stop_reason(report, max_records)
+                reason = self._stop_reason(max_records)
                 if reason is None and until_idle is not None:
                     reason = self._idle_reason(
                         now, max(last_message, self._assigned_at), until_idle
@@ -279,27 +293,48 @@ class SinkConsumer:
             report.stopped_because = "interrupted"
         except BaseException as error:
             report.stopped_because = f"error: {type(error).__name__}"
-            self._buffers.clear()  # uncommitted: a restart re-reads it
-            self._buffered = 0
-            self._inflight = None
+            self._abandon()
             raise
         finally:
             try:
-                # After an error the open batch stays uncommitted: a restart re-reads it.
+                # After an error what is held stays uncommitted: a restart re-reads it.
                 if not report.stopped_because.startswith("error"):
-                    self._flush()
+                    try:
+                        self._flush()
+                    except BaseException:
+                        report.stopped_because = "error while flushing"
+                        self._abandon()
+                        raise
                 report.lag = self.lag()
             finally:
-                if first_message is not None:
-                    report.active_seconds = self._last_commit_at - first_message
+                if first_message is not None and self._last_commit_at:
+                    report.active_seconds = max(0.0, self._last_commit_at - first_message)
                 self._close(restore, bar)
                 report.seconds = time.monotonic() - started
+                self._sync_report()
         return report
 
-    def _stop_reason(self, report: ConsumeReport, max_records: int | None) -> str | None:
+    def _abandon(self) -> None:
+        """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""
+        self.core.abandon()
+        self._writing = None
+
+    def _sync_report(self) -> None:
+        report, counts = self._report, self.core.counts
+        if report is None:
+            return
+        report.consumed = counts.read
+        report.written = counts.landed
+        report.dead_letters = counts.dead_letters
+        report.discarded = counts.discarded
+        report.batches = counts.batches
+        report.rebalances = counts.rebalances
+        report.refused_commits = counts.refused_commits
+
+    def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
             return "stop requested"
-        if max_records is not None and report.consumed >= max_records:
+        if max_records is not None and self.core.counts.read >= max_records:
             return f"{max_records:,} records reached"
         return None
 
@@ -311,7 +346,7 @@ class SinkConsumer:
         lasts well past the session timeout (more members than partitions).
         """
         idle = now - last_activity
-        if idle < until_idle or self._buffers or self._inflight:
+        if idle < until_idle or not self.core.idle or self._writing is not None:
             return None
         if self._consumer.assignment():
             return f"caught up and idle for {until_idle:g}s" if self.lag() == 0 else None
@@ -319,155 +354,184 @@ class SinkConsumer:
             return f"no partitions assigned for {idle:.0f}s"
         return None
 
-    def _poll_timeout_ms(self) -> int:
-        """Short polls: a time-based flush must never wait for the next message."""
-        if not self._buffers:
-            return 200
-        oldest = min(b.opened for b in self._buffers.values())
-        remaining = oldest + self.flush_interval - time.monotonic()
-        return int(max(0.0, min(remaining, 0.2)) * 1000)
+    def _owned(self) -> set[int]:
+        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
 
-    def _due(self, now: float) -> bool:
-        if not self._buffers:
-            return False
-        if self._buffered >= self.batch_size:
-            return True
-        return now - min(b.opened for b in self._buffers.values()) >= self.flush_interval
+    def _apply_rebalance(self) -> None:
+        lost = self._listener.take_lost()
+        owned = self._owned()
+        targets = self.core.rebalance(owned, lost=lost)
+        self._assigned_at = time.monotonic()
+        log.info(
+            "assignment of %s: partitions %s%s",
+            self.topic,
+            sorted(owned),
+            " (membership was lost)" if lost else "",
+        )
+        self._seek(targets)
 
-    def _take(self, polled: dict) -> int:
-        """Buffer polled messages; invalid ones go to the dead-letter writer at once."""
-        count = 0
-        for tp, messages in polled.items():
-            buffer = self._buffers.get(tp.partition)
-            for message in messages:
-                if buffer is None:
-                    buffer = _Buffer(tp.topic, tp.partition, message.offset)
-                    self._buffers[tp.partition] = buffer
-                buffer.last_offset = message.offset
-                try:
-                    tick = decode(message.value)
-                except InvalidRecord as error:
-                    self.dead_letters.send(message, error.reason, error.field, stage="decode")
-                    continue
-                part = buffer.part
-                part.ticks.append(tick)
-                part.values.append(message.value)
-                part.offsets.append(message.offset)
-                self._buffered += 1
-            count += len(messages)
-        return count
+    def _seek(self, targets: dict[int, int | None]) -> None:
+        """Seek each partition to an offset, or to its committed offset for ``None``."""
+        from kafka.structs import TopicPartition
+
+        for partition, offset in targets.items():
+            tp = TopicPartition(self.topic, partition)
+            if offset is None:
+                offset = self._consumer.committed(tp)
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)  # nothing committed: auto_offset_reset
+            else:
+                self._consumer.seek(tp, offset)
 
     def _seal(self) -> None:
-        """Close the open batch and start writing it to the sinks in the background.
+        """Close the open batch and start writing it in the background.
 
         At most one batch is in flight: the main thread keeps polling and decoding the
         next one while the sinks wait on the network, and commits stay on the main
         thread, in order, after the writes (see :meth:`_complete`).
         """
-        from kafka.structs import OffsetAndMetadata, TopicPartition
+        sealed = self.core.seal(datetime.now(UTC))
+        if sealed is not None:
+            self._writing = (sealed, self._writer.submit(self._write, sealed))
 
-        now = time.monotonic()
-        batch = Batch([b.part for b in self._buffers.values()], datetime.now(UTC))
-        offsets = {
-            TopicPartition(self.topic, p): OffsetAndMetadata(b.last_offset + 1, "", -1)
-            for p, b in self._buffers.items()
-        }
-        age = now - min(b.opened for b in self._buffers.values())
-        self._buffers.clear()
-        self._buffered = 0
-        future = self._writer.submit(lambda: [sink.write(batch) for sink in self.sinks])
-        self._inflight = _InFlight(batch, offsets, age, now, future)
-
-    def _complete(self, block: bool = True) -> None:
-        """Commit the in-flight batch once every sink wrote it (raise if one failed)."""
-        inflight = self._inflight
-        if inflight is None or (not block and not inflight.future.done()):
-            return
-        self._inflight = None
-        results = inflight.future.result()  # re-raises SinkUnavailable: nothing committed
+    def _write(self, sealed: SealedBatch) -> tuple[list[WriteResult], int]:
+        """Runs in the writer thread: every sink, then the batch's dead letters, flushed."""
+        results = [sink.write(sealed.batch) for sink in self.sinks]
+        for letter in sealed.dead_letters:
+            self.dead_letters.send(letter)
         for result in results:
             for rejected in result.rejected:
-                self.dead_letters.send_rejected(rejected, stage=result.sink)
-        dead = self.dead_letters.flush()
-        if self.before_commit is not None:
-            self.before_commit(inflight.batch)
-        try:
-            self._consumer.commit(inflight.offsets)
-        except CommitFailedError as error:
-            # A rebalance moved partitions meanwhile: the new owners re-read this batch
-            # from the last commit (the sinks overwrite / de-duplicate it); what we read
-            # after it is dropped and re-read too, so nothing is skipped.
-            log.warning("commit refused after a rebalance (%s); batch will be re-read", error)
-            self._buffers.clear()
-            self._buffered = 0
-            self._rewind()
-            return
-        self._last_commit_at = time.monotonic()
-        committed = {tp.partition: o.offset for tp, o in inflight.offsets.items()}
-        report = self._report
-        if report is not None:
-            report.batches += 1
-            refused = {(r.partition, r.offset) for result in results for r in result.rejected}
-            report.written += len(inflight.batch) - len(refused)
-            report.dead_letters += dead
-            report.committed.update(committed)
-            report.locations.extend(loc for r in results for loc in r.locations)
-            if self.on_batch is not None:
-                self.on_batch(
-                    BatchReport(
-                        report.batches,
-                        len(inflight.batch),
-                        dead,
-                        results,
-                        committed,
-                        time.monotonic() - inflight.sealed_at,
-                        inflight.age,
+                self.dead_letters.send(
+                    DeadLetterRecord(
+                        rejected.topic,
+                        rejected.partition,
+                        rejected.offset,
+                        None,
+                        rejected.value,
+                        rejected.reason,
+                        None,
+                        result.sink,
                     )
                 )
+        return results, self.dead_letters.flush()
+
+    def _complete(self, block: bool = True) -> None:
+        """Commit the batch in flight once it is written (raise if a sink failed)."""
+        if self._writing is None:
+            return
+        sealed, future = self._writing
+        if not block and not future.done():
+            return
+        self._writing = None
+        results, _dead = future.result()  # re-raises SinkUnavailable: nothing committed
+        if self.core.inflight is not sealed:
+            return  # dropped meanwhile (membership lost): its partitions are re-read
+        if self.before_commit is not None:
+            self.before_commit(sealed.batch)
+        offsets = self.core.commit_plan(self._owned())
+        if offsets and not self._commit(offsets):
+            self._seek(self.core.rewind(self._owned()))
+            return
+        rejected = sum(1 for r in results for x in r.rejected if x.partition in offsets)
+        self.core.committed_inflight(offsets, rejected=rejected)
+        self._last_commit_at = time.monotonic()
+        report = self._report
+        if report is None:
+            return
+        report.committed.update(offsets)
+        report.locations.extend(loc for r in results for loc in r.locations)
+        self._sync_report()
+        if self.on_batch is not None:
+            covered = sum(offsets[p] - sealed.first_offsets[p] for p in offsets)
+            self.on_batch(
+                BatchReport(
+                    sealed.number,
+                    covered,
+                    sum(1 for d in sealed.dead_letters if d.partition in offsets) + rejected,
+                    results,
+                    dict(offsets),
+                    time.monotonic() - sealed.sealed_at,
+                    sealed.age,
+                )
+            )
+
+    def _commit(self, offsets: dict[int, int]) -> bool:
+        """Commit; False if the group refused it (a rebalance), retry transient errors."""
+        from kafka.errors import (
+            CommitFailedError,
+            IllegalGenerationError,
+            KafkaError,
+            RebalanceInProgressError,
+            UnknownMemberIdError,
+        )
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        plan = {
+            TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
+        }
+        deadline = time.monotonic() + self.commit_retry_s
+        delay = 0.2
+        while True:
+            try:
+                self._consumer.commit(plan)
+                return True
+            except (
+                CommitFailedError,
+                RebalanceInProgressError,
+                IllegalGenerationError,
+                UnknownMemberIdError,
+            ) as error:
+                # The group moved partitions meanwhile: the batch is in the sinks but not
+                # committed; everything held is re-read from the last commit (the sinks
+                # overwrite / de-duplicate it), so nothing is skipped.
+                log.warning(
+                    "commit refused by the group (%s); re-reading from the last commit",
+                    type(error).__name__,
+                )
+                return False
+            except KafkaError as error:
+                if time.monotonic() + delay > deadline:
+                    raise ConsumerError(
+                        f"could not commit offsets {offsets} of {self.topic!r} for "
+                        f"{self.commit_retry_s:g}s ({type(error).__name__}: {error}). The "
+                        "batch is in the sinks; a restart re-reads it from the last commit "
+                        "and the dedup view hides the copies. Check the brokers."
+                    ) from error
+                log.warning("commit failed (%s), retrying in %.1fs", error, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _flush(self) -> None:
-        """Write and commit everything read so far (waits for the in-flight batch)."""
+        """Write and commit everything read so far (waits for the batch in flight)."""
         self._complete()
-        if self._buffers:
+        if not self.core.idle and self.core.inflight is None:
             self._seal()
             self._complete()
 
-    def _rewind(self) -> None:
-        """Seek every assigned partition back to its committed offset."""
-        from kafka.errors import KafkaError
-
-        try:
-            for tp in self._consumer.assignment():
-                committed = self._consumer.committed(tp)
-                if committed is None:
-                    self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
-        except KafkaError as error:  # a rebalance in progress resets positions anyway
-            log.warning("rewind after a refused commit failed: %s", error)
-
-    def _drop_revoked(self) -> None:
-        """Forget buffered messages of partitions taken away by a rebalance."""
-        while self._revoked:
-            buffer = self._buffers.pop(self._revoked.pop(), None)
-            if buffer is not None:
-                self._buffered -= len(buffer.part.ticks)
-                log.info(
-                    "partition %d revoked: its uncommitted batch will be re-read",
-                    buffer.part.partition,
-                )
-
     def lag(self) -> int | None:
-        """Messages on the assigned partitions not yet read (None if unknown)."""
+        """Messages not yet read on the assigned partitions; with no assignment, the
+        group's lag on the whole topic (end offsets minus commits). None if unknown."""
         consumer = self._consumer
         if consumer is None:
             return None
+        from kafka.structs import TopicPartition
+
         try:
-            assigned = consumer.assignment()
-            if not assigned:
+            assigned = [tp for tp in consumer.assignment() if tp.topic == self.topic]
+            if assigned:
+                ends = consumer.end_offsets(assigned)
+                return sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned)
+            partitions = consumer.partitions_for_topic(self.topic) or set()
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            if not tps:
                 return 0
-            ends = consumer.end_offsets(list(assigned))
-            return sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned)
+            ends = consumer.end_offsets(tps)
+            starts = consumer.beginning_offsets(tps)
+            total = 0
+            for tp in tps:
+                committed = consumer.committed(tp)
+                total += max(0, ends[tp] - (starts[tp] if committed is None else committed))
+            return total
         except Exception:  # lag is informative only
             return None
 
@@ -501,24 +565,44 @@ class SinkConsumer:
 
 
 class _RebalanceListener(ConsumerRebalanceListener):
-    """Note revoked partitions; the consumer's own thread drops their buffers.
+    """Notes that the assignment changed; the consumer's own thread acts on it.
 
     kafka-python runs these callbacks on its IO loop, so they must not block (a
-    flush or a commit from here would deadlock). Dropping is safe: the records were
-    not committed, so the new owner re-reads them, and the sinks are replay-safe.
+    flush or a commit from here would deadlock). After the poll that ran them, the
+    loop asks the :class:`Batcher` where each owned partition must read next and
+    seeks there, so no client-side position survives a rebalance unchecked.
     """
 
-    def __init__(self, owner: SinkConsumer) -> None:
-        self.owner = owner
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = False
+        self._lost = False
+        self.events: list[tuple[str, list[int]]] = []
+
+    def _note(self, kind: str, partitions: Any, lost: bool = False) -> None:
+        with self._lock:
+            self._changed = True
+            self._lost = self._lost or lost
+            self.events.append((kind, sorted(tp.partition for tp in partitions)))
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self.owner._revoked.update(tp.partition for tp in revoked)
+        self._note("revoked", revoked)
 
     def on_partitions_lost(self, lost: Any) -> None:
-        self.on_partitions_revoked(lost)
+        self._note("lost", lost, lost=True)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self.owner._assigned_at = time.monotonic()
+        self._note("assigned", assigned)
+
+    def take_change(self) -> bool:
+        with self._lock:
+            changed, self._changed = self._changed, False
+            return changed
+
+    def take_lost(self) -> bool:
+        with self._lock:
+            lost, self._lost = self._lost, False
+            return lost
 
 
 def _progress_bar(total: int | None, topic: str) -> Any:

@@ -2,18 +2,39 @@
 
 Like Kafka Connect's dead-letter queues, the original key and value bytes are
 copied unchanged (so a fixed record can be replayed), and the context travels in
-headers: ``dlq.reason``, ``dlq.field``, ``dlq.stage`` (decode, bigquery, ...),
+headers: ``dlq.reason``, ``dlq.field``, ``dlq.stage`` (decode, gcs, bigquery, ...),
 ``dlq.topic``, ``dlq.partition``, ``dlq.offset``, ``dlq.at``.
+
+**Size bound.** A message may be larger than the dead-letter topic accepts (a
+compressed 2 MB value passes the broker's limit on the way in; Kafka's default limit
+is about 1 MB per record, headers included). Values above
+:data:`MAX_VALUE_BYTES` (and keys above :data:`MAX_KEY_BYTES`) are cut to that size
+and marked: ``dlq.truncated=value`` (or ``key``), ``dlq.original_value_bytes`` /
+``dlq.original_key_bytes`` hold the original sizes, and topic, partition and offset
+point at the full record in the source topic (within its retention). A broker that
+refuses even that (a smaller ``max.message.bytes``) gets a second try cut to
+:data:`FALLBACK_VALUE_BYTES`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipeline_lib.clients import kafka_consumer, kafka_producer
 from pipeline_lib.config import Settings
-from pipeline_lib.sinks import Rejected, SinkUnavailable
+from pipeline_lib.sinks import SinkUnavailable
+
+if TYPE_CHECKING:
+    from pipeline_lib.batching import DeadLetterRecord
+
+log = logging.getLogger(__name__)
+MAX_VALUE_BYTES = 512 * 1024
+MAX_KEY_BYTES = 1024
+FALLBACK_VALUE_BYTES = 16 * 1024
+MAX_HEADER_CHARS = 1000
 
 
 @dataclass
@@ -29,95 +50,124 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     dlq_offset: int
+    truncated: str = ""
+    original_value_bytes: int | None = None
+
+
+def dead_letter_message(
+    letter: DeadLetterRecord, max_value: int = MAX_VALUE_BYTES
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """Key, value and headers of the dead letter for ``letter``, within the size bound."""
+    key, value = letter.key, letter.value if letter.value is not None else b""
+    headers = {
+        "dlq.reason": letter.reason[:MAX_HEADER_CHARS],
+        "dlq.field": (letter.field or "")[:100],
+        "dlq.stage": letter.stage,
+        "dlq.topic": letter.topic,
+        "dlq.partition": str(letter.partition),
+        "dlq.offset": str(letter.offset),
+        "dlq.at": datetime.now(UTC).isoformat(),
+    }
+    truncated = []
+    if len(value) > max_value:
+        headers["dlq.original_value_bytes"] = str(len(value))
+        value = value[:max_value]
+        truncated.append("value")
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        headers["dlq.original_key_bytes"] = str(len(key))
+        key = key[:MAX_KEY_BYTES]
+        truncated.append("key")
+    if truncated:
+        headers["dlq.truncated"] = ",".join(truncated)
+    encoded = [(k, v.encode("utf-8", "replace")) for k, v in headers.items()]
+    return key, value, encoded
 
 
 class DeadLetterWriter:
-    """Sends rejected records to the dead-letter topic; ``flush()`` before committing."""
+    """Sends rejected records to the dead-letter topic; ``flush()`` before committing.
+
+    Used from one thread (the consumer's writer thread). No record, however large or
+    strange, makes :meth:`send` raise: it is cut to size instead. Only a dead-letter
+    topic that stays unreachable raises (from :meth:`flush`), and then nothing of
+    the batch is committed.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topic = settings.dead_letter_topic
         self._producer: Any = None
-        self._pending: list[Any] = []
+        self._pending: list[tuple[Any, DeadLetterRecord]] = []
 
-    def _send(self, key: bytes | None, value: bytes | None, headers: dict[str, str]) -> None:
+    def _send(self, letter: DeadLetterRecord, max_value: int) -> Any:
+        from kafka.errors import KafkaError
+
         if self._producer is None:
-            from pipeline_lib.producer import kafka_producer
+            self._producer = kafka_producer(self.settings, linger_ms=5)
+        key, value, headers = dead_letter_message(letter, max_value)
+        try:
+            return self._producer.send(self.topic, key=key, value=value, headers=headers)
+        except KafkaError as error:
+            if max_value > FALLBACK_VALUE_BYTES:
+                log.warning("dead letter refused (%s); sending it cut to 16 KiB", error)
+                return self._send(letter, FALLBACK_VALUE_BYTES)
+            raise SinkUnavailable(
+                f"cannot write to the dead-letter topic {self.topic!r}: {error}; nothing was "
+                "committed."
+            ) from error
 
-            self._producer = kafka_producer(self.settings, linger_ms=5, compression_type=None)
-        stamped = {**headers, "dlq.at": datetime.now(UTC).isoformat()}
-        future = self._producer.send(
-            self.topic,
-            key=key,
-            value=value if value is not None else b"",
-            headers=[(k, v.encode()) for k, v in stamped.items()],
-        )
-        self._pending.append(future)
-
-    def send(self, message: Any, reason: str, field: str | None, stage: str) -> None:
-        """Dead-letter a consumed Kafka message."""
-        self._send(
-            message.key,
-            message.value,
-            {
-                "dlq.reason": reason,
-                "dlq.field": field or "",
-                "dlq.stage": stage,
-                "dlq.topic": message.topic,
-                "dlq.partition": str(message.partition),
-                "dlq.offset": str(message.offset),
-            },
-        )
-
-    def send_rejected(self, rejected: Rejected, stage: str) -> None:
-        """Dead-letter a record a sink refused."""
-        self._send(
-            None,
-            rejected.value,
-            {
-                "dlq.reason": rejected.reason,
-                "dlq.field": "",
-                "dlq.stage": stage,
-                "dlq.topic": rejected.topic,
-                "dlq.partition": str(rejected.partition),
-                "dlq.offset": str(rejected.offset),
-            },
-        )
+    def send(self, letter: DeadLetterRecord) -> None:
+        """Queue one dead letter (acknowledged by :meth:`flush`)."""
+        self._pending.append((self._send(letter, MAX_VALUE_BYTES), letter))
 
     def flush(self, timeout: float = 30.0) -> int:
         """Wait until every pending dead letter is acknowledged; returns how many."""
+        from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+
         if not self._pending:
             return 0
-        self._producer.flush(timeout=timeout)
-        failures = [f.exception for f in self._pending if f.failed()]
         count = len(self._pending)
-        if failures:
-            raise SinkUnavailable(
-                f"{len(failures)} dead letters could not be written to {self.topic!r} "
-                f"({failures[0]}); nothing was committed."
-            )
-        self._pending.clear()
-        return count
+        for _attempt in range(2):
+            try:
+                self._producer.flush(timeout=timeout)
+            except KafkaError as error:
+                raise SinkUnavailable(
+                    f"dead letters not acknowledged by {self.topic!r} within {timeout:g}s "
+                    f"({error}); nothing was committed."
+                ) from error
+            failed = [(f, letter) for f, letter in self._pending if f.failed()]
+            too_large = [
+                letter
+                for f, letter in failed
+                if isinstance(f.exception, MessageSizeTooLargeError | RecordListTooLargeError)
+            ]
+            if failed and len(too_large) == len(failed):
+                # The broker's limit is below ours: cut harder and try once more.
+                self._pending = [(self._send(x, FALLBACK_VALUE_BYTES), x) for x in too_large]
+                continue
+            if failed:
+                raise SinkUnavailable(
+                    f"{len(failed)} dead letters could not be written to {self.topic!r} "
+                    f"({failed[0][0].exception}); nothing was committed."
+                )
+            self._pending.clear()
+            return count
+        raise SinkUnavailable(f"dead letters too large even when cut for {self.topic!r}")
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.close(timeout=10)
-            self._producer = None
+            try:
+                self._producer.close(timeout=10)
+            finally:
+                self._producer = None
 
 
 def read_dead_letters(
     settings: Settings, limit: int = 1000, timeout: float = 5.0
 ) -> list[DeadLetter]:
     """Read the dead-letter topic from the beginning (no consumer group, no commits)."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(timeout * 1000),
-        bootstrap_timeout_ms=10_000,
-    )
+    consumer = kafka_consumer(settings, group=None, consumer_timeout_ms=int(timeout * 1000))
     try:
         partitions = consumer.partitions_for_topic(settings.dead_letter_topic) or set()
         assigned = [TopicPartition(settings.dead_letter_topic, p) for p in sorted(partitions)]
@@ -130,7 +180,7 @@ def read_dead_letters(
             return []
         letters = []
         for message in consumer:
-            headers = {k: v.decode() for k, v in (message.headers or [])}
+            headers = {k: v.decode("utf-8", "replace") for k, v in (message.headers or [])}
             letters.append(
                 DeadLetter(
                     reason=headers.get("dlq.reason", ""),
@@ -142,6 +192,12 @@ def read_dead_letters(
                     key=message.key,
                     value=message.value,
                     dlq_offset=message.offset,
+                    truncated=headers.get("dlq.truncated", ""),
+                    original_value_bytes=(
+                        int(headers["dlq.original_value_bytes"])
+                        if "dlq.original_value_bytes" in headers
+                        else None
+                    ),
                 )
             )
             done = all(consumer.position(tp) >= ends[tp] for tp in assigned)

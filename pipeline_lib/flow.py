@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.config import PROJECT_ROOT, Settings
+from pipeline_lib.errors import PipelineError
 from pipeline_lib.local.process import Notify
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
@@ -26,7 +27,7 @@ OUTPUT_DIR = PROJECT_ROOT / "output"
 NOTEBOOKS = ("01_setup", "02_producer", "03_consumer", "04_analysis")
 
 
-class FlowFailed(RuntimeError):
+class FlowFailed(PipelineError):
     """A notebook failed; the message names it and where its executed copy is."""
 
 

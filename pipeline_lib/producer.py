@@ -8,33 +8,36 @@ left in the client's buffer.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients import ConnectionFailed, broker_unreachable
+from pipeline_lib.clients import PRODUCER_DEFAULTS, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
+from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import Tick, encode
 from pipeline_lib.sources.base import bounded, paced
 
-# Tuned on the local broker (see bench/): large batches, a short linger, lz4.
-PRODUCER_DEFAULTS: dict[str, Any] = {
-    "acks": "all",
-    "enable_idempotence": True,
-    "linger_ms": 20,
-    "batch_size": 256 * 1024,
-    "compression_type": "lz4",
-    "max_in_flight_requests_per_connection": 5,
-    "max_block_ms": 30_000,
-    "delivery_timeout_ms": 60_000,
-}
+__all__ = ["PRODUCER_DEFAULTS", "ProduceReport", "ProducerError", "kafka_producer", "produce"]
+log = logging.getLogger(__name__)
+
+
+class ProducerError(PipelineError):
+    """The producer could not go on (a record that cannot be sent at all)."""
 
 
 @dataclass
 class ProduceReport:
-    """What a producer run did."""
+    """What a producer run did: every record sent is acknowledged, failed or undelivered.
+
+    ``first_unacknowledged`` is the 0-based position in the source of the first
+    record Kafka did not acknowledge (None when all were): resume the same
+    deterministic source there (``--skip``) to send the rest; records sent twice are
+    removed downstream by event id.
+    """
 
     topic: str
     sent: int = 0
@@ -43,37 +46,42 @@ class ProduceReport:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     interrupted: bool = False
+    stopped_because: str = ""
+    first_unacknowledged: int | None = None
+    skipped: int = 0
 
     @property
     def rate(self) -> float:
         return self.sent / self.seconds if self.seconds else 0.0
 
+    @property
+    def undelivered(self) -> int:
+        """Sent but neither acknowledged nor reported failed when the run ended."""
+        return max(0, self.sent - self.delivered - self.failed)
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.undelivered == 0 and not self.stopped_because
+
     def summary(self) -> str:
         state = " (interrupted)" if self.interrupted else ""
         text = (
             f"produced {self.delivered:,} of {self.sent:,} records to topic {self.topic!r} in "
-            f"{self.seconds:.1f}s ({self.rate:,.0f}/s), {self.failed} failed{state}"
+            f"{self.seconds:.1f}s ({self.rate:,.0f}/s): {self.delivered:,} acknowledged, "
+            f"{self.failed:,} failed, {self.undelivered:,} unconfirmed{state}"
         )
+        if self.stopped_because:
+            text += f"; stopped: {self.stopped_because}"
         if self.errors:
             text += f"; first error: {self.errors[0]}"
+        if self.first_unacknowledged is not None:
+            text += (
+                f"\nNOT DELIVERED: {self.failed + self.undelivered:,} records. The first is "
+                f"record #{self.first_unacknowledged:,} of the source: re-run the same source "
+                f"with --skip {self.first_unacknowledged} to send the rest (copies of records "
+                "already acknowledged are removed downstream by event id)."
+            )
         return text
-
-
-def kafka_producer(settings: Settings, **overrides: Any) -> Any:
-    """A KafkaProducer with the pipeline's defaults; ConnectionFailed if no broker answers."""
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
-
-    config = {**PRODUCER_DEFAULTS, **overrides}
-    try:
-        return KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            client_id="stock-pipeline-producer",
-            bootstrap_timeout_ms=10_000,
-            **config,
-        )
-    except KafkaError as error:
-        raise broker_unreachable(settings, error) from error
 
 
 def produce(
@@ -85,58 +93,104 @@ def produce(
     progress: bool = False,
     topic: str | None = None,
     ensure: bool = True,
+    skip: int = 0,
     **producer_overrides: Any,
 ) -> ProduceReport:
     """Send ``records`` to Kafka and wait until every one is acknowledged or failed.
 
     ``rate`` limits messages per second (for live demos); ``max_records`` and
-    ``duration`` bound the run. Creates the topic first when ``ensure`` is true.
+    ``duration`` bound the run; ``skip`` drops that many records of the source first
+    (to resume after a failure). Creates the topic first when ``ensure`` is true.
+
+    Never raises for delivery problems: a broker outage longer than the delivery
+    timeout (``PIPELINE_DELIVERY_TIMEOUT_S``) ends the run with the counts in the
+    report (``ok`` is False) and the position to resume from.
     """
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError, KafkaTimeoutError
 
-    from pipeline_lib.clients import ensure_topic
-
+    if skip < 0:
+        raise ProducerError(f"skip must be >= 0, got {skip}")
     topic = topic or settings.topic
     if ensure:
         ensure_topic(settings, topic)
-    report = ProduceReport(topic=topic)
+    report = ProduceReport(topic=topic, skipped=skip)
     producer = kafka_producer(settings, **producer_overrides)
+    unacknowledged: set[int] = set()  # source positions sent, not yet acknowledged
+    first_failed: list[int] = []
 
-    def delivered(_metadata: Any) -> None:
+    def delivered(index: int, _metadata: Any) -> None:
         report.delivered += 1
+        unacknowledged.discard(index)
 
-    def failed(error: Exception) -> None:
+    def failed(index: int, error: Exception) -> None:
         report.failed += 1
+        unacknowledged.discard(index)
+        if not first_failed or index < first_failed[0]:
+            first_failed[:] = [index]
         if len(report.errors) < 5:
             report.errors.append(f"{type(error).__name__}: {error}")
 
+    source = iter(records)
+    for _ in range(skip):
+        if next(source, None) is None:
+            break
     stream = bounded(
-        paced(records, rate=rate),
+        paced(source, rate=rate),
         max_records=max_records,
         duration=duration,
         progress=progress,
         description=f"produce → {topic}",
     )
     started = time.perf_counter()
+    index = skip
     try:
         for tick in stream:
             value = encode(tick, produced_at=datetime.now(UTC))
-            future = producer.send(topic, key=tick.symbol.encode(), value=value)
-            future.add_callback(delivered).add_errback(failed)
+            try:
+                future = producer.send(topic, key=tick.symbol.encode(), value=value)
+            except KafkaTimeoutError as error:
+                # No buffer space or metadata for max_block_ms: the brokers are away
+                # longer than the delivery timeout. Stop; what is buffered is flushed.
+                report.stopped_because = (
+                    f"Kafka did not accept records for {settings.delivery_timeout_s:g}s "
+                    f"({error}); is the broker up?"
+                )
+                first_failed[:] = [min([index, *first_failed])]
+                break
+            except KafkaError as error:
+                report.stopped_because = f"send failed: {type(error).__name__}: {error}"
+                first_failed[:] = [min([index, *first_failed])]
+                break
+            unacknowledged.add(index)
+            future.add_callback(delivered, index).add_errback(failed, index)
             report.sent += 1
+            index += 1
     except KeyboardInterrupt:
         report.interrupted = True
-    except KafkaError as error:
-        failed(error)
-        raise ConnectionFailed(
-            f"Sending to {topic!r} failed after {report.sent:,} records: {error}. "
-            "Records acknowledged so far are safe; re-running re-sends the rest "
-            "(duplicates are removed by event id downstream)."
-        ) from error
     finally:
-        try:
-            producer.flush(timeout=60)
-        finally:
-            producer.close(timeout=10)
+        _finish(producer, settings, report)
         report.seconds = time.perf_counter() - started
+        pending = min(unacknowledged, default=None)
+        candidates = [i for i in (pending, *first_failed) if i is not None]
+        report.first_unacknowledged = min(candidates) if candidates else None
     return report
+
+
+def _finish(producer: Any, settings: Settings, report: ProduceReport) -> None:
+    """Flush within the delivery timeout (plus a margin), then close; never raise."""
+    from kafka.errors import KafkaError
+
+    try:
+        producer.flush(timeout=settings.delivery_timeout_s + 10)
+    except KafkaError as error:
+        log.warning("flush did not complete: %s", error)
+        if not report.stopped_because:
+            report.stopped_because = (
+                f"records still unacknowledged after {settings.delivery_timeout_s:g}s"
+            )
+    except KeyboardInterrupt:
+        report.interrupted = True
+    try:
+        producer.close(timeout=5)
+    except Exception as error:  # closing must not hide the report
+        log.warning("closing the producer failed: %s", error)

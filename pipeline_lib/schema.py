@@ -18,12 +18,23 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from pipeline_lib.errors import PipelineError
+
 SOURCES = frozenset({"simulator", "csv", "alphavantage"})
 
 # Exchange symbols as data vendors spell them: AAPL, BRK.B, BRK-B, ^GSPC, EURUSD=X.
-SYMBOL_PATTERN = re.compile(r"^[A-Z0-9^][A-Z0-9.\-=^]{0,14}$")
+# Always used with fullmatch: "AAPL\n" is not a symbol.
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9^][A-Z0-9.\-=^]{0,14}")
 MAX_EVENT_ID_LENGTH = 128
-MAX_VOLUME = 2**63 - 1  # BigQuery INT64
+# Bounds that keep accepted records safe downstream (stated in the README):
+# 100 billion shares per bar is ~10x the busiest stock-day on record, and 92 million
+# such bars still sum inside BigQuery's INT64; prices up to 1e9 keep close x volume
+# and its sums finite in FLOAT64; event times between 1900 and 2100 (UTC).
+MAX_VOLUME = 10**11
+MAX_PRICE = 1e9
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 FIELDS = (
     "event_id",
@@ -41,7 +52,7 @@ FIELDS = (
 REQUIRED_FIELDS = frozenset(FIELDS) - {"adj_close", "produced_at"}
 
 
-class InvalidRecord(ValueError):
+class InvalidRecord(PipelineError, ValueError):
     """A record that must not enter the pipeline. ``reason`` says why, ``field`` where."""
 
     def __init__(self, reason: str, field: str | None = None) -> None:
@@ -107,7 +118,7 @@ def _timestamp(value: Any, field: str) -> datetime:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             parsed = None
-        if parsed is not None and parsed.tzinfo is UTC:
+        if parsed is not None and parsed.tzinfo is UTC and EARLIEST <= parsed < LATEST:
             return parsed
     if isinstance(value, datetime):
         parsed = value
@@ -120,7 +131,15 @@ def _timestamp(value: Any, field: str) -> datetime:
         raise InvalidRecord(f"expected an ISO 8601 string, got {type(value).__name__}", field)
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise InvalidRecord(f"timestamp {value!r} has no time zone (use Z or +00:00)", field)
-    return parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):  # e.g. 9999-12-31T23:59:59-01:00
+        parsed = None
+    if parsed is None or not EARLIEST <= parsed < LATEST:
+        raise InvalidRecord(
+            f"timestamp {str(value)[:40]!r} is outside {EARLIEST.year}-{LATEST.year} (UTC)", field
+        )
+    return parsed
 
 
 _INF = float("inf")
@@ -136,10 +155,15 @@ def _price(value: Any, field: str) -> float:
         and (kind is bool or not isinstance(value, int | float))
     ):
         raise InvalidRecord(f"expected a number, got {type(value).__name__} {value!r}", field)
-    number = float(value)
-    if not 0 < number < _INF:  # also false for NaN
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        raise InvalidRecord(f"price {str(value)[:30]} is above {MAX_PRICE:g}", field) from None
+    if not 0 < number <= MAX_PRICE:  # also false for NaN
         if math.isnan(number) or math.isinf(number):
             raise InvalidRecord(f"{number} is not a finite price", field)
+        if number > MAX_PRICE:
+            raise InvalidRecord(f"price {number:g} is above {MAX_PRICE:g}", field)
         raise InvalidRecord(f"price must be positive, got {number}", field)
     return number
 
@@ -153,7 +177,7 @@ def _volume(value: Any) -> int:
     if value < 0:
         raise InvalidRecord(f"volume must not be negative, got {value}", "volume")
     if value > MAX_VOLUME:
-        raise InvalidRecord(f"volume {value} is too large (over 2^63 - 1)", "volume")
+        raise InvalidRecord(f"volume {value} is above the bound {MAX_VOLUME:,}", "volume")
     return value
 
 
@@ -177,13 +201,13 @@ def parse_tick(data: Any) -> Tick:
     symbol = _text(data["symbol"], "symbol")
     if not symbol:
         raise InvalidRecord("symbol is empty", "symbol")
-    if not SYMBOL_PATTERN.match(symbol):
+    if not SYMBOL_PATTERN.fullmatch(symbol):
         raise InvalidRecord(
             f"{symbol!r} is not a ticker symbol (1-15 of A-Z 0-9 . - = ^, upper case)", "symbol"
         )
     event_id = _text(data["event_id"], "event_id")
-    if not event_id or len(event_id) > MAX_EVENT_ID_LENGTH:
-        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} characters", "event_id")
+    if not event_id or len(event_id) > MAX_EVENT_ID_LENGTH or _CONTROL.search(event_id):
+        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} printable characters", "event_id")
     source = _text(data["source"], "source")
     if source not in SOURCES:
         raise InvalidRecord(f"{source!r} is not one of {sorted(SOURCES)}", "source")
@@ -232,11 +256,20 @@ def encode(tick: Tick, produced_at: datetime | None = None) -> bytes:
 
 
 def decode(payload: bytes | None) -> Tick:
-    """Parse a Kafka message value; :class:`InvalidRecord` says what is wrong with it."""
+    """Parse a Kafka message value; :class:`InvalidRecord` says what is wrong with it.
+
+    Any failure of parsing or validation (whatever its type) is an InvalidRecord, so a
+    message can never stop the consumer.
+    """
     if payload is None:
         raise InvalidRecord("empty message (null value)")
     try:
         data = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
-        raise InvalidRecord(f"malformed JSON: {error}") from None
-    return parse_tick(data)
+        raise InvalidRecord(f"malformed JSON: {str(error)[:200]}") from None
+    try:
+        return parse_tick(data)
+    except InvalidRecord:
+        raise
+    except Exception as error:  # e.g. OverflowError, RecursionError on hostile input
+        raise InvalidRecord(f"cannot be read as a tick: {type(error).__name__}: {error}") from None

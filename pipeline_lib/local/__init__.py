@@ -56,11 +56,17 @@ def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
             "KAFKA_BOOTSTRAP_SERVERS address to use the local services."
         )
     services = local_services(settings, notify)
+    already = {s.name for s in services if s.status().running}
     # Start all three at once: each mostly waits on its own JVM/process start-up.
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         futures = [pool.submit(service.up) for service in services]
     errors = [f.exception() for f in futures if f.exception() is not None]
     if errors:
+        # All or nothing: stop what this call started, so a refused `up` (a port taken
+        # by another program) leaves the machine as it found it.
+        for service in services:
+            if service.name not in already:
+                service.down()
         raise errors[0]
     return [f.result() for f in futures]
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline_lib.config import LOCAL_HOST
+from pipeline_lib.errors import PipelineError
 
 Notify = Callable[[str], None]
 
 
-class ServiceError(RuntimeError):
+class ServiceError(PipelineError):
     """A local service could not be started or stopped; the message says what to do."""
 
 

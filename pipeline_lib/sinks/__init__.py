@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NoReturn, TypeVar
 
+from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import Tick
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class SinkError(RuntimeError):
+class SinkError(PipelineError):
     """A sink failed in a way retrying will not fix (bad configuration, permissions)."""
 
 

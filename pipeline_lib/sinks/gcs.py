@@ -2,12 +2,16 @@
 
 Name: ``<prefix>/topic=<topic>/date=<YYYY-MM-DD>/partition=<p>/<first offset>.<ext>``
 (Hive-style keys, so BigQuery external tables, pyarrow and Spark read the tree as a
-partitioned dataset). The date is the first record's event date and the first
-offset is zero-padded, so names sort in time order and a redelivered batch, which
-starts at the same committed offset, lands on the same name.
+partitioned dataset). A partition batch is split by event date (UTC), so every
+record sits under its own date; the first offset of each piece is zero-padded, so
+names sort in time order and a redelivered batch, which starts at the same
+committed offset, lands on the same names.
 
-Objects hold the original message values as newline-delimited JSON (raw and
-replayable into Kafka), or Parquet with ``file_format="parquet"``.
+Objects hold newline-delimited JSON, one line per record: the message value when it
+already is the record's canonical one-line JSON (what the producer sends), else the
+record re-serialised (a pretty-printed or duplicate-key value would break NDJSON
+readers). So every object is valid NDJSON and replayable into Kafka. Parquet with
+``file_format="parquet"``.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from typing import Literal
 
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
+from pipeline_lib.schema import encode
 from pipeline_lib.sinks import (
     Batch,
     PartitionBatch,
     Sink,
+    SinkError,
     WriteResult,
     reraise_refusal,
     with_retries,
@@ -32,11 +38,35 @@ UPLOAD_TIMEOUT_S = 30
 
 
 def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
+    """Name of a single-date piece: its first record's date and offset."""
     day = part.ticks[0].ts.date().isoformat()
     return (
         f"{prefix}/topic={part.topic}/date={day}/partition={part.partition}/"
-        f"{part.first_offset:020d}.{extension}"
+        f"{part.offsets[0]:020d}.{extension}"
     )
+
+
+def split_by_date(part: PartitionBatch) -> list[PartitionBatch]:
+    """The records of ``part`` grouped by event date (UTC), in offset order per group."""
+    groups: dict[object, PartitionBatch] = {}
+    for tick, value, offset in zip(part.ticks, part.values, part.offsets, strict=True):
+        day = tick.ts.date()
+        group = groups.get(day)
+        if group is None:
+            group = groups[day] = PartitionBatch(part.topic, part.partition, offset)
+        group.ticks.append(tick)
+        group.values.append(value)
+        group.offsets.append(offset)
+    return list(groups.values())
+
+
+def ndjson_bytes(part: PartitionBatch) -> bytes:
+    """One canonical JSON line per record (the original value when it already is one)."""
+    lines = []
+    for tick, value in zip(part.ticks, part.values, strict=True):
+        canonical = encode(tick)
+        lines.append(value if value == canonical else canonical)
+    return b"\n".join(lines) + b"\n"
 
 
 def parquet_bytes(part: PartitionBatch) -> bytes:
@@ -62,7 +92,7 @@ class GcsSink(Sink):
         parallel_uploads: int = 4,
     ) -> None:
         if file_format not in {"ndjson", "parquet"}:
-            raise ValueError("file_format must be 'ndjson' or 'parquet'")
+            raise SinkError("file_format must be 'ndjson' or 'parquet'")
         self.settings = settings
         self.prefix = prefix.strip("/")
         self.file_format = file_format
@@ -94,8 +124,7 @@ class GcsSink(Sink):
         if self.file_format == "parquet":
             data, extension, content_type = parquet_bytes(part), "parquet", "application/parquet"
         else:
-            data = b"\n".join(part.values) + b"\n"
-            extension, content_type = "ndjson", "application/x-ndjson"
+            data, extension, content_type = ndjson_bytes(part), "ndjson", "application/x-ndjson"
         name = object_name(part, self.prefix, extension)
         blob = self.bucket.blob(name)
         try:
@@ -114,7 +143,7 @@ class GcsSink(Sink):
         return f"gs://{self.settings.gcs_bucket}/{name}"
 
     def write(self, batch: Batch) -> WriteResult:
-        parts = [p for p in batch.parts if p.ticks]
+        parts = [piece for p in batch.parts if p.ticks for piece in split_by_date(p)]
         if not parts:
             return WriteResult(self.name, 0)
         if self._pool is None:

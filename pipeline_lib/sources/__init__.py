@@ -15,7 +15,7 @@ from typing import Literal
 from pipeline_lib.config import SAMPLE_CSV, Settings
 from pipeline_lib.schema import Tick
 from pipeline_lib.sources.alphavantage import AlphaVantageClient, AlphaVantageSource
-from pipeline_lib.sources.base import bounded, paced
+from pipeline_lib.sources.base import SourceError, bounded, paced
 from pipeline_lib.sources.csv_replay import CsvReplay
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 
@@ -65,7 +65,7 @@ def open_source(
         return AlphaVantageSource(
             client, symbols or ["IBM"], function=av_function, interval=av_interval
         )
-    raise ValueError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+    raise SourceError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
 
 
 def stream(

@@ -14,6 +14,7 @@ limits → :class:`RateLimitError`.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import time
@@ -27,15 +28,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pipeline_lib.config import Settings
+from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import SYMBOL_PATTERN, InvalidRecord, Tick, make_event_id, parse_tick
+from pipeline_lib.secrets import mask, register_secret
 
 EASTERN = ZoneInfo("America/New_York")
 INTERVALS = ("1min", "5min", "15min", "30min", "60min")
 FREE_TIER_DAILY_CALLS = 25
 
 
-class AlphaVantageError(RuntimeError):
-    """AlphaVantage refused the request (bad symbol, bad function, bad key...)."""
+class AlphaVantageError(PipelineError):
+    """AlphaVantage refused the request (bad symbol, bad function, bad key...).
+
+    Like every :class:`PipelineError`, its message has the key masked, whatever the
+    server echoed back.
+    """
 
 
 class MissingApiKey(AlphaVantageError):
@@ -50,23 +57,18 @@ class PremiumEndpointError(AlphaVantageError):
     """The request needs a paid plan."""
 
 
-def _mask(text: str, key: str | None) -> str:
-    masked = re.sub(r"(apikey=)[^&\s]+", r"\1***", text)
-    return masked.replace(key, "***") if key else masked
-
-
 def raise_for_error_body(body: Any, key: str | None = None) -> None:
     """Turn AlphaVantage's HTTP-200 error bodies into exceptions."""
+    register_secret(key)
     if not isinstance(body, dict):
         raise AlphaVantageError(f"unexpected answer (not a JSON object): {str(body)[:200]}")
     if "Error Message" in body:
         raise AlphaVantageError(
-            f"AlphaVantage: {_mask(str(body['Error Message']), key)} "
-            "(check the symbol and function)"
+            f"AlphaVantage: {str(body['Error Message'])[:500]} (check the symbol and function)"
         )
     for field in ("Information", "Note"):
         if field in body:
-            text = _mask(str(body[field]), key)
+            text = str(body[field])[:500]
             if "premium" in text.lower():
                 raise PremiumEndpointError(
                     f"AlphaVantage: {text} (this request needs a premium plan; use "
@@ -89,6 +91,7 @@ class AlphaVantageClient:
         daily_limit: int = FREE_TIER_DAILY_CALLS,
         timeout: float = 30.0,
     ) -> None:
+        register_secret(api_key)
         self.api_key = api_key
         self.base_url = base_url
         self.cache_dir = cache_dir
@@ -152,18 +155,18 @@ class AlphaVantageClient:
             )
         query = urllib.parse.urlencode({**params, "apikey": self.api_key})
         url = f"{self.base_url}?{query}"
+        shown = mask(url)
         self._count_call()
         try:
             with urllib.request.urlopen(url, timeout=self.timeout) as reply:
                 raw = reply.read()
         except urllib.error.HTTPError as error:
+            raise AlphaVantageError(f"HTTP {error.code} from {shown}; try again later") from None
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+            # URLError, timeouts, connection resets, truncated answers: all "network".
+            reason = getattr(error, "reason", None) or f"{type(error).__name__}: {error}"
             raise AlphaVantageError(
-                f"HTTP {error.code} from {_mask(url, self.api_key)}; try again later"
-            ) from None
-        except (urllib.error.URLError, TimeoutError) as error:
-            reason = getattr(error, "reason", error)
-            raise AlphaVantageError(
-                f"could not reach {_mask(url, self.api_key)}: {reason}. Check the network."
+                f"could not reach {shown}: {reason}. Check the network and try again."
             ) from None
         try:
             body = json.loads(raw)
@@ -179,7 +182,7 @@ class AlphaVantageClient:
     def intraday(self, symbol: str, interval: str = "5min", outputsize: str = "compact") -> dict:
         _check_symbol(symbol)
         if interval not in INTERVALS:
-            raise ValueError(f"interval must be one of {INTERVALS}")
+            raise AlphaVantageError(f"interval {interval!r}: use one of {', '.join(INTERVALS)}")
         return self.fetch(
             {
                 "function": "TIME_SERIES_INTRADAY",
@@ -198,7 +201,7 @@ class AlphaVantageClient:
 
 
 def _check_symbol(symbol: str) -> None:
-    if not SYMBOL_PATTERN.match(symbol):
+    if not SYMBOL_PATTERN.fullmatch(symbol):
         raise InvalidRecord(f"{symbol!r} is not a ticker symbol", "symbol")
 
 
@@ -209,8 +212,23 @@ def _value(entry: dict, *names: str) -> str:
     raise AlphaVantageError(f"field {names[0]!r} missing in {sorted(entry)}")
 
 
+def _unexpected(error: Exception) -> AlphaVantageError:
+    return AlphaVantageError(
+        f"unexpected answer from AlphaVantage ({type(error).__name__}: {str(error)[:200]})"
+    )
+
+
 def parse_intraday(body: dict, symbol: str) -> list[Tick]:
     """Bars of a TIME_SERIES_INTRADAY answer, oldest first (AlphaVantage sends newest first)."""
+    try:
+        return _parse_intraday(body, symbol)
+    except (InvalidRecord, AlphaVantageError):
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, LookupError) as error:
+        raise _unexpected(error) from None
+
+
+def _parse_intraday(body: dict, symbol: str) -> list[Tick]:
     raise_for_error_body(body)
     series_key = next((k for k in body if k.startswith("Time Series")), None)
     if series_key is None:
@@ -240,6 +258,15 @@ def parse_intraday(body: dict, symbol: str) -> list[Tick]:
 
 def parse_global_quote(body: dict, fetched_at: datetime | None = None) -> Tick:
     """The GLOBAL_QUOTE answer as one bar of the day so far, stamped at fetch time."""
+    try:
+        return _parse_global_quote(body, fetched_at)
+    except (InvalidRecord, AlphaVantageError):
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, LookupError) as error:
+        raise _unexpected(error) from None
+
+
+def _parse_global_quote(body: dict, fetched_at: datetime | None) -> Tick:
     raise_for_error_body(body)
     if fetched_at is None and "_fetched_at" in body:
         fetched_at = datetime.fromisoformat(body["_fetched_at"])
@@ -278,7 +305,7 @@ class AlphaVantageSource:
         poll_seconds: float = 60.0,
     ) -> None:
         if function not in {"intraday", "quote"}:
-            raise ValueError("function must be 'intraday' or 'quote'")
+            raise AlphaVantageError(f"function {function!r}: use 'intraday' or 'quote'")
         self.client = client
         self.symbols = [s.upper() for s in symbols]
         self.function = function

@@ -7,11 +7,18 @@ run under papermill always ends; :func:`paced` slows it to a wall-clock rate.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
+from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import Tick
+
+
+class SourceError(PipelineError, ValueError):
+    """A source cannot be opened or read as asked (bad option, file, symbol)."""
+
 
 T = TypeVar("T")
 
@@ -25,7 +32,9 @@ def bounded(
 ) -> Iterator[T]:
     """Yield from ``records`` until ``max_records`` or ``duration`` seconds, whichever first."""
     if max_records is not None and max_records < 0:
-        raise ValueError("max_records must be >= 0")
+        raise SourceError(f"max_records must be >= 0, got {max_records}")
+    if duration is not None and not (math.isfinite(duration) and duration >= 0):
+        raise SourceError(f"duration must be a number of seconds >= 0, got {duration}")
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -37,6 +46,8 @@ def bounded(
         if max_records == 0:
             return
         for record in records:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
             yield record
             count += 1
             if bar is not None:
@@ -63,9 +74,10 @@ def paced(
     as fast as possible.
     """
     if rate is not None and speed is not None:
-        raise ValueError("give rate or speed, not both")
-    if (rate is not None and rate <= 0) or (speed is not None and speed <= 0):
-        raise ValueError("rate and speed must be positive")
+        raise SourceError("give rate or speed, not both")
+    for name, value in (("rate", rate), ("speed", speed)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise SourceError(f"{name} must be a positive finite number, got {value}")
     if rate is None and speed is None:
         yield from records
         return

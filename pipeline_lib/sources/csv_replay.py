@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipeline_lib.config import SAMPLE_CSV
 from pipeline_lib.schema import InvalidRecord, Tick, make_event_id, parse_tick
+from pipeline_lib.sources.base import SourceError
 
 YAHOO_COLUMNS = ("Date", "Open", "High", "Low", "Close", "Adj Close", "Volume")
 SYMBOL_COLUMNS = ("Ticker", "Symbol")
@@ -41,7 +42,7 @@ def read_ohlcv_csv(
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in YAHOO_COLUMNS if c not in frame.columns and c != "Adj Close"]
     if missing:
-        raise ValueError(
+        raise SourceError(
             f"{path.name}: missing column(s) {missing}; expected Yahoo's layout "
             f"{','.join(YAHOO_COLUMNS)} (optionally with a Ticker column)"
         )

@@ -34,6 +34,7 @@ from typing import Literal
 import numpy as np
 
 from pipeline_lib.schema import Tick
+from pipeline_lib.sources.base import SourceError
 
 SESSION_SECONDS = 6.5 * 3600
 TRADING_SECONDS_PER_YEAR = 252 * SESSION_SECONDS
@@ -114,7 +115,7 @@ class SimulatorConfig:
             )
         n = len(self.symbols)
         if matrix.shape != (n, n) or not np.allclose(matrix, matrix.T):
-            raise ValueError(f"correlation must be a symmetric {n}x{n} matrix")
+            raise SourceError(f"correlation must be a symmetric {n}x{n} matrix")
         return matrix
 
 
@@ -133,9 +134,9 @@ class MarketSimulator:
     def __init__(self, config: SimulatorConfig | None = None) -> None:
         self.config = config or SimulatorConfig()
         if not self.config.symbols:
-            raise ValueError("the simulator needs at least one symbol")
+            raise SourceError("the simulator needs at least one symbol")
         if self.config.interval_s <= 0:
-            raise ValueError("interval_s must be positive")
+            raise SourceError("interval_s must be positive")
         self.seed = self.config.seed if self.config.seed is not None else secrets.randbits(32)
         self.start = self._start_time()
         # Event ids carry the run (seed and start): replaying a run repeats its ids
@@ -144,12 +145,12 @@ class MarketSimulator:
         try:
             self.cholesky = np.linalg.cholesky(self.config.correlation_matrix())
         except np.linalg.LinAlgError:
-            raise ValueError("the correlation matrix is not positive definite") from None
+            raise SourceError("the correlation matrix is not positive definite") from None
 
     def _start_time(self) -> datetime:
         start = self.config.start or datetime.now(UTC).replace(microsecond=0)
         if start.tzinfo is None:
-            raise ValueError("start must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
+            raise SourceError("start must be timezone-aware (e.g. datetime(..., tzinfo=UTC))")
         return start.astimezone(UTC)
 
     # --- time grid ----------------------------------------------------------------

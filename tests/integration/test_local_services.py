@@ -65,3 +65,24 @@ def test_startup_failure_reports_the_log(tmp_path, base_settings):
     with pytest.raises(local.ServiceError, match=r"exited with code 3(.|\n)*boom"):
         gcs.up()
     assert gcs.running_pid() is None
+
+
+def test_a_refused_up_leaves_nothing_running(tmp_path, base_settings):
+    """One port taken: `up` fails with a clear error and stops what it had started."""
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        settings = base_settings.with_overrides(
+            home=tmp_path,
+            kafka_bootstrap_servers="127.0.0.1:29292",
+            kafka_controller_port=29293,
+            storage_emulator_host=f"http://127.0.0.1:{port}",
+            bigquery_emulator_host="http://127.0.0.1:29250",
+            bigquery_emulator_grpc_port=29260,
+        )
+        with pytest.raises(PortInUseError, match="already in use"):
+            local.up(settings)
+        assert not any(s.running for s in local.status(settings))
+        assert not port_open(29292) and not port_open(29250)

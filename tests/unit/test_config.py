@@ -25,7 +25,7 @@ def test_every_name_comes_from_the_environment():
         {
             "PIPELINE_TOPIC": "t1",
             "GCP_PROJECT": "p1",
-            "GCS_BUCKET": "b1",
+            "GCS_BUCKET": "bkt1",
             "BQ_DATASET": "d1",
             "BQ_TABLE": "x1",
             "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:29092",
@@ -36,7 +36,7 @@ def test_every_name_comes_from_the_environment():
     assert (s.topic, s.dead_letter_topic, s.gcs_bucket, s.table_id) == (
         "t1",
         "t1.dlq",
-        "b1",
+        "bkt1",
         "p1.d1.x1",
     )
     assert (s.kafka_port, s.gcs_port, s.bigquery_port) == (29092, 5555, 6666)

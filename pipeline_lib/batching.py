@@ -1,0 +1,339 @@
+"""The consumer's broker-free core: buffers, micro-batches, the commit plan, positions.
+
+:class:`Batcher` knows nothing of Kafka clients, sinks or threads; the consumer loop
+(:mod:`pipeline_lib.consumer`) feeds it polled messages and asks it what to write,
+what to commit and where to seek. That keeps every rule that protects data in one
+place that unit tests drive with plain objects:
+
+* **Contiguity.** Per partition the core holds a run of consecutive messages that
+  starts at the last commit: the open buffer, and the sealed batch being written
+  (at most one in flight). A batch's commit offset is the offset after its last
+  message, so a commit never moves past a message that is not in the sinks or the
+  dead-letter topic.
+* **Positions across rebalances.** After any change of assignment the loop seeks
+  every partition it owns to :meth:`Batcher.rebalance`'s answer: the offset after
+  what the core still holds for that partition, or ``None`` = the committed offset
+  (the core dropped what it held). So the client's own idea of a position, which
+  differs between clients and protocols, never decides what is skipped.
+* **Poison pills.** Whatever a message holds, decoding ends in a record or a dead
+  letter: every exception of the decoder is caught here.
+* **Counting.** Every message read ends in exactly one of: landed, dead letter,
+  discarded (dropped uncommitted, so it is read again by whoever owns the partition).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pipeline_lib.schema import InvalidRecord
+from pipeline_lib.sinks import Batch, PartitionBatch
+
+log = logging.getLogger(__name__)
+MAX_REASON_CHARS = 1000
+
+
+class Message(Protocol):
+    """What the core needs of a consumed message (kafka-python's ConsumerRecord fits)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class DeadLetterRecord:
+    """A message (or a record a sink refused) bound for the dead-letter topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    field: str | None
+    stage: str
+
+
+class _PartitionBuffer:
+    """Consecutive messages of one partition read since the last seal."""
+
+    __slots__ = ("dead", "first_offset", "next_offset", "opened", "part")
+
+    def __init__(self, topic: str, partition: int, offset: int, opened: float) -> None:
+        self.part = PartitionBatch(topic, partition, offset)
+        self.dead: list[DeadLetterRecord] = []
+        self.first_offset = offset
+        self.next_offset = offset
+        self.opened = opened
+
+    @property
+    def messages(self) -> int:
+        return self.next_offset - self.first_offset
+
+
+@dataclass
+class SealedBatch:
+    """A closed micro-batch: what the sinks write and what is committed after."""
+
+    number: int
+    batch: Batch
+    dead_letters: list[DeadLetterRecord]
+    offsets: dict[int, int]  # partition -> offset to commit (after its last message)
+    first_offsets: dict[int, int]
+    messages: int  # messages covered by the commit: records + dead letters
+    age: float  # how long the oldest message waited before the seal
+    sealed_at: float
+    committable: bool = True  # False once the group membership it was read under is lost
+
+    @property
+    def records(self) -> int:
+        return len(self.batch)
+
+
+@dataclass
+class Counts:
+    """Every message read ends in exactly one of landed / dead_letters / discarded."""
+
+    read: int = 0
+    landed: int = 0
+    dead_letters: int = 0
+    discarded: int = 0
+    duplicates_skipped: int = 0
+    gaps: int = 0
+    rebalances: int = 0
+    refused_commits: int = 0
+    batches: int = 0
+
+
+@dataclass
+class Batcher:
+    """Buffers, seals and tracks commits for one consumer of one topic."""
+
+    topic: str
+    batch_size: int = 10_000
+    flush_interval: float = 1.0
+    decode: Callable[[bytes | None], Any] = field(default=lambda value: value)
+    clock: Callable[[], float] = time.monotonic
+    counts: Counts = field(default_factory=Counts)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or not self.flush_interval > 0:
+            raise ValueError("batch_size must be >= 1 and flush_interval > 0")
+        self._buffers: dict[int, _PartitionBuffer] = {}
+        self._buffered = 0  # valid records in the open buffers
+        self._sealed = 0
+        self.inflight: SealedBatch | None = None
+        self.committed: dict[int, int] = {}
+
+    # --- reading ------------------------------------------------------------------
+
+    def next_offset(self, partition: int) -> int | None:
+        """The offset after the last message held for ``partition`` (None: nothing held)."""
+        buffer = self._buffers.get(partition)
+        if buffer is not None:
+            return buffer.next_offset
+        if self.inflight is not None and self.inflight.committable:
+            return self.inflight.offsets.get(partition)
+        return None
+
+    def add(self, partition: int, messages: Iterable[Message]) -> int:
+        """Buffer polled messages of one partition; returns how many were new.
+
+        A message before the expected offset was already read (the client re-fetched
+        it) and is skipped; one after it means the log has a gap (compaction,
+        retention, transaction markers), which is logged and spanned by the commit.
+        """
+        expected = self.next_offset(partition)
+        buffer = self._buffers.get(partition)
+        added = 0
+        for message in messages:
+            offset = message.offset
+            if expected is not None and offset < expected:
+                self.counts.duplicates_skipped += 1
+                continue
+            if expected is not None and offset > expected:
+                self.counts.gaps += 1
+                log.warning(
+                    "partition %d: offset %d follows %d (gap in the log)",
+                    partition,
+                    offset,
+                    expected - 1,
+                )
+            if buffer is None:
+                buffer = _PartitionBuffer(self.topic, partition, offset, self.clock())
+                self._buffers[partition] = buffer
+            self._take(buffer, message)
+            buffer.next_offset = expected = offset + 1
+            added += 1
+        self.counts.read += added
+        return added
+
+    def _take(self, buffer: _PartitionBuffer, message: Message) -> None:
+        try:
+            record = self.decode(message.value)
+        except InvalidRecord as error:
+            self._dead(buffer, message, error.reason, error.field)
+            return
+        except Exception as error:  # a poison pill must never stop the loop
+            self._dead(buffer, message, f"cannot decode: {type(error).__name__}: {error}", None)
+            return
+        part = buffer.part
+        part.ticks.append(record)
+        part.values.append(message.value)  # type: ignore[arg-type]
+        part.offsets.append(message.offset)
+        self._buffered += 1
+
+    def _dead(
+        self, buffer: _PartitionBuffer, message: Message, reason: str, field: str | None
+    ) -> None:
+        buffer.dead.append(
+            DeadLetterRecord(
+                self.topic,
+                buffer.part.partition,
+                message.offset,
+                message.key,
+                message.value,
+                reason[:MAX_REASON_CHARS],
+                field,
+                "decode",
+            )
+        )
+
+    # --- batching -----------------------------------------------------------------
+
+    @property
+    def buffered_messages(self) -> int:
+        return sum(b.messages for b in self._buffers.values())
+
+    def _oldest(self) -> float | None:
+        return min((b.opened for b in self._buffers.values()), default=None)
+
+    def due(self) -> bool:
+        """The open batch is full, or its oldest message waited ``flush_interval``."""
+        oldest = self._oldest()
+        if oldest is None:
+            return False
+        if self._buffered >= self.batch_size or self.buffered_messages >= self.batch_size:
+            return True
+        return self.clock() - oldest >= self.flush_interval
+
+    def poll_timeout(self, longest: float = 0.2) -> float:
+        """Seconds the next poll may block without delaying a time-based flush."""
+        oldest = self._oldest()
+        if oldest is None:
+            return longest
+        return max(0.0, min(oldest + self.flush_interval - self.clock(), longest))
+
+    def seal(self, closed_at: datetime) -> SealedBatch | None:
+        """Close the open batch (None if empty); it becomes the one in flight."""
+        if self.inflight is not None:
+            raise RuntimeError("a sealed batch is still in flight: complete it first")
+        if not self._buffers:
+            return None
+        now = self.clock()
+        buffers = list(self._buffers.values())
+        self._sealed += 1
+        sealed = SealedBatch(
+            number=self._sealed,
+            batch=Batch([b.part for b in buffers], closed_at),
+            dead_letters=[d for b in buffers for d in b.dead],
+            offsets={b.part.partition: b.next_offset for b in buffers},
+            first_offsets={b.part.partition: b.first_offset for b in buffers},
+            messages=sum(b.messages for b in buffers),
+            age=now - min(b.opened for b in buffers),
+            sealed_at=now,
+        )
+        self._buffers.clear()
+        self._buffered = 0
+        self.inflight = sealed
+        return sealed
+
+    # --- committing ---------------------------------------------------------------
+
+    def commit_plan(self, owned: set[int]) -> dict[int, int]:
+        """Offsets to commit for the batch in flight, limited to partitions still owned."""
+        sealed = self.inflight
+        if sealed is None or not sealed.committable:
+            return {}
+        return {p: o for p, o in sealed.offsets.items() if p in owned}
+
+    def committed_inflight(self, offsets: dict[int, int], rejected: int = 0) -> SealedBatch:
+        """The sinks wrote the batch in flight and ``offsets`` were committed.
+
+        ``rejected`` records were refused by a sink (and dead-lettered). Partitions of
+        the batch left out of ``offsets`` were revoked meanwhile: their messages are
+        counted as discarded (the new owner reads them again).
+        """
+        sealed = self.inflight
+        if sealed is None:
+            raise RuntimeError("no batch in flight")
+        self.inflight = None
+        self.committed.update(offsets)
+        landed_parts = [p for p in sealed.batch.parts if p.partition in offsets]
+        records = sum(len(p.ticks) for p in landed_parts)
+        dead = sum(1 for d in sealed.dead_letters if d.partition in offsets)
+        covered = sum(sealed.offsets[p] - sealed.first_offsets[p] for p in offsets)
+        self.counts.landed += records - rejected
+        self.counts.dead_letters += dead + rejected
+        self.counts.discarded += sealed.messages - covered
+        self.counts.batches += 1
+        return sealed
+
+    def rewind(self, owned: set[int]) -> dict[int, int | None]:
+        """A commit was refused: drop everything held; seek every partition to its commit."""
+        self.counts.refused_commits += 1
+        self._drop_all()
+        return dict.fromkeys(sorted(owned))
+
+    def rebalance(self, owned: set[int], lost: bool = False) -> dict[int, int | None]:
+        """The assignment changed to ``owned``: where each owned partition must read next.
+
+        Held messages of partitions no longer owned are dropped (counted discarded).
+        When the membership was ``lost`` (the group moved on without us), everything
+        held is dropped and the batch in flight will not be committed. The answer maps
+        each owned partition to the offset after what is still held, or ``None`` for
+        "the committed offset".
+        """
+        self.counts.rebalances += 1
+        if lost:
+            self._drop_all()
+        else:
+            for partition in [p for p in self._buffers if p not in owned]:
+                self._drop_buffer(partition)
+        return {p: self.next_offset(p) for p in sorted(owned)}
+
+    def abandon(self) -> int:
+        """The run ends without writing what is held (an error): count it as discarded."""
+        held = self.buffered_messages + (self.inflight.messages if self.inflight else 0)
+        self._drop_all()
+        return held
+
+    def _drop_buffer(self, partition: int) -> None:
+        buffer = self._buffers.pop(partition)
+        self._buffered -= len(buffer.part.ticks)
+        self.counts.discarded += buffer.messages
+        log.info(
+            "partition %d: %d uncommitted messages dropped; they will be read again",
+            partition,
+            buffer.messages,
+        )
+
+    def _drop_all(self) -> None:
+        for partition in list(self._buffers):
+            self._drop_buffer(partition)
+        if self.inflight is not None and self.inflight.committable:
+            self.inflight.committable = False
+            self.counts.discarded += self.inflight.messages
+            self.inflight = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing held: no open buffer and no batch in flight."""
+        return not self._buffers and self.inflight is None

@@ -1,0 +1,124 @@
+"""Members join and leave the consumer group mid-stream; not one tick is skipped.
+
+A producer streams at a steady rate while consumer processes join, leave cleanly
+(SIGTERM), or die (SIGKILL). Afterwards every produced tick must be in the BigQuery
+dedup view exactly once and in GCS. A final consumer of the same group then finds
+nothing left to read: if a commit had jumped past unwritten records (the bug of
+issue 9), those records would be missing for good and no later run could find them.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+from pipeline_lib.clients import ensure_topic
+from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.producer import produce
+from tests.helpers import bq_event_ids, consumer_process, finish, gcs_event_ids, simulated
+
+SYMBOLS = [f"S{i:02d}" for i in range(24)]
+
+
+class SteadyProducer:
+    """Streams ``n`` ticks at ``rate`` per second in a thread."""
+
+    def __init__(self, settings, n: int, rate: float, seed: int) -> None:
+        self.ticks = simulated(n, seed=seed, symbols=SYMBOLS)
+        self.report = None
+        self.thread = threading.Thread(
+            target=lambda: setattr(self, "report", produce(settings, self.ticks, rate=rate))
+        )
+
+    def __enter__(self) -> SteadyProducer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(timeout=300)
+
+    def check(self) -> list[str]:
+        assert self.report is not None and self.report.ok, self.report and self.report.summary()
+        return [t.event_id for t in self.ticks]
+
+
+def member(settings, idle: float = 8.0):
+    return consumer_process(
+        settings, "--until-idle", str(idle), "--batch-size", "400", "--flush-interval", "0.5"
+    )
+
+
+def all_landed_once(settings, ids: list[str]) -> None:
+    view = bq_event_ids(settings)
+    missing = set(ids) - set(view)
+    assert not missing, f"{len(missing)} ticks missing from BigQuery, e.g. {sorted(missing)[:3]}"
+    assert set(view) == set(ids) and set(view.values()) == {1}
+    in_gcs = gcs_event_ids(settings)
+    assert set(in_gcs) == set(ids), f"{len(set(ids) - set(in_gcs))} ticks missing from GCS"
+
+
+def nothing_left(settings) -> None:
+    report = SinkConsumer(settings).run(until_idle=2)
+    assert report.consumed == 0, f"a later consumer still found {report.consumed} records"
+
+
+def prepared(settings):
+    settings = settings.with_overrides(partitions=6)
+    ensure_topic(settings, partitions=6)
+    return settings
+
+
+def test_a_member_joining_mid_stream_skips_nothing(settings):
+    settings = prepared(settings)
+    with SteadyProducer(settings, 4_000, rate=200, seed=61) as producer:
+        first = member(settings)
+        time.sleep(8)
+        second = member(settings)
+    reports = [finish(first), finish(second)]
+    assert all(r["rebalances"] >= 1 for r in reports)
+    all_landed_once(settings, producer.check())
+    nothing_left(settings)
+
+
+def test_a_member_leaving_cleanly_skips_nothing(settings):
+    settings = prepared(settings)
+    with SteadyProducer(settings, 4_000, rate=200, seed=62) as producer:
+        stays = member(settings)
+        leaves = member(settings, idle=60)
+        time.sleep(9)
+        leaves.send_signal(signal.SIGTERM)
+        left = finish(leaves)
+    finish(stays)
+    assert left["stopped_because"] == "stop requested" and left["consumed"] > 0
+    all_landed_once(settings, producer.check())
+    nothing_left(settings)
+
+
+def test_a_member_killed_mid_stream_skips_nothing(settings):
+    settings = prepared(settings)
+    with SteadyProducer(settings, 5_000, rate=200, seed=63) as producer:
+        survivor = member(settings, idle=25)  # outlives the dead member's session timeout
+        victim = member(settings, idle=60)
+        time.sleep(10)
+        victim.kill()
+        victim.communicate(timeout=30)
+    finish(survivor, timeout=180)
+    all_landed_once(settings, producer.check())
+    nothing_left(settings)
+
+
+def test_three_members_join_one_by_one_and_leave_one_by_one(settings):
+    settings = prepared(settings)
+    with SteadyProducer(settings, 6_000, rate=200, seed=64) as producer:
+        members = []
+        for idle in (60, 60, 8):
+            members.append(member(settings, idle=idle))
+            time.sleep(5)
+        for leaving in members[:2]:
+            time.sleep(4)
+            leaving.send_signal(signal.SIGTERM)
+            finish(leaving)
+    finish(members[2])  # the last one stays until caught up
+    all_landed_once(settings, producer.check())
+    nothing_left(settings)

@@ -1,0 +1,225 @@
+"""The consumer loop driven with fakes: every data-protecting path, no broker.
+
+Each test builds a log, runs :class:`SinkConsumer` against a scripted fake consumer
+and checks the one property that matters: every offset of the log is in the sinks
+or the dead-letter topic, and the committed offsets never pass an offset that is in
+neither.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from pipeline_lib.consumer import ConsumerError, SinkConsumer
+from pipeline_lib.schema import encode
+from pipeline_lib.sinks import SinkUnavailable
+from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
+from tests.fakes import (
+    FakeConsumer,
+    FakeGroup,
+    RecordingDeadLetters,
+    RecordingSink,
+    fake_settings,
+)
+
+START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
+
+
+def log_of(partitions: int, per_partition: int, bad_every: int = 0) -> FakeGroup:
+    ticks = iter(MarketSimulator(SimulatorConfig(seed=5, start=START, symbols=symbol_specs(None))))
+    log: dict[int, list[bytes | None]] = {}
+    for p in range(partitions):
+        values: list[bytes | None] = []
+        for i in range(per_partition):
+            bad = bad_every and i % bad_every == bad_every - 1
+            values.append(b"{oops" if bad else encode(next(ticks)))
+        log[p] = values
+    return FakeGroup(log)
+
+
+def run(group, owned=None, script=None, sink=None, letters=None, **kwargs):
+    sink = sink or RecordingSink()
+    letters = letters if letters is not None else RecordingDeadLetters()
+    made = {}
+
+    def factory(listener):
+        consumer = FakeConsumer(group, listener, owned if owned is not None else set(group.log))
+        consumer.script.update(script or {})
+        made["consumer"] = consumer
+        return consumer
+
+    consumer = SinkConsumer(
+        fake_settings(),
+        sinks=[sink],
+        batch_size=kwargs.pop("batch_size", 50),
+        flush_interval=kwargs.pop("flush_interval", 0.01),
+        consumer_factory=factory,
+        dead_letters=letters,
+        create_topics=False,
+        **kwargs.pop("consumer_options", {}),
+    )
+    kwargs.setdefault("until_idle", 0.05)
+    report = consumer.run(handle_signals=False, **kwargs)
+    return report, sink, letters, made["consumer"]
+
+
+def assert_nothing_skipped(group, sink, letters) -> None:
+    """Every offset up to each commit is in the sink or the dead-letter topic."""
+    accounted = set(sink.written) | {(d.partition, d.offset) for d in letters.sent}
+    for partition, committed in group.committed.items():
+        missing = [o for o in range(committed) if (partition, o) not in accounted]
+        assert not missing, f"partition {partition}: committed past {missing[:5]}..."
+
+
+def assert_all_landed(group, sink, letters) -> None:
+    assert group.committed == {p: len(v) for p, v in group.log.items()}
+    assert_nothing_skipped(group, sink, letters)
+
+
+def test_a_clean_run_lands_everything_once_and_accounts_for_every_message():
+    group = log_of(3, 200, bad_every=50)
+    report, sink, letters, _ = run(group)
+    assert_all_landed(group, sink, letters)
+    assert len(sink.written) == len(set(sink.written)) == 3 * 196
+    assert len(letters.sent) == 12 and report.dead_letters == 12
+    assert report.consumed == report.written + report.dead_letters + report.discarded == 600
+
+
+def test_a_rebalance_that_keeps_fetch_positions_never_skips_records():
+    """The bug of issue 9: kafka-python keeps positions of retained partitions while the
+    old loop dropped their buffers, so the next commit jumped past them."""
+    group = log_of(3, 400)
+    script = {
+        4: lambda c: c.rebalance({0, 1}),  # a second member joins: we keep 0 and 1
+        9: lambda c: c.rebalance({0, 1, 2}),  # it leaves again
+    }
+    report, sink, letters, consumer = run(group, script=script, batch_size=1000, flush_interval=0.5)
+    assert report.rebalances >= 2
+    assert_all_landed(group, sink, letters)
+    assert consumer.seeks, "positions are set explicitly after a rebalance"
+
+
+def test_revoked_then_reassigned_mid_batch_reads_from_the_commit_again():
+    group = log_of(2, 300)
+    script = {3: lambda c: c.rebalance({1}), 6: lambda c: c.rebalance({0, 1})}
+    report, sink, letters, _ = run(group, script=script, batch_size=10_000, flush_interval=0.5)
+    assert report.discarded > 0  # partition 0's open batch was dropped...
+    assert_all_landed(group, sink, letters)  # ...and read again, not skipped
+
+
+def test_lost_membership_while_a_batch_is_written_does_not_commit_it():
+    group = log_of(2, 200)
+    script = {5: lambda c: c.rebalance({0, 1}, keep_positions=True, lost=True)}
+    report, sink, letters, _ = run(group, script=script)
+    assert_all_landed(group, sink, letters)
+    assert report.consumed == report.written + report.dead_letters + report.discarded
+
+
+def test_a_refused_commit_rewinds_and_everything_still_lands():
+    group = log_of(3, 150)
+
+    def refuse(c):
+        c.refuse_commits = 2
+
+    report, sink, letters, _ = run(group, script={3: refuse})
+    assert report.refused_commits == 2
+    assert_all_landed(group, sink, letters)
+    assert len(sink.written) > len(set(sink.written)), "re-read batches are written twice"
+
+
+def test_a_sink_that_stays_down_stops_the_consumer_without_committing_its_batch():
+    group = log_of(1, 100)
+    sink = RecordingSink(fail_times=1)
+    with pytest.raises(SinkUnavailable):
+        run(group, sink=sink)
+    assert group.committed == {}
+    _, sink, letters, _ = run(group)  # the restart
+    assert_all_landed(group, sink, letters)
+
+
+def test_records_a_sink_refuses_are_dead_lettered_and_committed_past():
+    group = log_of(1, 100)
+    sink = RecordingSink(refuse=lambda tick: tick.symbol == "AAPL")
+    report, sink, letters, _ = run(group, sink=sink)
+    assert_all_landed(group, sink, letters)
+    assert report.dead_letters == len(letters.sent) > 0
+    assert {d.stage for d in letters.sent} == {"recording"}
+
+
+def test_poison_pills_become_dead_letters_and_the_loop_goes_on():
+    tick = orjson.loads(encode(next(iter(MarketSimulator(SimulatorConfig(seed=1, start=START))))))
+    poison = [
+        json.dumps({**tick, "ts": "9999-12-31T23:59:59-01:00"}).encode(),
+        json.dumps({**tick, "produced_at": "0001-01-01T00:00:00+01:00"}).encode(),
+        json.dumps({**tick, "volume": 2**70}).encode(),
+        json.dumps({**tick, "close": 1e308}).encode(),
+        json.dumps({**tick, "open": 10**400}).encode(),
+        b"[" * 5000 + b"]" * 5000,
+        b"\xff\xfe\x00",
+        None,
+        b"{" + b'"a":1,' * 10 + b'"a":2}',
+    ]
+    group = log_of(1, 60)
+    group.log[0][10:10] = poison
+    report, sink, letters, _ = run(group)
+    assert_all_landed(group, sink, letters)
+    assert {d.offset for d in letters.sent} == set(range(10, 10 + len(poison)))
+    assert report.written == 60
+
+
+def test_stop_flushes_and_commits_what_was_read():
+    group = log_of(2, 500)
+    holder = {}
+
+    def stop_soon(c):
+        holder["consumer"].stop()
+
+    sink = RecordingSink()
+    letters = RecordingDeadLetters()
+
+    def factory(listener):
+        consumer = FakeConsumer(group, listener, {0, 1})
+        consumer.script[3] = stop_soon
+        return consumer
+
+    consumer = SinkConsumer(
+        fake_settings(),
+        sinks=[sink],
+        batch_size=10_000,
+        flush_interval=60,
+        consumer_factory=factory,
+        dead_letters=letters,
+        create_topics=False,
+    )
+    holder["consumer"] = consumer
+    report = consumer.run(handle_signals=False)
+    assert report.stopped_because == "stop requested"
+    assert 0 < report.written < 1000 and report.discarded == 0
+    assert sum(group.committed.values()) == report.written
+    assert_nothing_skipped(group, sink, letters)
+
+
+def test_commit_failures_that_do_not_pass_stop_with_a_clear_error():
+    from kafka.errors import KafkaTimeoutError
+
+    group = log_of(1, 50)
+
+    def broken(c):
+        def fail(offsets):
+            raise KafkaTimeoutError("coordinator unavailable")
+
+        c.commit = fail
+
+    with pytest.raises(ConsumerError, match="restart re-reads it"):
+        run(group, script={1: broken}, consumer_options={"commit_retry_s": 0.3})
+    assert group.committed == {}
+
+
+@pytest.mark.parametrize("bound", [{"max_records": -5}, {"duration": -1}, {"until_idle": -2}])
+def test_negative_bounds_are_refused(bound):
+    with pytest.raises(ConsumerError, match="must be a number >= 0"):
+        run(log_of(1, 1), **bound)
