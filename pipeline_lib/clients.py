@@ -59,7 +59,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     space or metadata) both default to ``PIPELINE_DELIVERY_TIMEOUT_S``.
     """
     from kafka import KafkaProducer
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaConfigurationError, KafkaError
 
     timeout_ms = int(settings.delivery_timeout_s * 1000)
     config = {
@@ -69,12 +69,19 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "client_id": "stock-pipeline-producer",
         **overrides,
     }
+    # Kafka requires delivery timeout > linger + request timeout.
+    config.setdefault(
+        "request_timeout_ms",
+        max(100, min(30_000, config["delivery_timeout_ms"] - config["linger_ms"] - 1)),
+    )
     try:
         return KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
             **config,
         )
+    except KafkaConfigurationError as error:
+        raise ConnectionFailed(f"Kafka producer settings rejected: {error}") from error
     except KafkaError as error:
         raise broker_unreachable(settings, error) from error
 

@@ -182,8 +182,8 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{name}={raw!r} must be a positive number of seconds")
+    if not (math.isfinite(value) and value >= 1):
+        raise ConfigError(f"{name}={raw!r} must be a number of seconds >= 1")
     return value
 
 

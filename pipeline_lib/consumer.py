@@ -185,6 +185,9 @@ class SinkConsumer:
         self.consumer_factory = consumer_factory or self._kafka_consumer
         self.create_topics = create_topics
         self.commit_retry_s = commit_retry_s
+        # How long past ``until_idle`` to wait for an assignment (a dead member's
+        # partitions move only once its session expires).
+        self.no_assignment_grace_s = 2 * SESSION_TIMEOUT_S
         self.core = Batcher(self.topic, batch_size, flush_interval, decode=decode)
         self._stop = threading.Event()
         self._consumer: Any = None
@@ -254,7 +257,12 @@ class SinkConsumer:
         try:
             while True:
                 poll_started = time.monotonic()
-                polled = self._consumer.poll(timeout_ms=int(self.core.poll_timeout() * 1000))
+                timeout = self.core.poll_timeout()
+                polled = self._consumer.poll(timeout_ms=int(timeout * 1000))
+                if not polled and time.monotonic() - poll_started < timeout / 2:
+                    # kafka-python returns at once when nothing is assigned (more members
+                    # than partitions): wait here instead of spinning a core.
+                    self._stop.wait(timeout)
                 if self._listener.take_change():
                     # Positions moved under us: records of this poll may not follow what
                     # we hold. Drop them and seek every owned partition explicitly.
@@ -350,7 +358,7 @@ class SinkConsumer:
             return None
         if self._consumer.assignment():
             return f"caught up and idle for {until_idle:g}s" if self.lag() == 0 else None
-        if idle >= until_idle + 2 * SESSION_TIMEOUT_S:
+        if idle >= until_idle + self.no_assignment_grace_s:
             return f"no partitions assigned for {idle:.0f}s"
         return None
 

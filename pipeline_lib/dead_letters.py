@@ -157,6 +157,11 @@ class DeadLetterWriter:
         if self._producer is not None:
             try:
                 self._producer.close(timeout=10)
+            except Exception as error:  # an unreachable topic: flush() already raised
+                log.info("closing the dead-letter producer failed (%s); forcing it", error)
+                from pipeline_lib.producer import force_close
+
+                force_close(self._producer)
             finally:
                 self._producer = None
 

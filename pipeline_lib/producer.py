@@ -183,7 +183,7 @@ def _finish(producer: Any, settings: Settings, report: ProduceReport) -> None:
     try:
         producer.flush(timeout=settings.delivery_timeout_s + 10)
     except KafkaError as error:
-        log.warning("flush did not complete: %s", error)
+        log.info("flush did not complete: %s", error)
         if not report.stopped_because:
             report.stopped_because = (
                 f"records still unacknowledged after {settings.delivery_timeout_s:g}s"
@@ -193,4 +193,17 @@ def _finish(producer: Any, settings: Settings, report: ProduceReport) -> None:
     try:
         producer.close(timeout=5)
     except Exception as error:  # closing must not hide the report
-        log.warning("closing the producer failed: %s", error)
+        log.info("closing the producer failed (%s); forcing it closed", error)
+        force_close(producer)
+
+
+def force_close(producer: Any) -> None:
+    """Close a producer whose buffer cannot drain (kafka-python's close() flushes first
+    and raises, leaving its sender thread running and a traceback at exit)."""
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()
+    unregister = getattr(producer, "_unregister_cleanup", None)
+    if unregister is not None:
+        unregister()
+    producer._closed = True

@@ -332,3 +332,49 @@ def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
     )
     assert len(bq_event_ids(settings, deduplicated=False)) == 40
     assert len(gcs_event_ids(settings)) == 43  # raw objects keep every accepted message
+
+
+def test_poison_pills_and_oversized_messages_end_as_dead_letters(settings):
+    """Out-of-range times and values too big for the dead-letter topic stop nothing."""
+    import json
+
+    from kafka import KafkaProducer
+
+    from pipeline_lib.dead_letters import MAX_VALUE_BYTES
+
+    good = simulated(200, seed=32)
+    base = orjson.loads(encode(good[0]))
+    huge_compressible = b"[" + b" " * (2 * 1024 * 1024) + b"]"  # 2 MB, lz4 makes it tiny
+    just_under_limit = b"x" * 1_048_300  # the broker takes it; with dlq headers it is over
+    poison = [
+        json.dumps({**base, "event_id": "p1", "ts": "9999-12-31T23:59:59-01:00"}).encode(),
+        json.dumps({**base, "event_id": "p2", "produced_at": "0001-01-01T00:00:00+01:00"}).encode(),
+        json.dumps({**base, "event_id": "p3", "volume": 2**63 - 1}).encode(),
+        huge_compressible,
+        just_under_limit,
+    ]
+    ensure_topic(settings)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        compression_type="lz4",
+        max_request_size=4 * 1024 * 1024,
+    )
+    for i, tick in enumerate(good):
+        producer.send(settings.topic, key=b"AAPL", value=encode(tick))
+        if i % 40 == 20:
+            producer.send(settings.topic, key=b"AAPL", value=poison[i // 40])
+    producer.flush()
+    producer.close()
+
+    report = SinkConsumer(settings, batch_size=50).run(until_idle=3)
+    assert report.written == 200 and report.dead_letters == 5
+    exactly_once(bq_event_ids(settings), [t.event_id for t in good])
+    letters = sorted(read_dead_letters(settings), key=lambda letter: letter.offset)
+    assert len(letters) == 5
+    sizes = {letter.original_value_bytes: letter for letter in letters if letter.truncated}
+    assert set(sizes) == {len(huge_compressible), len(just_under_limit)}
+    for letter in sizes.values():
+        assert letter.truncated == "value" and len(letter.value) == MAX_VALUE_BYTES
+        assert letter.offset >= 0 and letter.topic == settings.topic
+    assert all("1900-2100" in letter.reason for letter in letters[:2])
+    assert "above the bound" in letters[2].reason

@@ -75,3 +75,29 @@ def test_setup_notebook_is_idempotent(flow):
 
     again = provision(settings, start_local=True)
     assert set(again.loc[again["resource"].str.contains("topic"), "state"]) == {"exists"}
+
+
+def test_a_server_echoing_the_key_leaks_it_nowhere(services, tmp_path):
+    """02_producer on the AlphaVantage source against a hostile endpoint that echoes the
+    request URL: the run fails with a masked error; the key is in neither the executed
+    notebook, its HTML export, nor papermill's log."""
+    from pipeline_lib.flow import FlowFailed, _start, _wait, export_html
+    from tests.fixtures.alphavantage import EchoingServer
+
+    with EchoingServer() as echo:
+        echo.mode = "not-json"
+        settings = services.with_overrides(
+            alphavantage_api_key=SENTINEL_KEY, alphavantage_base_url=echo.url, home=tmp_path
+        )
+        env = {**__import__("os").environ, **settings.to_env()}
+        process = _start("02_producer", tmp_path, {"source": "alphavantage"}, env)
+        with pytest.raises(FlowFailed) as failed:
+            _wait("02_producer", process, tmp_path, 300)
+    notebook = tmp_path / "02_producer.ipynb"
+    errors = [o for o in outputs(notebook) if o.output_type == "error"]
+    assert errors and errors[0]["ename"] == "AlphaVantageError"
+    assert "apikey=***" in str(errors[0]["evalue"])
+    html = export_html(notebook)
+    for path in (notebook, html, tmp_path / "02_producer.log"):
+        assert SENTINEL_KEY not in path.read_text(errors="replace"), path.name
+    assert SENTINEL_KEY not in str(failed.value)

@@ -62,6 +62,7 @@ def run(group, owned=None, script=None, sink=None, letters=None, **kwargs):
         create_topics=False,
         **kwargs.pop("consumer_options", {}),
     )
+    consumer.no_assignment_grace_s = kwargs.pop("grace", 30.0)
     kwargs.setdefault("until_idle", 0.05)
     report = consumer.run(handle_signals=False, **kwargs)
     return report, sink, letters, made["consumer"]
@@ -223,3 +224,12 @@ def test_commit_failures_that_do_not_pass_stop_with_a_clear_error():
 def test_negative_bounds_are_refused(bound):
     with pytest.raises(ConsumerError, match="must be a number >= 0"):
         run(log_of(1, 1), **bound)
+
+
+def test_no_assignment_reports_the_group_lag_not_zero():
+    """Other members (or a stuck rebalance) hold every partition: say how much waits."""
+    group = log_of(2, 100)
+    group.committed = {0: 40}
+    report, sink, _, _ = run(group, owned=set(), grace=0.2)
+    assert report.stopped_because.startswith("no partitions assigned")
+    assert report.lag == 60 + 100 and sink.written == []

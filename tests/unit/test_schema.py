@@ -68,7 +68,7 @@ def test_event_id_is_stable_and_zone_independent():
         ({"volume": "100"}, "volume", "whole number"),
         ({"volume": -3}, "volume", "negative"),
         ({"volume": 2**63}, "volume", "above the bound"),
-            ({"volume": 10**11 + 1}, "volume", "above the bound"),
+        ({"volume": 10**11 + 1}, "volume", "above the bound"),
         ({"volume": True}, "volume", "whole number"),
         ({"ts": "2024-01-02T14:30:00"}, "ts", "no time zone"),
         ({"ts": "yesterday"}, "ts", "ISO 8601"),
