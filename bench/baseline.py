@@ -16,7 +16,6 @@ from pipeline_lib.config import Settings
 from pipeline_lib.schema import decode
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
-from pipeline_lib.sql import table_ref
 
 
 def run_baseline(settings: Settings, count: int, group: str) -> dict:
@@ -27,7 +26,7 @@ def run_baseline(settings: Settings, count: int, group: str) -> dict:
     BigQuerySink(settings).setup()
     bucket = storage_client(settings).bucket(settings.gcs_bucket)
     client = bigquery_client(settings)
-    table = table_ref(settings.gcp_project, settings.bq_dataset, settings.bq_table)
+    table = settings.table_sql
     insert = (
         f"INSERT INTO {table} (event_id, symbol, ts, open, high, low, close, volume, source, "  # noqa: S608
         "ingested_at, kafka_topic, kafka_partition, kafka_offset) VALUES (@event_id, @symbol, "

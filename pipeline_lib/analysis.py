@@ -15,14 +15,12 @@ import pandas as pd
 
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
-from pipeline_lib.sinks.bigquery import dedup_view_name
-from pipeline_lib.sql import table_ref
 
 MARKET_TZ = "America/New_York"
 
 
 def _view(settings: Settings) -> str:
-    return table_ref(settings.gcp_project, settings.bq_dataset, dedup_view_name(settings))
+    return settings.view_sql
 
 
 def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:

@@ -194,15 +194,12 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
 
 
 def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[Tick]:
-    from pipeline_lib.sources import open_source
+    from pipeline_lib.sources import source_from_parameters
 
-    symbols = (
-        [s.strip().upper() for s in args.symbols.split(",") if s.strip()] if args.symbols else None
-    )
-    return open_source(
-        args.source,
+    return source_from_parameters(
         settings,
-        symbols=symbols,
+        source=args.source,
+        symbols=args.symbols,
         seed=args.seed,
         clock=args.clock,
         interval_s=args.interval,
@@ -239,16 +236,15 @@ def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     """Source → Kafka."""
     from pipeline_lib.producer import produce
-    from pipeline_lib.sources.base import paced
 
     source = source_from_args(settings, args)
-    records = paced(source, speed=args.speed) if args.speed else source
     report = produce(
         settings,
-        records,
+        source,
         max_records=args.max_records,
         duration=args.duration,
         rate=args.rate,
+        speed=args.speed,
         progress=not args.quiet,
         skip=args.skip,
     )

@@ -67,6 +67,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "delivery_timeout_ms": timeout_ms,
         "max_block_ms": timeout_ms,
         "client_id": "stock-pipeline-producer",
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         **overrides,
     }
     # Kafka requires delivery timeout > linger + request timeout.
@@ -75,11 +76,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         max(100, min(30_000, config["delivery_timeout_ms"] - config["linger_ms"] - 1)),
     )
     try:
-        return KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            **config,
-        )
+        return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **config)
     except KafkaConfigurationError as error:
         raise ConnectionFailed(f"Kafka producer settings rejected: {error}") from error
     except KafkaError as error:
@@ -99,14 +96,11 @@ def kafka_consumer(settings: Settings, group: str | None, **overrides: Any) -> K
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
         "session_timeout_ms": int(SESSION_TIMEOUT_S * 1000),
         "heartbeat_interval_ms": 3_000,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
         **overrides,
     }
     try:
-        return KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-            **config,
-        )
+        return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, **config)
     except KafkaError as error:
         raise broker_unreachable(settings, error) from error
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.sql import UnsafeIdentifier, check_name, check_project
+from pipeline_lib.sql import UnsafeIdentifier, check_name, check_project, table_ref
 
 LOCAL_HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -328,8 +328,28 @@ class Settings:
 
     @property
     def table_id(self) -> str:
-        """Fully qualified ``project.dataset.table``."""
+        """Fully qualified ``project.dataset.table`` of the raw tick table."""
         return f"{self.gcp_project}.{self.bq_dataset}.{self.bq_table}"
+
+    @property
+    def dedup_view(self) -> str:
+        """Name of the view that shows each event once (what analysis reads)."""
+        return f"{self.bq_table}_dedup"
+
+    @property
+    def view_id(self) -> str:
+        """Fully qualified ``project.dataset.<table>_dedup``."""
+        return f"{self.gcp_project}.{self.bq_dataset}.{self.dedup_view}"
+
+    @property
+    def table_sql(self) -> str:
+        """The raw table as SQL text (backquoted, validated identifiers only)."""
+        return table_ref(self.gcp_project, self.bq_dataset, self.bq_table)
+
+    @property
+    def view_sql(self) -> str:
+        """The dedup view as SQL text (backquoted, validated identifiers only)."""
+        return table_ref(self.gcp_project, self.bq_dataset, self.dedup_view)
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in another process."""

@@ -97,6 +97,9 @@ class ConsumeReport:
     stopped_because: str = ""
     lag: int | None = None
     active_seconds: float = 0.0  # first record received → last commit
+    # Where the time went: poll and decode on the consumer thread, each sink and the
+    # dead letters on the writer thread (overlapping the next poll), commits.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -124,6 +127,7 @@ class ConsumeReport:
             "committed": {str(p): o for p, o in sorted(self.committed.items())},
             "stopped_because": self.stopped_because,
             "lag": self.lag,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
 
     def summary(self) -> str:
@@ -259,6 +263,7 @@ class SinkConsumer:
                 poll_started = time.monotonic()
                 timeout = self.core.poll_timeout()
                 polled = self._consumer.poll(timeout_ms=int(timeout * 1000))
+                self._time("poll", poll_started)
                 if not polled and time.monotonic() - poll_started < timeout / 2:
                     # kafka-python returns at once when nothing is assigned (more members
                     # than partitions): wait here instead of spinning a core.
@@ -269,9 +274,12 @@ class SinkConsumer:
                     polled = {}
                     self._apply_rebalance()
                 received = 0
+                decode_started = time.monotonic()
                 for tp, messages in polled.items():
                     received += self.core.add(tp.partition, messages)
                 now = time.monotonic()
+                if polled:
+                    self._time("decode", decode_started, now)
                 if received:
                     last_message = now
                     if first_message is None:
@@ -321,6 +329,12 @@ class SinkConsumer:
                 report.seconds = time.monotonic() - started
                 self._sync_report()
         return report
+
+    def _time(self, stage: str, started: float, ended: float | None = None) -> None:
+        report = self._report
+        if report is not None:
+            spent = (ended if ended is not None else time.monotonic()) - started
+            report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + spent
 
     def _abandon(self) -> None:
         """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""
@@ -404,7 +418,12 @@ class SinkConsumer:
 
     def _write(self, sealed: SealedBatch) -> tuple[list[WriteResult], int]:
         """Runs in the writer thread: every sink, then the batch's dead letters, flushed."""
-        results = [sink.write(sealed.batch) for sink in self.sinks]
+        results = []
+        for sink in self.sinks:
+            started = time.monotonic()
+            results.append(sink.write(sealed.batch))
+            self._time(f"sink:{sink.name}", started)
+        started = time.monotonic()
         for letter in sealed.dead_letters:
             self.dead_letters.send(letter)
         for result in results:
@@ -421,7 +440,9 @@ class SinkConsumer:
                         result.sink,
                     )
                 )
-        return results, self.dead_letters.flush()
+        flushed = self.dead_letters.flush()
+        self._time("dead_letters", started)
+        return results, flushed
 
     def _complete(self, block: bool = True) -> None:
         """Commit the batch in flight once it is written (raise if a sink failed)."""
@@ -437,7 +458,10 @@ class SinkConsumer:
         if self.before_commit is not None:
             self.before_commit(sealed.batch)
         offsets = self.core.commit_plan(self._owned())
-        if offsets and not self._commit(offsets):
+        commit_started = time.monotonic()
+        committed = not offsets or self._commit(offsets)
+        self._time("commit", commit_started)
+        if not committed:
             self._seek(self.core.rewind(self._owned()))
             return
         rejected = sum(1 for r in results for x in r.rejected if x.partition in offsets)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline_lib.clients import kafka_consumer, kafka_producer
 from pipeline_lib.config import Settings
+from pipeline_lib.schema import iso
 from pipeline_lib.sinks import SinkUnavailable
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def dead_letter_message(
         "dlq.topic": letter.topic,
         "dlq.partition": str(letter.partition),
         "dlq.offset": str(letter.offset),
-        "dlq.at": datetime.now(UTC).isoformat(),
+        "dlq.at": iso(datetime.now(UTC)),
     }
     truncated = []
     if len(value) > max_value:

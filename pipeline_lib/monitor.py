@@ -13,19 +13,20 @@ from pipeline_lib.config import Settings
 
 def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
     """End offsets of the topic and dead-letter topic, committed offsets and lag."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
     from kafka.errors import KafkaError
 
+    from pipeline_lib.clients import ConnectionFailed, kafka_consumer
+
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.consumer_group,
-            enable_auto_commit=False,
+        consumer = kafka_consumer(
+            settings,
+            group=settings.consumer_group,
             bootstrap_timeout_ms=int(timeout_s * 1000),
             request_timeout_ms=int(timeout_s * 1000) + 2000,
         )
-    except KafkaError as error:
-        return {"error": f"Kafka unreachable at {settings.kafka_bootstrap_servers}: {error}"}
+    except ConnectionFailed as error:
+        return {"error": str(error)}
     try:
         summary: dict[str, Any] = {}
         topics = consumer.topics()
@@ -66,13 +67,10 @@ def bigquery_summary(settings: Settings) -> dict[str, Any]:
     from google.api_core.exceptions import GoogleAPIError, NotFound
 
     from pipeline_lib.clients import bigquery_client
-    from pipeline_lib.sinks.bigquery import dedup_view_name
-    from pipeline_lib.sql import table_ref
 
     try:
         client = bigquery_client(settings)
-        view = table_ref(settings.gcp_project, settings.bq_dataset, dedup_view_name(settings))
-        raw = table_ref(settings.gcp_project, settings.bq_dataset, settings.bq_table)
+        view, raw = settings.view_sql, settings.table_sql
         sql = (
             f"SELECT (SELECT COUNT(*) FROM {raw}) AS rows_loaded, "  # noqa: S608
             f"(SELECT COUNT(*) FROM {view}) AS events"

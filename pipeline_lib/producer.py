@@ -92,13 +92,15 @@ def produce(
     rate: float | None = None,
     progress: bool = False,
     topic: str | None = None,
+    speed: float | None = None,
     ensure: bool = True,
     skip: int = 0,
     **producer_overrides: Any,
 ) -> ProduceReport:
     """Send ``records`` to Kafka and wait until every one is acknowledged or failed.
 
-    ``rate`` limits messages per second (for live demos); ``max_records`` and
+    ``rate`` limits messages per second (for live demos), ``speed`` paces event time
+    (``speed=60``: a minute of events per second); ``max_records`` and
     ``duration`` bound the run; ``skip`` drops that many records of the source first
     (to resume after a failure). Creates the topic first when ``ensure`` is true.
 
@@ -135,7 +137,7 @@ def produce(
         if next(source, None) is None:
             break
     stream = bounded(
-        paced(source, rate=rate),
+        paced(source, rate=rate, speed=speed),
         max_records=max_records,
         duration=duration,
         progress=progress,

@@ -41,7 +41,7 @@ def provision(
 
     Returns a status table: one row per resource with where it is and its state.
     """
-    from pipeline_lib.sinks.bigquery import BigQuerySink, dedup_view_name
+    from pipeline_lib.sinks.bigquery import BigQuerySink
     from pipeline_lib.sinks.gcs import GcsSink
 
     rows = []
@@ -94,7 +94,7 @@ def provision(
     rows.append(
         {
             "resource": "BigQuery view",
-            "where": f"{settings.gcp_project}.{settings.bq_dataset}.{dedup_view_name(settings)}",
+            "where": settings.view_id,
             "state": "ready",
             "detail": "each event once: query this one",
         }

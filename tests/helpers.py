@@ -15,9 +15,7 @@ from google.cloud import bigquery
 from pipeline_lib.clients import bigquery_client, storage_client
 from pipeline_lib.config import Settings
 from pipeline_lib.producer import produce
-from pipeline_lib.sinks.bigquery import dedup_view_name
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
-from pipeline_lib.sql import table_ref
 
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
@@ -39,15 +37,14 @@ def produce_ticks(settings: Settings, ticks: list) -> None:
 
 def bq_event_ids(settings: Settings, deduplicated: bool = True) -> Counter:
     """How often each event id is seen in the dedup view (or the raw table)."""
-    name = dedup_view_name(settings) if deduplicated else settings.bq_table
-    table = table_ref(settings.gcp_project, settings.bq_dataset, name)
+    table = settings.view_sql if deduplicated else settings.table_sql
     sql = f"SELECT event_id, COUNT(*) AS n FROM {table} GROUP BY event_id"  # noqa: S608
     rows = bigquery_client(settings).query(sql).result()
     return Counter({r.event_id: r.n for r in rows})
 
 
 def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
-    table = table_ref(settings.gcp_project, settings.bq_dataset, dedup_view_name(settings))
+    table = settings.view_sql
     config = bigquery.QueryJobConfig(
         query_parameters=[bigquery.ScalarQueryParameter("event_id", "STRING", event_id)]
     )

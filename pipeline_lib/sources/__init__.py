@@ -7,8 +7,8 @@ ask for it; :func:`~pipeline_lib.sources.base.bounded` and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +31,7 @@ __all__ = [
     "bounded",
     "open_source",
     "paced",
+    "source_from_parameters",
     "stream",
 ]
 
@@ -66,6 +67,62 @@ def open_source(
             client, symbols or ["IBM"], function=av_function, interval=av_interval
         )
     raise SourceError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+
+
+def parse_symbols(symbols: str | Sequence[str] | None) -> list[str] | None:
+    """``"aapl, msft"`` or ``["aapl"]`` → ``["AAPL", "MSFT"]``; empty → None (the default)."""
+    if symbols is None:
+        return None
+    items = symbols.split(",") if isinstance(symbols, str) else list(symbols)
+    return [s.strip().upper() for s in items if s.strip()] or None
+
+
+def parse_start(start: datetime | str | None) -> datetime | None:
+    """ISO 8601 text or a datetime; without a zone it is UTC."""
+    if start is None or start == "":
+        return None
+    if isinstance(start, str):
+        try:
+            start = datetime.fromisoformat(start.strip())
+        except ValueError:
+            raise SourceError(
+                f"start {start!r} is not an ISO 8601 time (e.g. 2024-01-02T14:30:00Z)"
+            ) from None
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+def source_from_parameters(
+    settings: Settings,
+    source: str = "simulator",
+    symbols: str | Sequence[str] | None = None,
+    seed: int | None = None,
+    clock: Literal["always_open", "market"] = "always_open",
+    interval_s: float = 1.0,
+    start: datetime | str | None = None,
+    csv_path: str | Path | None = None,
+    split_adjust: bool = False,
+    av_function: str = "intraday",
+    av_interval: str = "5min",
+) -> Iterable[Tick]:
+    """The source that a notebook's parameters or the command line's options describe.
+
+    The one place that turns user-facing parameters (symbols as text, start as ISO
+    text, "" for defaults) into a source, so the producer notebook and
+    ``python -m pipeline_lib produce`` cannot drift apart.
+    """
+    return open_source(
+        source,
+        settings,
+        symbols=parse_symbols(symbols),
+        seed=seed,
+        clock=clock,
+        interval_s=interval_s,
+        start=parse_start(start),
+        csv_path=csv_path or None,
+        split_adjust=split_adjust,
+        av_function=av_function,
+        av_interval=av_interval,
+    )
 
 
 def stream(

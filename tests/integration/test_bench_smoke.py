@@ -16,10 +16,17 @@ def test_every_figure_runs_tiny(services, tmp_path):
         "producer_ceiling",
         "freshness",
         "notebook_flow",
+        "backlog",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
     assert figures["end_to_end"]["consumer_peak_rss_mib"] > 0
     assert figures["producer_ceiling"]["java_producer_perf_records_per_s"] > 0
     assert figures["freshness"]["rows_seen"] > 0
+    assert figures["backlog"]["records_per_s"] > 0
+    cpu = figures["end_to_end"]["cpu_s_per_100k_records"]
+    assert set(cpu) == {"consumer", "kafka", "gcs", "bigquery"} and cpu["consumer"] > 0
+    assert {"poll", "decode", "sink:gcs", "sink:bigquery", "commit"} <= set(
+        figures["end_to_end"]["stage_s_per_100k_records"]
+    )
     assert "| end_to_end |" in output.with_suffix(".md").read_text()

@@ -34,3 +34,32 @@ def test_alphavantage_without_key_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setenv("PIPELINE_HOME", "/tmp/pipeline-unit-home")
     assert cli.main(["sample", "--source", "alphavantage", "--max-records", "1"]) == 2
     assert "ALPHAVANTAGE_API_KEY is not set" in capsys.readouterr().err
+
+
+def test_same_seed_and_start_give_a_byte_identical_stream(capsysbinary):
+    args = ("--max-records", "40", "--seed", "9", "--start", "2024-01-02T14:30:00Z")
+    first, second = run_sample(capsysbinary, *args), run_sample(capsysbinary, *args)
+    assert first == second
+    assert decode(first[0]).ts.isoformat() == "2024-01-02T14:30:00+00:00"
+    later = run_sample(capsysbinary, "--max-records", "40", "--seed", "9", "--start", "2024-01-03")
+    assert later != first
+
+
+def test_notebook_and_command_line_parameters_build_the_same_source():
+    import itertools
+
+    from pipeline_lib.config import Settings
+    from pipeline_lib.schema import encode
+    from pipeline_lib.sources import source_from_parameters
+
+    settings = Settings.from_env({"PIPELINE_HOME": "/tmp/pipeline-unit-home"})
+    args = cli.build_parser().parse_args(
+        ["sample", "--seed", "4", "--symbols", " aapl, msft", "--start", "2024-01-02T15:00:00"]
+    )
+    from_cli = cli.source_from_args(settings, args)
+    from_notebook = source_from_parameters(
+        settings, symbols="AAPL,MSFT", seed=4, start="2024-01-02T15:00:00+00:00"
+    )
+    first = [encode(t) for t in itertools.islice(from_cli, 20)]
+    assert first == [encode(t) for t in itertools.islice(from_notebook, 20)]
+    assert {t.split(b'"symbol":"')[1][:4] for t in first} == {b"AAPL", b"MSFT"}

@@ -39,3 +39,32 @@ def test_kafka_pom_is_packaged_and_pins_the_broker():
     assert "<kafka.version>4.1.1</kafka.version>" in pom
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "local/*.xml" in project["tool"]["setuptools"]["package-data"]["pipeline_lib"]
+
+
+def test_only_the_package_goes_into_the_wheel():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["pipeline_lib*"]
+
+
+def test_every_error_the_package_defines_derives_from_pipeline_error():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pipeline_lib
+    from pipeline_lib.errors import PipelineError
+
+    offenders = []
+    for module_info in pkgutil.walk_packages(pipeline_lib.__path__, "pipeline_lib."):
+        if module_info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(module_info.name)
+        for name, value in vars(module).items():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, Exception)
+                and value.__module__ == module.__name__
+                and not issubclass(value, PipelineError)
+            ):
+                offenders.append(f"{module.__name__}.{name}")
+    assert not offenders

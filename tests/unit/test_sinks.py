@@ -86,3 +86,25 @@ def test_parquet_objects_hold_the_batch_columns():
     assert table.column("event_id").to_pylist() == ["e0", "e1", "e2"]
     assert table.column("volume").to_pylist() == [0, 100, 200]
     assert table.column("ts").to_pylist()[0].timestamp() == WHEN.timestamp()
+
+
+def test_the_bigquery_schema_and_arrow_columns_come_from_the_one_field_table():
+    from pipeline_lib.schema import LANDING_FIELDS, TICK_FIELDS
+    from pipeline_lib.sinks.bigquery import TABLE_SCHEMA, arrow_schema, batch_table
+
+    names = [f.name for f in (*TICK_FIELDS, *LANDING_FIELDS)]
+    assert [c[0] for c in TABLE_SCHEMA] == names == arrow_schema().names
+    assert dict((c[0], c[1]) for c in TABLE_SCHEMA)["volume"] == "INT64"
+    ticks = [
+        Tick("a", "AAPL", WHEN, 1.0, 2.0, 0.5, 1.5, 10, "csv", adj_close=1.4),
+        Tick("b", "IBM", WHEN, 3.0, 4.0, 2.5, 3.5, 2**40, "simulator", produced_at=WHEN),
+    ]
+    closed = datetime(2024, 1, 3, tzinfo=UTC)
+    table = batch_table(Batch([part(ticks, first=7)], closed))
+    rows = table.to_pylist()
+    assert rows[0]["adj_close"] == 1.4 and rows[1]["adj_close"] is None
+    assert rows[1]["produced_at"] == WHEN and rows[0]["produced_at"] is None
+    assert rows[1]["volume"] == 2**40 and rows[1]["kafka_offset"] == 8
+    assert {r["ingested_at"] for r in rows} == {closed}
+    assert {r["kafka_topic"] for r in rows} == {"stock-ticks"}
+    assert str(table.schema.field("ts").type) == "timestamp[us, tz=UTC]"
