@@ -507,7 +507,7 @@ def freshness(size: str) -> dict:
             "--json",
             "--quiet",
             "--flush-interval",
-            "0.5",
+            "0.25",
             "--until-idle",
             "5",
         ],

@@ -201,6 +201,7 @@ class SinkConsumer:
         self._last_commit_at = 0.0
         self._writing: tuple[SealedBatch, Future] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
+        self._sink_pool = ThreadPoolExecutor(max(1, len(self.sinks)), thread_name_prefix="sink")
 
     # --- control --------------------------------------------------------------------
 
@@ -416,13 +417,20 @@ class SinkConsumer:
         if sealed is not None:
             self._writing = (sealed, self._writer.submit(self._write, sealed))
 
+    def _write_one(self, sink: Sink, sealed: SealedBatch) -> WriteResult:
+        started = time.monotonic()
+        result = sink.write(sealed.batch)
+        self._time(f"sink:{sink.name}", started)
+        return result
+
     def _write(self, sealed: SealedBatch) -> tuple[list[WriteResult], int]:
-        """Runs in the writer thread: every sink, then the batch's dead letters, flushed."""
-        results = []
-        for sink in self.sinks:
-            started = time.monotonic()
-            results.append(sink.write(sealed.batch))
-            self._time(f"sink:{sink.name}", started)
+        """Runs in the writer thread: the sinks side by side (each is replay-safe, and
+        the batch is committed only if all succeed), then its dead letters, flushed."""
+        if len(self.sinks) > 1:
+            futures = [self._sink_pool.submit(self._write_one, s, sealed) for s in self.sinks]
+            results = [f.result() for f in futures]  # the first failure is raised
+        else:
+            results = [self._write_one(s, sealed) for s in self.sinks]
         started = time.monotonic()
         for letter in sealed.dead_letters:
             self.dead_letters.send(letter)
@@ -575,6 +583,8 @@ class SinkConsumer:
             self._consumer = None
             self._writer.shutdown(wait=True)
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
+            self._sink_pool.shutdown(wait=True)
+            self._sink_pool = ThreadPoolExecutor(max(1, len(self.sinks)), thread_name_prefix="sink")
             self.dead_letters.close()
             for sink in self.sinks:
                 sink.close()

@@ -102,22 +102,31 @@ def row_bytes(tick: Tick, topic: str, partition: int, offset: int, ingested_at: 
 
 def batch_table(batch: Batch) -> Any:
     """The whole batch as one Arrow table: columns built by transposing the records
-    (C speed), not a dict and a JSON line per record."""
+    (C speed), not a dict and a JSON line per record; per-batch values repeated."""
     import pyarrow as pa
 
     schema = arrow_schema()
     ticks = [t for part in batch.parts for t in part.ticks]
-    columns = list(zip(*ticks, strict=True)) if ticks else [()] * len(Tick._fields)
-    by_name = dict(zip(Tick._fields, columns, strict=True))
     n = len(ticks)
+    columns = dict(zip(Tick._fields, zip(*ticks, strict=True), strict=True)) if n else {}
+
+    def repeated(values: list[tuple[Any, int]], kind: Any) -> Any:
+        pieces = [pa.repeat(pa.scalar(v, type=kind), count) for v, count in values if count]
+        return pa.concat_arrays(pieces) if pieces else pa.array([], type=kind)
+
+    sizes = [(p, len(p.ticks)) for p in batch.parts]
     landing = {
-        "ingested_at": [batch.closed_at] * n,
-        "kafka_topic": [p.topic for p in batch.parts for _ in p.ticks],
-        "kafka_partition": [p.partition for p in batch.parts for _ in p.ticks],
-        "kafka_offset": [o for p in batch.parts for o in p.offsets],
+        "ingested_at": lambda kind: repeated([(batch.closed_at, n)], kind),
+        "kafka_topic": lambda kind: repeated([(p.topic, c) for p, c in sizes], kind),
+        "kafka_partition": lambda kind: repeated([(p.partition, c) for p, c in sizes], kind),
+        "kafka_offset": lambda kind: pa.array(
+            [o for p in batch.parts for o in p.offsets], type=kind
+        ),
     }
     arrays = [
-        pa.array(by_name[f.name] if f.name in by_name else landing[f.name], type=f.type)
+        pa.array(columns.get(f.name, ()), type=f.type)
+        if f.name not in landing
+        else landing[f.name](f.type)
         for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)

@@ -63,3 +63,22 @@ def test_notebook_and_command_line_parameters_build_the_same_source():
     first = [encode(t) for t in itertools.islice(from_cli, 20)]
     assert first == [encode(t) for t in itertools.islice(from_notebook, 20)]
     assert {t.split(b'"symbol":"')[1][:4] for t in first} == {b"AAPL", b"MSFT"}
+
+
+def test_status_names_the_service_that_is_down_not_all_of_them(monkeypatch):
+    from pipeline_lib import local, monitor
+    from pipeline_lib.config import Settings
+    from pipeline_lib.local.process import ServiceStatus
+
+    def fake_status(settings):
+        return [
+            ServiceStatus("kafka", True, 1, {}, "k", "log", "data", "ready"),
+            ServiceStatus("gcs", True, 2, {}, "g", "log", "data", "ready"),
+            ServiceStatus("bigquery", False, None, {}, "b", "log", "data", "stopped"),
+        ]
+
+    monkeypatch.setattr(local, "status", fake_status)
+    monkeypatch.setattr(monitor, "kafka_summary", lambda settings: {"exists": False})
+    document = cli.status_document(Settings.from_env({"PIPELINE_HOME": "/tmp/unit-home"}))
+    assert document["kafka"] == {"exists": False}
+    assert "not running" in document["bigquery"]["error"]

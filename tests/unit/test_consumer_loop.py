@@ -83,7 +83,11 @@ def assert_all_landed(group, sink, letters) -> None:
 
 def test_a_clean_run_lands_everything_once_and_accounts_for_every_message():
     group = log_of(3, 200, bad_every=50)
-    report, sink, letters, _ = run(group)
+    batches = []
+    report, sink, letters, _ = run(group, consumer_options={"on_batch": batches.append})
+    # Each batch line counts exactly the messages its commit moved past.
+    assert sum(b.records for b in batches) == sum(group.committed.values()) == 600
+    assert sum(b.dead_letters for b in batches) == 12
     assert_all_landed(group, sink, letters)
     assert len(sink.written) == len(set(sink.written)) == 3 * 196
     assert len(letters.sent) == 12 and report.dead_letters == 12
