@@ -290,9 +290,9 @@ def end_to_end(size: str) -> dict:
         group_id=f"{filled.topic}-bare",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
-        max_poll_records=5000,
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
+        max_poll_records=5000,  # the same fetch settings as ours (pipeline_lib.clients)
+        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     seen, first = 0, None
     while seen < n:  # timed like SinkConsumer: from the poll that returned the first records
@@ -303,23 +303,37 @@ def end_to_end(size: str) -> dict:
         seen += sum(len(messages) for messages in batch.values())
     bare_rate = seen / (time.monotonic() - first)
     bare.close()
-    before = _service_cpu(filled)
-    sink = _json_result(_python(["-c", CONSUMER_SCRIPT, str(n), "1.0"], filled))
-    after = _service_cpu(filled)
-    sink_rate = sink["consumed"] / sink["active_seconds"]
+    # Our consumer loading Parquet (the default) and NDJSON, alternated on the same
+    # filled topic (new groups and datasets each time), best of two each: run order
+    # and page-cache warmth favour neither.
+    runs: dict[str, list[dict]] = {"parquet": [], "ndjson": []}
+    cpu_before: dict[str, float] = {}
+    cpu_after: dict[str, float] = {}
+    for round_ in range(2):
+        for fmt in ("parquet", "ndjson") if round_ == 0 else ("ndjson", "parquet"):
+            tagged = filled.with_overrides(
+                consumer_group=f"{filled.topic}-{fmt}-{round_}",
+                bq_dataset=f"{filled.bq_dataset}_{fmt}_{round_}",
+                gcs_bucket=f"{filled.gcs_bucket}-{fmt}-{round_}",
+            )
+            before = _service_cpu(filled)
+            result = _json_result(_python(["-c", CONSUMER_SCRIPT, str(n), "1.0", fmt], tagged))
+            after = _service_cpu(filled)
+            result["rate"] = result["consumed"] / result["active_seconds"]
+            if fmt == "parquet" and (
+                not runs["parquet"] or result["rate"] > runs["parquet"][0]["rate"]
+            ):
+                cpu_before, cpu_after = before, after
+            runs[fmt].append(result)
+            runs[fmt].sort(key=lambda r: -r["rate"])
+    sink = runs["parquet"][0]
+    sink_rate = sink["rate"]
     per_100k = 100_000 / n
     cpu_per_100k = {"consumer": round(sink["cpu_s"] * per_100k, 2)}
-    for name in before:
-        cpu_per_100k[name] = round((after[name] - before[name]) * per_100k, 2)
+    for name in cpu_before:
+        cpu_per_100k[name] = round((cpu_after[name] - cpu_before[name]) * per_100k, 2)
     stages_per_100k = {k: round(v * per_100k, 2) for k, v in sink["stage_seconds"].items()}
-    # The lever that paid: Parquet loads. The same consumer loading NDJSON, same topic.
-    ndjson_settings = filled.with_overrides(
-        consumer_group=f"{filled.topic}-ndjson", bq_dataset=f"{filled.bq_dataset}_ndjson"
-    )
-    ndjson = _json_result(
-        _python(["-c", CONSUMER_SCRIPT, str(n), "1.0", "ndjson"], ndjson_settings)
-    )
-    ndjson_rate = ndjson["consumed"] / ndjson["active_seconds"]
+    ndjson_rate = runs["ndjson"][0]["rate"]
     # Where the gap comes from: the same consumer with no sinks (decode + batching only).
     from pipeline_lib.consumer import SinkConsumer
 

@@ -324,6 +324,7 @@ class SinkConsumer:
                         raise
                 report.lag = self.lag()
             finally:
+                self.core.abandon()  # whatever is still held was not committed
                 if first_message is not None and self._last_commit_at:
                     report.active_seconds = max(0.0, self._last_commit_at - first_message)
                 self._close(restore, bar)
@@ -459,8 +460,8 @@ class SinkConsumer:
         sealed, future = self._writing
         if not block and not future.done():
             return
-        self._writing = None
         results, _dead = future.result()  # re-raises SinkUnavailable: nothing committed
+        self._writing = None
         if self.core.inflight is not sealed:
             return  # dropped meanwhile (membership lost): its partitions are re-read
         if self.before_commit is not None:

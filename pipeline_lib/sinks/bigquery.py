@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import orjson
@@ -61,6 +62,20 @@ def _quick_retry():
     from google.cloud.bigquery import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_deadline(10)
+
+
+def wait_for_job(job: Any, timeout: float) -> None:
+    """Wait for a job, checking often: the client's own polling sleeps 1 s after the
+    first check, which alone would put a fresh tick a second behind. Raises the
+    job's error (e.g. BadRequest for refused rows) like ``job.result()``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while not job.done(retry=_quick_retry(), timeout=30):
+        if time.monotonic() + delay > deadline:
+            raise TimeoutError(f"BigQuery job {job.job_id} not done after {timeout:g}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    job.result(retry=_quick_retry(), timeout=30)
 
 
 def bigquery_schema() -> list:
@@ -203,7 +218,7 @@ class BigQuerySink(Sink):
             timeout=30,
             num_retries=0,  # with_retries() is the one retry policy
         )
-        job.result(timeout=LOAD_TIMEOUT_S, retry=_quick_retry())
+        wait_for_job(job, LOAD_TIMEOUT_S)
 
     def _load_ndjson(self, rows: list[bytes]) -> None:
         from google.cloud.bigquery import SourceFormat
