@@ -37,7 +37,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from pipeline_lib.batching import Batcher, DeadLetterRecord, SealedBatch
+from pipeline_lib.batching import Batcher, Counts, DeadLetterRecord, SealedBatch
 from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
@@ -84,13 +84,7 @@ class ConsumeReport:
 
     topic: str
     group: str
-    consumed: int = 0
-    written: int = 0
-    dead_letters: int = 0
-    discarded: int = 0
-    batches: int = 0
-    rebalances: int = 0
-    refused_commits: int = 0
+    counts: Counts = field(default_factory=Counts)  # the consumer core's, live
     seconds: float = 0.0
     locations: list[str] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
@@ -100,6 +94,34 @@ class ConsumeReport:
     # Where the time went: poll and decode on the consumer thread, each sink and the
     # dead letters on the writer thread (overlapping the next poll), commits.
     stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def consumed(self) -> int:
+        return self.counts.read
+
+    @property
+    def written(self) -> int:
+        return self.counts.landed
+
+    @property
+    def dead_letters(self) -> int:
+        return self.counts.dead_letters
+
+    @property
+    def discarded(self) -> int:
+        return self.counts.discarded
+
+    @property
+    def batches(self) -> int:
+        return self.counts.batches
+
+    @property
+    def rebalances(self) -> int:
+        return self.counts.rebalances
+
+    @property
+    def refused_commits(self) -> int:
+        return self.counts.refused_commits
 
     @property
     def rate(self) -> float:
@@ -251,7 +273,10 @@ class SinkConsumer:
             ensure_topic(self.settings, self.settings.dead_letter_topic, partitions=1)
         for sink in self.sinks:
             sink.setup()
-        report = self._report = ConsumeReport(topic=self.topic, group=self.group)
+        self.core.counts = Counts()  # per run
+        report = self._report = ConsumeReport(
+            topic=self.topic, group=self.group, counts=self.core.counts
+        )
         restore = self._install_signal_handlers() if handle_signals else None
         bar = _progress_bar(max_records, self.topic) if progress else None
         started = time.monotonic()
@@ -294,7 +319,6 @@ class SinkConsumer:
                 if bar is not None and now - last_lag_check > 2:
                     last_lag_check = now
                     report.lag = self.lag()
-                    self._sync_report()
                     bar.set_postfix(batches=report.batches, dlq=report.dead_letters, lag=report.lag)
                 reason = self._stop_reason(max_records)
                 if reason is None and until_idle is not None:
@@ -329,7 +353,6 @@ class SinkConsumer:
                     report.active_seconds = max(0.0, self._last_commit_at - first_message)
                 self._close(restore, bar)
                 report.seconds = time.monotonic() - started
-                self._sync_report()
         return report
 
     def _time(self, stage: str, started: float, ended: float | None = None) -> None:
@@ -342,18 +365,6 @@ class SinkConsumer:
         """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""
         self.core.abandon()
         self._writing = None
-
-    def _sync_report(self) -> None:
-        report, counts = self._report, self.core.counts
-        if report is None:
-            return
-        report.consumed = counts.read
-        report.written = counts.landed
-        report.dead_letters = counts.dead_letters
-        report.discarded = counts.discarded
-        report.batches = counts.batches
-        report.rebalances = counts.rebalances
-        report.refused_commits = counts.refused_commits
 
     def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
@@ -481,7 +492,6 @@ class SinkConsumer:
             return
         report.committed.update(offsets)
         report.locations.extend(loc for r in results for loc in r.locations)
-        self._sync_report()
         if self.on_batch is not None:
             covered = sum(offsets[p] - sealed.first_offsets[p] for p in offsets)
             self.on_batch(

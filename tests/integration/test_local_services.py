@@ -1,5 +1,6 @@
 """Lifecycle of the local services: reuse, clean shutdown, clear errors."""
 
+import contextlib
 import socket
 import time
 
@@ -38,12 +39,18 @@ def test_down_leaves_no_process_behind(tmp_path, base_settings):
     assert all(not s.status().running for s in services)
 
 
-def test_taken_port_is_a_clear_error_not_a_hang(tmp_path, base_settings):
+@contextlib.contextmanager
+def squatted_port():
+    """A port on 127.0.0.1 held by a program that is not ours."""
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
-        port = squatter.getsockname()[1]
+        yield squatter.getsockname()[1]
+
+
+def test_taken_port_is_a_clear_error_not_a_hang(tmp_path, base_settings):
+    with squatted_port() as port:
         settings = base_settings.with_overrides(
             home=tmp_path, storage_emulator_host=f"http://127.0.0.1:{port}"
         )
@@ -69,11 +76,7 @@ def test_startup_failure_reports_the_log(tmp_path, base_settings):
 
 def test_a_refused_up_leaves_nothing_running(tmp_path, base_settings):
     """One port taken: `up` fails with a clear error and stops what it had started."""
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", 0))
-        squatter.listen()
-        port = squatter.getsockname()[1]
+    with squatted_port() as port:
         settings = base_settings.with_overrides(
             home=tmp_path,
             kafka_bootstrap_servers="127.0.0.1:29292",
