@@ -6,10 +6,10 @@ what to commit and where to seek. That keeps every rule that protects data in on
 place that unit tests drive with plain objects:
 
 * **Contiguity.** Per partition the core holds a run of consecutive messages that
-  starts at the last commit: the open buffer, and the sealed batch being written
-  (at most one in flight). A batch's commit offset is the offset after its last
-  message, so a commit never moves past a message that is not in the sinks or the
-  dead-letter topic.
+  starts at the last commit: the sealed batches being written (at most
+  ``max_inflight``, committed strictly in the order they were sealed) and the open
+  buffer. A batch's commit offset is the offset after its last message, so a commit
+  never moves past a message that is not in the sinks or the dead-letter topic.
 * **Positions across rebalances.** After any change of assignment the loop seeks
   every partition it owns to :meth:`Batcher.rebalance`'s answer: the offset after
   what the core still holds for that partition, or ``None`` = the committed offset
@@ -122,6 +122,7 @@ class Batcher:
     decode: Callable[[bytes | None], Any] = field(default=lambda value: value)
     clock: Callable[[], float] = time.monotonic
     counts: Counts = field(default_factory=Counts)
+    max_inflight: int = 2  # sealed batches written at once (committed in order)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or not self.flush_interval > 0:
@@ -129,7 +130,7 @@ class Batcher:
         self._buffers: dict[int, _PartitionBuffer] = {}
         self._buffered = 0  # valid records in the open buffers
         self._sealed = 0
-        self.inflight: SealedBatch | None = None
+        self.inflight: list[SealedBatch] = []  # oldest first
         self.committed: dict[int, int] = {}
 
     # --- reading ------------------------------------------------------------------
@@ -139,8 +140,9 @@ class Batcher:
         buffer = self._buffers.get(partition)
         if buffer is not None:
             return buffer.next_offset
-        if self.inflight is not None and self.inflight.committable:
-            return self.inflight.offsets.get(partition)
+        for sealed in reversed(self.inflight):
+            if partition in sealed.offsets:
+                return sealed.offsets[partition]
         return None
 
     def add(self, partition: int, messages: Iterable[Message]) -> int:
@@ -231,10 +233,17 @@ class Batcher:
             return longest
         return max(0.0, min(oldest + self.flush_interval - self.clock(), longest))
 
+    @property
+    def can_seal(self) -> bool:
+        """Fewer than ``max_inflight`` batches are being written."""
+        return len(self.inflight) < self.max_inflight
+
     def seal(self, closed_at: datetime) -> SealedBatch | None:
-        """Close the open batch (None if empty); it becomes the one in flight."""
-        if self.inflight is not None:
-            raise RuntimeError("a sealed batch is still in flight: complete it first")
+        """Close the open batch (None if empty); it joins the batches in flight."""
+        if not self.can_seal:
+            raise RuntimeError(
+                f"{len(self.inflight)} sealed batches are in flight: complete the oldest first"
+            )
         if not self._buffers:
             return None
         now = self.clock()
@@ -252,29 +261,33 @@ class Batcher:
         )
         self._buffers.clear()
         self._buffered = 0
-        self.inflight = sealed
+        self.inflight.append(sealed)
         return sealed
 
     # --- committing ---------------------------------------------------------------
 
+    @property
+    def oldest(self) -> SealedBatch | None:
+        """The batch in flight that must be committed next."""
+        return self.inflight[0] if self.inflight else None
+
     def commit_plan(self, owned: set[int]) -> dict[int, int]:
-        """Offsets to commit for the batch in flight, limited to partitions still owned."""
-        sealed = self.inflight
+        """Offsets to commit for the oldest batch in flight, for partitions still owned."""
+        sealed = self.oldest
         if sealed is None or not sealed.committable:
             return {}
         return {p: o for p, o in sealed.offsets.items() if p in owned}
 
     def committed_inflight(self, offsets: dict[int, int], rejected: int = 0) -> SealedBatch:
-        """The sinks wrote the batch in flight and ``offsets`` were committed.
+        """The sinks wrote the oldest batch in flight and ``offsets`` were committed.
 
         ``rejected`` records were refused by a sink (and dead-lettered). Partitions of
         the batch left out of ``offsets`` were revoked meanwhile: their messages are
         counted as discarded (the new owner reads them again).
         """
-        sealed = self.inflight
-        if sealed is None:
+        if not self.inflight:
             raise RuntimeError("no batch in flight")
-        self.inflight = None
+        sealed = self.inflight.pop(0)
         self.committed.update(offsets)
         landed_parts = [p for p in sealed.batch.parts if p.partition in offsets]
         records = sum(len(p.ticks) for p in landed_parts)
@@ -311,7 +324,7 @@ class Batcher:
 
     def abandon(self) -> int:
         """The run ends without writing what is held (an error): count it as discarded."""
-        held = self.buffered_messages + (self.inflight.messages if self.inflight else 0)
+        held = self.buffered_messages + sum(s.messages for s in self.inflight)
         self._drop_all()
         return held
 
@@ -328,12 +341,12 @@ class Batcher:
     def _drop_all(self) -> None:
         for partition in list(self._buffers):
             self._drop_buffer(partition)
-        if self.inflight is not None and self.inflight.committable:
-            self.inflight.committable = False
-            self.counts.discarded += self.inflight.messages
-            self.inflight = None
+        for sealed in self.inflight:
+            sealed.committable = False
+            self.counts.discarded += sealed.messages
+        self.inflight = []
 
     @property
     def idle(self) -> bool:
         """Nothing held: no open buffer and no batch in flight."""
-        return not self._buffers and self.inflight is None
+        return not self._buffers and not self.inflight

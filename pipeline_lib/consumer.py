@@ -13,9 +13,10 @@ Per batch, in this order:
    dead-letter topic, flushed;
 4. only then are the offsets committed.
 
-Steps 2–3 of one batch run in a background thread while the consumer keeps polling
-and decoding the next batch (at most one batch in flight; commits stay in order on
-the consumer's own thread), so sink latency overlaps with Kafka reads.
+The sinks of a batch write side by side on writer threads while the consumer keeps
+polling and decoding (up to ``max_inflight`` batches in flight, 2 by default, so a
+slow load job does not hold back the next batch); dead letters and commits stay on
+the consumer's own thread, strictly in the order the batches were sealed.
 
 A crash anywhere before 4 means the batch is read again: GCS objects are named by
 partition and first offset (the replay overwrites them) and BigQuery queries go
@@ -29,6 +30,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -191,6 +193,7 @@ class SinkConsumer:
         dead_letters: Any = None,
         create_topics: bool = True,
         commit_retry_s: float = 30.0,
+        max_inflight: int = 2,
     ) -> None:
         if batch_size < 1 or not flush_interval > 0:
             raise ConsumerError("batch_size must be >= 1 and flush_interval > 0")
@@ -214,16 +217,17 @@ class SinkConsumer:
         # How long past ``until_idle`` to wait for an assignment (a dead member's
         # partitions move only once its session expires).
         self.no_assignment_grace_s = 2 * SESSION_TIMEOUT_S
-        self.core = Batcher(self.topic, batch_size, flush_interval, decode=decode)
+        self.core = Batcher(
+            self.topic, batch_size, flush_interval, decode=decode, max_inflight=max_inflight
+        )
         self._stop = threading.Event()
         self._consumer: Any = None
         self._listener = _RebalanceListener()
         self._report: ConsumeReport | None = None
         self._assigned_at = 0.0
         self._last_commit_at = 0.0
-        self._writing: tuple[SealedBatch, Future] | None = None
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
-        self._sink_pool = ThreadPoolExecutor(max(1, len(self.sinks)), thread_name_prefix="sink")
+        self._writing: deque[tuple[SealedBatch, list[Future]]] = deque()  # oldest first
+        self._writer = self._writer_pool()
 
     # --- control --------------------------------------------------------------------
 
@@ -314,7 +318,8 @@ class SinkConsumer:
                         bar.update(received)
                 self._complete(block=False)
                 if self.core.due():
-                    self._complete()  # at most one batch in flight
+                    if not self.core.can_seal:
+                        self._complete()  # at most max_inflight batches in flight
                     self._seal()
                 if bar is not None and now - last_lag_check > 2:
                     last_lag_check = now
@@ -364,7 +369,7 @@ class SinkConsumer:
     def _abandon(self) -> None:
         """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""
         self.core.abandon()
-        self._writing = None
+        self._writing.clear()
 
     def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
@@ -381,7 +386,7 @@ class SinkConsumer:
         lasts well past the session timeout (more members than partitions).
         """
         idle = now - last_activity
-        if idle < until_idle or not self.core.idle or self._writing is not None:
+        if idle < until_idle or not self.core.idle or self._writing:
             return None
         if self._consumer.assignment():
             return f"caught up and idle for {until_idle:g}s" if self.lag() == 0 else None
@@ -418,16 +423,23 @@ class SinkConsumer:
             else:
                 self._consumer.seek(tp, offset)
 
+    def _writer_pool(self) -> ThreadPoolExecutor:
+        # One thread per sink per batch in flight: the sinks of a batch run side by
+        # side, and the next batch is written while a slow load job finishes.
+        workers = max(1, len(self.sinks)) * self.core.max_inflight
+        return ThreadPoolExecutor(workers, thread_name_prefix="sink-writer")
+
     def _seal(self) -> None:
         """Close the open batch and start writing it in the background.
 
-        At most one batch is in flight: the main thread keeps polling and decoding the
-        next one while the sinks wait on the network, and commits stay on the main
-        thread, in order, after the writes (see :meth:`_complete`).
+        Up to ``max_inflight`` batches are written at once while the main thread keeps
+        polling and decoding; commits stay on the main thread, strictly in the order
+        the batches were sealed, each after its writes (see :meth:`_complete`).
         """
         sealed = self.core.seal(datetime.now(UTC))
         if sealed is not None:
-            self._writing = (sealed, self._writer.submit(self._write, sealed))
+            futures = [self._writer.submit(self._write_one, s, sealed) for s in self.sinks]
+            self._writing.append((sealed, futures))
 
     def _write_one(self, sink: Sink, sealed: SealedBatch) -> WriteResult:
         started = time.monotonic()
@@ -435,14 +447,8 @@ class SinkConsumer:
         self._time(f"sink:{sink.name}", started)
         return result
 
-    def _write(self, sealed: SealedBatch) -> tuple[list[WriteResult], int]:
-        """Runs in the writer thread: the sinks side by side (each is replay-safe, and
-        the batch is committed only if all succeed), then its dead letters, flushed."""
-        if len(self.sinks) > 1:
-            futures = [self._sink_pool.submit(self._write_one, s, sealed) for s in self.sinks]
-            results = [f.result() for f in futures]  # the first failure is raised
-        else:
-            results = [self._write_one(s, sealed) for s in self.sinks]
+    def _send_dead_letters(self, sealed: SealedBatch, results: list[WriteResult]) -> int:
+        """On the consumer thread, in commit order: the batch's dead letters, flushed."""
         started = time.monotonic()
         for letter in sealed.dead_letters:
             self.dead_letters.send(letter)
@@ -462,19 +468,29 @@ class SinkConsumer:
                 )
         flushed = self.dead_letters.flush()
         self._time("dead_letters", started)
-        return results, flushed
+        return flushed
 
     def _complete(self, block: bool = True) -> None:
-        """Commit the batch in flight once it is written (raise if a sink failed)."""
-        if self._writing is None:
-            return
-        sealed, future = self._writing
-        if not block and not future.done():
-            return
-        results, _dead = future.result()  # re-raises SinkUnavailable: nothing committed
-        self._writing = None
-        if self.core.inflight is not sealed:
+        """Commit finished batches, oldest first (raise if a sink failed).
+
+        ``block``: wait for the oldest batch in flight and commit it; else commit, in
+        order, only what is already written.
+        """
+        while self._writing:
+            sealed, futures = self._writing[0]
+            if not block and not all(f.done() for f in futures):
+                return
+            # re-raises SinkUnavailable: this batch and the later ones stay uncommitted
+            results = [f.result() for f in futures]
+            self._writing.popleft()
+            self._commit_written(sealed, results)
+            if block:
+                return
+
+    def _commit_written(self, sealed: SealedBatch, results: list[WriteResult]) -> None:
+        if sealed is not self.core.oldest:
             return  # dropped meanwhile (membership lost): its partitions are re-read
+        self._send_dead_letters(sealed, results)
         if self.before_commit is not None:
             self.before_commit(sealed.batch)
         offsets = self.core.commit_plan(self._owned())
@@ -553,11 +569,13 @@ class SinkConsumer:
                 delay = min(delay * 2, 5.0)
 
     def _flush(self) -> None:
-        """Write and commit everything read so far (waits for the batch in flight)."""
-        self._complete()
-        if not self.core.idle and self.core.inflight is None:
-            self._seal()
+        """Write and commit everything read so far (waits for the batches in flight)."""
+        while self._writing:
             self._complete()
+        if not self.core.idle:
+            self._seal()
+            while self._writing:
+                self._complete()
 
     def lag(self) -> int | None:
         """Messages not yet read on the assigned partitions; with no assignment, the
@@ -593,9 +611,7 @@ class SinkConsumer:
         finally:
             self._consumer = None
             self._writer.shutdown(wait=True)
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sink-writer")
-            self._sink_pool.shutdown(wait=True)
-            self._sink_pool = ThreadPoolExecutor(max(1, len(self.sinks)), thread_name_prefix="sink")
+            self._writer = self._writer_pool()
             self.dead_letters.close()
             for sink in self.sinks:
                 sink.close()

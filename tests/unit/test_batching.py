@@ -105,7 +105,7 @@ def test_lost_membership_drops_everything_and_the_batch_in_flight_is_not_committ
     sealed = core.seal(NOW)
     core.add(0, messages(0, 4, [b"a"] * 2))
     assert core.rebalance({0}, lost=True) == {0: None}
-    assert not sealed.committable and core.inflight is None
+    assert not sealed.committable and core.inflight == []
     assert core.commit_plan({0}) == {}
     assert core.counts.discarded == 6 and core.idle
 
@@ -133,10 +133,30 @@ def test_every_message_read_is_landed_dead_or_discarded():
     assert c.read == 6 and c.read == c.landed + c.dead_letters + c.discarded
 
 
-def test_one_batch_in_flight_at_a_time():
-    core = make()
-    core.add(0, messages(0, 0, [b"a"]))
-    core.seal(NOW)
-    core.add(0, messages(0, 1, [b"a"]))
+def test_batches_in_flight_are_bounded_and_committed_oldest_first():
+    core = make(max_inflight=2)
+    core.add(0, messages(0, 0, [b"a"] * 3))
+    first = core.seal(NOW)
+    core.add(0, messages(0, 3, [b"a"] * 2))
+    second = core.seal(NOW)
+    core.add(0, messages(0, 5, [b"a"]))
+    assert not core.can_seal
     with pytest.raises(RuntimeError, match="in flight"):
         core.seal(NOW)
+    assert core.next_offset(0) == 6
+    assert core.commit_plan({0}) == {0: 3}  # the oldest first, whatever finished first
+    assert core.committed_inflight({0: 3}) is first
+    assert core.commit_plan({0}) == {0: 5}
+    assert core.committed_inflight({0: 5}) is second and core.can_seal
+
+
+def test_a_rebalance_positions_after_the_newest_batch_in_flight():
+    core = make(max_inflight=2)
+    core.add(0, messages(0, 0, [b"a"] * 3))
+    core.seal(NOW)
+    core.add(0, messages(0, 3, [b"a"] * 2))
+    core.add(1, messages(1, 0, [b"a"] * 2))
+    core.seal(NOW)
+    assert core.rebalance({0, 1}) == {0: 5, 1: 2}
+    assert core.rewind({0, 1}) == {0: None, 1: None}
+    assert core.counts.discarded == 7 and core.idle

@@ -237,3 +237,29 @@ def test_no_assignment_reports_the_group_lag_not_zero():
     report, sink, _, _ = run(group, owned=set(), grace=0.2)
     assert report.stopped_because.startswith("no partitions assigned")
     assert report.lag == 60 + 100 and sink.written == []
+
+
+def test_a_slow_batch_is_still_committed_before_the_faster_one_after_it():
+    import threading
+    import time as clock
+
+    class SlowFirst(RecordingSink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+            self.lock = threading.Lock()
+
+        def write(self, batch):
+            with self.lock:
+                self.calls += 1
+                first = self.calls == 1
+            if first:
+                clock.sleep(0.4)  # the next batch is written meanwhile
+            return super().write(batch)
+
+    group = log_of(1, 300)
+    report, sink, letters, _ = run(group, sink=SlowFirst(), batch_size=100)
+    commits = [c[0] for c in group.commits]
+    assert commits == sorted(commits) and commits[-1] == 300
+    assert_all_landed(group, sink, letters)
+    assert report.batches >= 3
