@@ -122,7 +122,7 @@ class Batcher:
     decode: Callable[[bytes | None], Any] = field(default=lambda value: value)
     clock: Callable[[], float] = time.monotonic
     counts: Counts = field(default_factory=Counts)
-    max_inflight: int = 2  # sealed batches written at once (committed in order)
+    max_inflight: int = 1  # sealed batches written at once (committed in order)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or not self.flush_interval > 0:

@@ -14,9 +14,10 @@ Per batch, in this order:
 4. only then are the offsets committed.
 
 The sinks of a batch write side by side on writer threads while the consumer keeps
-polling and decoding (up to ``max_inflight`` batches in flight, 2 by default, so a
-slow load job does not hold back the next batch); dead letters and commits stay on
-the consumer's own thread, strictly in the order the batches were sealed.
+polling and decoding (``max_inflight`` batches in flight: 1 by default; 2 let a slow
+load job not hold back the next batch, but measured slower against the emulator);
+dead letters and commits stay on the consumer's own thread, strictly in the order
+the batches were sealed.
 
 A crash anywhere before 4 means the batch is read again: GCS objects are named by
 partition and first offset (the replay overwrites them) and BigQuery queries go
@@ -193,7 +194,7 @@ class SinkConsumer:
         dead_letters: Any = None,
         create_topics: bool = True,
         commit_retry_s: float = 30.0,
-        max_inflight: int = 2,
+        max_inflight: int = 1,
     ) -> None:
         if batch_size < 1 or not flush_interval > 0:
             raise ConsumerError("batch_size must be >= 1 and flush_interval > 0")

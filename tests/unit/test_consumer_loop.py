@@ -258,7 +258,9 @@ def test_a_slow_batch_is_still_committed_before_the_faster_one_after_it():
             return super().write(batch)
 
     group = log_of(1, 300)
-    report, sink, letters, _ = run(group, sink=SlowFirst(), batch_size=100)
+    report, sink, letters, _ = run(
+        group, sink=SlowFirst(), batch_size=100, consumer_options={"max_inflight": 2}
+    )
     commits = [c[0] for c in group.commits]
     assert commits == sorted(commits) and commits[-1] == 300
     assert_all_landed(group, sink, letters)
