@@ -319,7 +319,7 @@ class SinkConsumer:
                         bar.update(received)
                 self._complete(block=False)
                 if self.core.due():
-                    if not self.core.can_seal:
+                    while not self.core.can_seal and self._writing:
                         self._complete()  # at most max_inflight batches in flight
                     self._seal()
                 if bar is not None and now - last_lag_check > 2:
@@ -484,13 +484,13 @@ class SinkConsumer:
             # re-raises SinkUnavailable: this batch and the later ones stay uncommitted
             results = [f.result() for f in futures]
             self._writing.popleft()
+            if sealed is not self.core.oldest:
+                continue  # dropped meanwhile (membership lost): its partitions are re-read
             self._commit_written(sealed, results)
             if block:
                 return
 
     def _commit_written(self, sealed: SealedBatch, results: list[WriteResult]) -> None:
-        if sealed is not self.core.oldest:
-            return  # dropped meanwhile (membership lost): its partitions are re-read
         self._send_dead_letters(sealed, results)
         if self.before_commit is not None:
             self.before_commit(sealed.batch)
