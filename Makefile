@@ -41,7 +41,7 @@ format: install
 lab: install
 	$(PY) -m pip install --quiet -e '.[dev,lab]'
 	$(PY) -m pipeline_lib up
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+	cd notebooks && ../$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 up down status: install
 	$(PY) -m pipeline_lib $@

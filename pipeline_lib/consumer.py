@@ -88,6 +88,7 @@ class ConsumeReport:
     topic: str
     group: str
     counts: Counts = field(default_factory=Counts)  # the consumer core's, live
+    reconnects: int = 0  # stalled Kafka consumers replaced
     seconds: float = 0.0
     locations: list[str] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
@@ -146,6 +147,7 @@ class ConsumeReport:
             "batches": self.batches,
             "rebalances": self.rebalances,
             "refused_commits": self.refused_commits,
+            "reconnects": self.reconnects,
             "seconds": round(self.seconds, 3),
             "active_seconds": round(self.active_seconds, 3),
             "objects": [x for x in self.locations if x.startswith("gs://")],
@@ -218,6 +220,9 @@ class SinkConsumer:
         # How long past ``until_idle`` to wait for an assignment (a dead member's
         # partitions move only once its session expires).
         self.no_assignment_grace_s = 2 * SESSION_TIMEOUT_S
+        # No record for this long while records wait on owned partitions: reconnect.
+        self.stall_s = 2 * SESSION_TIMEOUT_S
+        self._connected_at = 0.0
         self.core = Batcher(
             self.topic, batch_size, flush_interval, decode=decode, max_inflight=max_inflight
         )
@@ -289,6 +294,7 @@ class SinkConsumer:
         first_message: float | None = None
         last_lag_check = 0.0
         self._consumer = self.consumer_factory(self._listener)
+        self._connected_at = time.monotonic()
         try:
             while True:
                 poll_started = time.monotonic()
@@ -322,10 +328,16 @@ class SinkConsumer:
                     while not self.core.can_seal and self._writing:
                         self._complete()  # at most max_inflight batches in flight
                     self._seal()
-                if bar is not None and now - last_lag_check > 2:
+                if now - last_lag_check > 2:
                     last_lag_check = now
                     report.lag = self.lag()
-                    bar.set_postfix(batches=report.batches, dlq=report.dead_letters, lag=report.lag)
+                    if bar is not None:
+                        bar.set_postfix(
+                            batches=report.batches, dlq=report.dead_letters, lag=report.lag
+                        )
+                    stalled_since = max(last_message, self._assigned_at, self._connected_at)
+                    if report.lag and now - stalled_since > self.stall_s and self.core.idle:
+                        self._reconnect(report.lag, now - stalled_since)
                 reason = self._stop_reason(max_records)
                 if reason is None and until_idle is not None:
                     reason = self._idle_reason(
@@ -366,6 +378,27 @@ class SinkConsumer:
         if report is not None:
             spent = (ended if ended is not None else time.monotonic()) - started
             report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + spent
+
+    def _reconnect(self, lag: int, stalled: float) -> None:
+        """Records wait on owned partitions, yet none arrived for ``stall_s``: replace
+        the Kafka consumer. Seen with kafka-python 3 after a group join, a fetch that
+        never completes keeps poll() busy forever. Nothing is held (checked by the
+        caller), so the new member resumes from the committed offsets."""
+        log.warning(
+            "no record for %.0fs while %d wait on this consumer's partitions; "
+            "reconnecting to Kafka",
+            stalled,
+            lag,
+        )
+        if self._report is not None:
+            self._report.reconnects += 1
+        try:
+            self._consumer.close(autocommit=False)
+        except Exception as error:  # a broken client may fail to close cleanly
+            log.info("closing the stalled consumer failed: %s", error)
+        self._listener = _RebalanceListener()
+        self._consumer = self.consumer_factory(self._listener)
+        self._connected_at = time.monotonic()
 
     def _abandon(self) -> None:
         """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""

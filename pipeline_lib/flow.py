@@ -99,12 +99,17 @@ def _wait(name: str, process: subprocess.Popen, out_dir: Path, timeout: float) -
         )
 
 
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+
+
 def export_html(notebook: Path) -> Path:
-    """HTML next to the executed notebook, readable without Jupyter."""
+    """HTML next to the executed notebook, readable without Jupyter and offline: the
+    ``offline`` template (JupyterLab's, minus every script from a CDN)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES_DIR)])
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target

@@ -61,6 +61,18 @@ def test_analysis_holds_figures_and_its_count_matches_bigquery(flow):
     assert int(printed.split("=")[1]) == len(bq_event_ids(settings)) == 3_000
 
 
+def test_html_exports_fetch_nothing_from_the_internet(flow):
+    import re
+
+    _, result = flow
+    for path in result.html.values():
+        html = path.read_text()
+        remote = re.findall(r"<(?:script|link|img)[^>]+(?:src|href)=\"(https?:[^\"]+)\"", html)
+        assert remote == [], (path.name, remote)
+    analysis = result.html["04_analysis"].read_text()
+    assert analysis.count("data:image/png;base64,") == 2  # the figures are inside the page
+
+
 def test_secrets_never_reach_executed_notebooks(flow):
     _, result = flow
     for path in [*result.notebooks.values(), *result.html.values()]:

@@ -265,3 +265,36 @@ def test_a_slow_batch_is_still_committed_before_the_faster_one_after_it():
     assert commits == sorted(commits) and commits[-1] == 300
     assert_all_landed(group, sink, letters)
     assert report.batches >= 3
+
+
+def test_a_consumer_stalled_with_records_waiting_is_replaced():
+    """kafka-python 3 was seen spinning in poll() forever after a join, fetching
+    nothing while records waited: the loop replaces such a client."""
+    group = log_of(2, 100)
+    made = []
+
+    class Stalled(FakeConsumer):
+        def poll(self, timeout_ms=0):
+            super().poll(0)  # joins, then never hands out records
+            self.positions = {p: self.group.committed.get(p, 0) for p in self.owned}
+            return {}
+
+    def factory(listener):
+        kind = Stalled if not made else FakeConsumer
+        made.append(kind(group, listener, {0, 1}))
+        return made[-1]
+
+    sink, letters = RecordingSink(), RecordingDeadLetters()
+    consumer = SinkConsumer(
+        fake_settings(),
+        sinks=[sink],
+        batch_size=50,
+        flush_interval=0.01,
+        consumer_factory=factory,
+        dead_letters=letters,
+        create_topics=False,
+    )
+    consumer.stall_s = 0.5
+    report = consumer.run(until_idle=3, handle_signals=False)
+    assert report.reconnects == 1 and len(made) == 2 and made[0].closed
+    assert_all_landed(group, sink, letters)
