@@ -41,6 +41,20 @@ def log_of(partitions: int, per_partition: int, bad_every: int = 0) -> FakeGroup
     return FakeGroup(log)
 
 
+def build(group, factory, sink, letters, **options) -> SinkConsumer:
+    """A SinkConsumer over fakes (small batches, short flushes unless told)."""
+    options.setdefault("batch_size", 50)
+    options.setdefault("flush_interval", 0.01)
+    return SinkConsumer(
+        fake_settings(),
+        sinks=[sink],
+        consumer_factory=factory,
+        dead_letters=letters,
+        create_topics=False,
+        **options,
+    )
+
+
 def run(group, owned=None, script=None, sink=None, letters=None, **kwargs):
     sink = sink or RecordingSink()
     letters = letters if letters is not None else RecordingDeadLetters()
@@ -52,16 +66,11 @@ def run(group, owned=None, script=None, sink=None, letters=None, **kwargs):
         made["consumer"] = consumer
         return consumer
 
-    consumer = SinkConsumer(
-        fake_settings(),
-        sinks=[sink],
-        batch_size=kwargs.pop("batch_size", 50),
-        flush_interval=kwargs.pop("flush_interval", 0.01),
-        consumer_factory=factory,
-        dead_letters=letters,
-        create_topics=False,
-        **kwargs.pop("consumer_options", {}),
-    )
+    options = kwargs.pop("consumer_options", {})
+    for name in ("batch_size", "flush_interval"):
+        if name in kwargs:
+            options[name] = kwargs.pop(name)
+    consumer = build(group, factory, sink, letters, **options)
     consumer.no_assignment_grace_s = kwargs.pop("grace", 30.0)
     kwargs.setdefault("until_idle", 0.05)
     report = consumer.run(handle_signals=False, **kwargs)
@@ -191,15 +200,7 @@ def test_stop_flushes_and_commits_what_was_read():
         consumer.script[3] = stop_soon
         return consumer
 
-    consumer = SinkConsumer(
-        fake_settings(),
-        sinks=[sink],
-        batch_size=10_000,
-        flush_interval=60,
-        consumer_factory=factory,
-        dead_letters=letters,
-        create_topics=False,
-    )
+    consumer = build(group, factory, sink, letters, batch_size=10_000, flush_interval=60)
     holder["consumer"] = consumer
     report = consumer.run(handle_signals=False)
     assert report.stopped_because == "stop requested"
@@ -285,15 +286,7 @@ def test_a_consumer_stalled_with_records_waiting_is_replaced():
         return made[-1]
 
     sink, letters = RecordingSink(), RecordingDeadLetters()
-    consumer = SinkConsumer(
-        fake_settings(),
-        sinks=[sink],
-        batch_size=50,
-        flush_interval=0.01,
-        consumer_factory=factory,
-        dead_letters=letters,
-        create_topics=False,
-    )
+    consumer = build(group, factory, sink, letters)
     consumer.stall_s = 0.5
     report = consumer.run(until_idle=3, handle_signals=False)
     assert report.reconnects == 1 and len(made) == 2 and made[0].closed
