@@ -100,3 +100,12 @@ def committed_offsets(settings: Settings) -> dict[int, int | None]:
         }
     finally:
         consumer.close()
+
+
+def unique_dead_letters(settings: Settings) -> list:
+    """The dead letters, one per source record (the topic is at least once: a batch
+    re-read after a rebalance sends its dead letters again)."""
+    from pipeline_lib.dead_letters import read_dead_letters
+
+    by_origin = {(d.topic, d.partition, d.offset): d for d in read_dead_letters(settings)}
+    return [by_origin[key] for key in sorted(by_origin)]

@@ -11,7 +11,6 @@ import pytest
 from pipeline_lib import local
 from pipeline_lib.clients import ensure_topic
 from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.dead_letters import read_dead_letters
 from pipeline_lib.schema import encode
 from pipeline_lib.sinks import SinkUnavailable
 from tests.helpers import (
@@ -23,6 +22,7 @@ from tests.helpers import (
     gcs_event_ids,
     produce_ticks,
     simulated,
+    unique_dead_letters,
 )
 
 
@@ -169,7 +169,7 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_good_ones_survive(settings
     exactly_once(bq_event_ids(settings), ids)
     exactly_once(gcs_event_ids(settings), ids)
 
-    letters = read_dead_letters(settings)
+    letters = unique_dead_letters(settings)
     assert len(letters) == 100
     assert sorted(letter.value for letter in letters) == sorted(v for v, _ in bad)
     by_value = {letter.value: letter for letter in letters}
@@ -196,7 +196,7 @@ def test_sql_in_text_fields_is_data_never_code(settings):
     assert report.written == 11 and report.dead_letters == 1
     assert bq_count_where_event_id(settings, hostile) == 1  # stored verbatim, found by parameter
     assert len(bq_event_ids(settings)) == 11  # the table is intact
-    assert read_dead_letters(settings)[0].field == "symbol"
+    assert unique_dead_letters(settings)[0].field == "symbol"
 
 
 def test_bigquery_down_commits_nothing_and_restart_loses_nothing(settings, tmp_path):
@@ -333,7 +333,7 @@ def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
 
     report = SinkConsumer(settings).run(until_idle=3)
     assert report.consumed == 43 and report.written == 40 and report.dead_letters == 3
-    letters = read_dead_letters(settings)
+    letters = unique_dead_letters(settings)
     assert {letter.stage for letter in letters} == {"bigquery"}
     assert all("BigQuery rejected the row" in letter.reason for letter in letters)
     assert sorted(orjson.loads(letter.value)["event_id"] for letter in letters) == sorted(
@@ -378,7 +378,7 @@ def test_poison_pills_and_oversized_messages_end_as_dead_letters(settings):
     report = SinkConsumer(settings, batch_size=50).run(until_idle=3)
     assert report.written == 200 and report.dead_letters == 5
     exactly_once(bq_event_ids(settings), [t.event_id for t in good])
-    letters = sorted(read_dead_letters(settings), key=lambda letter: letter.offset)
+    letters = unique_dead_letters(settings)
     assert len(letters) == 5
     sizes = {letter.original_value_bytes: letter for letter in letters if letter.truncated}
     assert set(sizes) == {len(huge_compressible), len(just_under_limit)}
