@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline_lib import local
-from pipeline_lib.config import Settings
+from pipeline_lib.config import ConfigError, Settings, check_brokers
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import Tick
 
@@ -92,9 +92,47 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
             return not settings.is_local or name in running
 
         stopped = "not running (start it with `python -m pipeline_lib up`)"
-        document["kafka"] = kafka_summary(settings) if up_("kafka") else {"error": stopped}
+        kafka_up = not settings.is_local or any(n.startswith("kafka") for n in running)
+        document["kafka"] = kafka_summary(settings) if kafka_up else {"error": stopped}
+        document["cluster"] = _cluster_document(settings) if kafka_up else {"error": stopped}
         document["bigquery"] = bigquery_summary(settings) if up_("bigquery") else {"error": stopped}
     return document
+
+
+def _cluster_document(settings: Settings) -> dict[str, object]:
+    from pipeline_lib.cluster import describe_cluster
+
+    try:
+        return describe_cluster(settings).to_dict()
+    except PipelineError as error:
+        return {"error": str(error)}
+
+
+def format_cluster(cluster: dict) -> list[str]:
+    """Brokers, quorum leader and a partition table, as `status` prints them."""
+    if "error" in cluster:
+        return [f"cluster: {cluster['error']}"]
+    brokers = ", ".join(
+        f"{b['broker_id']} {'up' if b['up'] else 'DOWN'}" for b in cluster["brokers"]
+    )
+    lines = [f"brokers: {brokers}   controller quorum leader: {cluster['quorum_leader']}"]
+    rows = [("partition", "leader", "replicas", "in-sync", "", "messages")]
+    for p in cluster["partitions"]:
+        rows.append(
+            (
+                f"{p['topic']}-{p['partition']}",
+                "none" if p["offline"] else str(p["leader"]),
+                ",".join(map(str, p["replicas"])),
+                ",".join(map(str, p["isr"])),
+                "OFFLINE" if p["offline"] else "UNDER-REPLICATED" if p["under_replicated"] else "",
+                "-" if p["messages"] is None else f"{p['messages']:,}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines
 
 
 def format_status(document: dict) -> str:
@@ -127,6 +165,9 @@ def format_status(document: dict) -> str:
         )
     elif isinstance(kafka, dict) and "error" in kafka:
         lines.append(f"kafka: {kafka['error']}")
+    cluster = document.get("cluster")
+    if isinstance(cluster, dict) and "error" not in (kafka or {}):
+        lines += format_cluster(cluster)
     bq = document.get("bigquery")
     if isinstance(bq, dict) and "events" in bq:
         lines.append(
@@ -136,8 +177,24 @@ def format_status(document: dict) -> str:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    if args.brokers is not None:
+        settings = settings.with_overrides(brokers=check_brokers(args.brokers, "--brokers"))
     local.up(settings, notify=_notify)
     print(format_status(status_document(settings, pipeline=False)))
+    return 0
+
+
+def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    """`broker stop N [--kill]` / `broker start N`: fail one local broker, or bring it back."""
+    if args.action == "stop":
+        local.stop_broker(settings, args.node, kill=args.kill, notify=_notify)
+        how = "killed (SIGKILL)" if args.kill else "stopped"
+        print(f"broker {args.node} {how}; `python -m pipeline_lib status` shows the new leaders")
+    else:
+        if args.kill:
+            raise ConfigError("--kill applies to `broker stop` only")
+        local.start_broker(settings, args.node, notify=_notify)
+        print(f"broker {args.node} started; it catches up and rejoins the in-sync replicas")
     return 0
 
 
@@ -311,7 +368,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser("up", help="start (or reuse) the local Kafka broker and emulators")
+    up.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="local Kafka brokers: 1, or 3-5 for a replicated cluster (default: PIPELINE_BROKERS)",
+    )
     up.set_defaults(func=cmd_up)
+
+    broker = commands.add_parser(
+        "broker", help="stop (or kill) one local Kafka broker, or start it again"
+    )
+    broker.add_argument("action", choices=["stop", "start"])
+    broker.add_argument("node", type=int, metavar="N", help="broker number, 1-based")
+    broker.add_argument("--kill", action="store_true", help="SIGKILL: a crash, not a clean stop")
+    broker.set_defaults(func=cmd_broker)
 
     setup = commands.add_parser(
         "setup", help="start services (if local) and create topic, bucket, table and view"

@@ -155,6 +155,25 @@ def kafka_admin(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient
         raise broker_unreachable(settings, error) from error
 
 
+def new_topic(settings: Settings, topic: str, partitions: int) -> Any:
+    """A topic as the pipeline creates it: locally replicated min(3, brokers) times,
+    acknowledged by 2 copies with 3 brokers, never led by a replica that lags behind;
+    on a real cluster, the cluster's own defaults."""
+    from kafka.admin import NewTopic
+
+    if not settings.is_local:
+        return NewTopic(topic, partitions, replication_factor=-1)
+    return NewTopic(
+        topic,
+        partitions,
+        replication_factor=settings.replication_factor,
+        topic_configs={
+            "min.insync.replicas": str(settings.min_insync_replicas),
+            "unclean.leader.election.enable": "false",
+        },
+    )
+
+
 def ensure_topic(
     settings: Settings,
     topic: str | None = None,
@@ -166,7 +185,6 @@ def ensure_topic(
     Waits until the new topic's partitions all have a leader, so a producer can
     write to it straight away.
     """
-    from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     topic = topic or settings.topic
@@ -176,9 +194,7 @@ def ensure_topic(
         if topic in admin.list_topics():
             return False
         try:
-            # Locally there is one broker; on a real cluster use the broker's default.
-            replication = 1 if settings.is_local else -1
-            admin.create_topics([NewTopic(topic, partitions, replication_factor=replication)])
+            admin.create_topics([new_topic(settings, topic, partitions)])
         except TopicAlreadyExistsError:
             return False
         deadline = time.monotonic() + timeout_s

@@ -18,6 +18,7 @@ one machine without flipping an extra switch.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import os
 import re
@@ -43,6 +44,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "PIPELINE_CACHE": ("", "download cache: Kafka jars (default: ~/.cache/stock-pipeline)"),
     "KAFKA_BOOTSTRAP_SERVERS": (f"{LOCAL_HOST}:9092", "Kafka bootstrap address(es)"),
     "KAFKA_CONTROLLER_PORT": ("9093", "KRaft controller port of the local broker"),
+    "PIPELINE_BROKERS": (
+        "1",
+        "local Kafka brokers: 1, or 3-5 for a replicated cluster (unset: what `up` last ran)",
+    ),
     "PIPELINE_TOPIC": ("stock-ticks", "topic the producer writes and the consumer reads"),
     "PIPELINE_DLQ_TOPIC": ("", "dead-letter topic (default: <PIPELINE_TOPIC>.dlq)"),
     "PIPELINE_PARTITIONS": ("3", "partitions when the pipeline creates its topic"),
@@ -68,6 +73,13 @@ VARIABLES: dict[str, tuple[str, str]] = {
 }
 
 SECRET_VARIABLES = frozenset({"ALPHAVANTAGE_API_KEY"})
+
+MAX_BROKERS = 5
+# Broker N (1-based) of a local cluster listens on base + PORT_STEP * (N - 1), and its
+# controller on the controller base + PORT_STEP * (N - 1): 9092/9093, 9094/9095, ...
+PORT_STEP = 2
+# Where `up` records the local cluster's shape, so later commands find every broker.
+KAFKA_LAYOUT_FILE = "kafka-cluster.json"
 
 
 class ConfigError(PipelineError, ValueError):
@@ -187,6 +199,33 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     return value
 
 
+def check_brokers(value: int, variable: str = "PIPELINE_BROKERS") -> int:
+    """1, or 3 to MAX_BROKERS: the local cluster sizes that make sense on one machine."""
+    if value < 1:
+        raise ConfigError(f"{variable}={value}: a Kafka cluster needs at least 1 broker")
+    if value == 2:
+        raise ConfigError(
+            f"{variable}=2: two KRaft controllers need both up to keep a majority, so losing "
+            "either stops the cluster, no better than 1. Use 3, the smallest cluster that "
+            "keeps running with a broker down, or 1."
+        )
+    if value > MAX_BROKERS:
+        raise ConfigError(
+            f"{variable}={value}: more brokers than one machine should run (each is a JVM "
+            f"with a 512 MB heap). Use 3 (up to {MAX_BROKERS}); outgrow one machine with a "
+            "real cluster (PIPELINE_TARGET=cloud)."
+        )
+    return value
+
+
+def recorded_brokers(home: Path) -> int | None:
+    """Brokers of the local cluster `up` last formatted in ``home``, if any."""
+    try:
+        return int(json.loads((home / KAFKA_LAYOUT_FILE).read_text())["brokers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration. Build it with :meth:`from_env`."""
@@ -212,6 +251,20 @@ class Settings:
     alphavantage_base_url: str
     delivery_timeout_s: float = 120.0
     kafka_version: str = KAFKA_VERSION
+    brokers: int = 1
+
+    def __post_init__(self) -> None:
+        # A local cluster is reached through every broker, so a client still finds it
+        # with broker 1 down; the addresses follow from the first one.
+        if self.is_local and self.brokers > 1:
+            ports = self.broker_ports + self.controller_ports
+            if len(set(ports)) < len(ports) or max(ports) > 65535:
+                raise ConfigError(
+                    f"{self.brokers} local brokers take ports {self.broker_ports} (clients) and "
+                    f"{self.controller_ports} (controllers), which collide or run out: set "
+                    "KAFKA_CONTROLLER_PORT to the broker port + 1 (the default 9092/9093)"
+                )
+            object.__setattr__(self, "kafka_bootstrap_servers", ",".join(self.broker_addresses))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -270,6 +323,12 @@ class Settings:
         bigquery_host = _check_url(bigquery_host, "BIGQUERY_EMULATOR_HOST")
         _check_url(get("ALPHAVANTAGE_BASE_URL"), "ALPHAVANTAGE_BASE_URL")
         home = Path(env.get("PIPELINE_HOME") or _default_home()).expanduser().resolve()
+        if env.get("PIPELINE_BROKERS"):
+            brokers = check_brokers(_int(env, "PIPELINE_BROKERS", -(2**31), 2**31))
+        elif target == "local":
+            brokers = recorded_brokers(home) or 1
+        else:
+            brokers = 1
         cache_default = Path.home() / ".cache" / "stock-pipeline"
         return cls(
             target=target,
@@ -292,6 +351,7 @@ class Settings:
             alphavantage_api_key=env.get("ALPHAVANTAGE_API_KEY") or None,
             alphavantage_base_url=get("ALPHAVANTAGE_BASE_URL"),
             delivery_timeout_s=_seconds(env, "PIPELINE_DELIVERY_TIMEOUT_S"),
+            brokers=brokers,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -313,6 +373,31 @@ class Settings:
             raise ConfigError(
                 f"KAFKA_BOOTSTRAP_SERVERS={self.kafka_bootstrap_servers!r} must be host:port"
             ) from None
+
+    @property
+    def broker_ports(self) -> list[int]:
+        """Client ports of the local brokers 1..N."""
+        return [self.kafka_port + PORT_STEP * i for i in range(self.brokers)]
+
+    @property
+    def controller_ports(self) -> list[int]:
+        """KRaft controller ports of the local brokers 1..N."""
+        return [self.kafka_controller_port + PORT_STEP * i for i in range(self.brokers)]
+
+    @property
+    def broker_addresses(self) -> list[str]:
+        host = self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
+        return [f"{host}:{port}" for port in self.broker_ports]
+
+    @property
+    def replication_factor(self) -> int:
+        """Copies of each partition the pipeline's topics get on the local cluster."""
+        return min(3, self.brokers)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Copies that must have a record before acks=all acknowledges it."""
+        return 2 if self.replication_factor >= 3 else 1
 
     @property
     def gcs_port(self) -> int:
@@ -373,6 +458,7 @@ class Settings:
             "BIGQUERY_EMULATOR_GRPC_PORT": str(self.bigquery_emulator_grpc_port),
             "ALPHAVANTAGE_BASE_URL": self.alphavantage_base_url,
             "PIPELINE_DELIVERY_TIMEOUT_S": f"{self.delivery_timeout_s:g}",
+            "PIPELINE_BROKERS": str(self.brokers),
         }
         if self.alphavantage_api_key:
             env["ALPHAVANTAGE_API_KEY"] = self.alphavantage_api_key

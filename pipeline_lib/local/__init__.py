@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from pipeline_lib.config import Settings
+from pipeline_lib.config import KAFKA_LAYOUT_FILE, Settings
 from pipeline_lib.local.bigquery import BigQueryEmulator
 from pipeline_lib.local.gcs import GcsEmulator
-from pipeline_lib.local.kafka import KafkaBroker
+from pipeline_lib.local.kafka import KafkaBroker, check_layout, cluster_id
 from pipeline_lib.local.process import (
     LocalService,
     Notify,
@@ -31,8 +31,11 @@ __all__ = [
     "ServiceError",
     "ServiceStatus",
     "down",
+    "kafka_nodes",
     "local_services",
+    "start_broker",
     "status",
+    "stop_broker",
     "up",
 ]
 
@@ -42,10 +45,44 @@ def local_services(settings: Settings, notify: Notify | None = None) -> list[Loc
     if not settings.is_local:
         return []
     return [
-        KafkaBroker(settings, notify),
+        *kafka_nodes(settings, notify),
         GcsEmulator(settings, notify),
         BigQueryEmulator(settings, notify),
     ]
+
+
+def kafka_nodes(settings: Settings, notify: Notify | None = None) -> list[KafkaBroker]:
+    """The local Kafka brokers 1..N."""
+    return [KafkaBroker(settings, notify, n) for n in range(1, settings.brokers + 1)]
+
+
+def _local_broker(settings: Settings, node_id: int, notify: Notify | None) -> KafkaBroker:
+    if not settings.is_local:
+        raise ServiceError(
+            "PIPELINE_TARGET=cloud: `broker` stops and starts local brokers only; use your "
+            "cluster's own tools."
+        )
+    check_layout(settings)
+    return KafkaBroker(settings, notify, node_id)
+
+
+def stop_broker(
+    settings: Settings, node_id: int, kill: bool = False, notify: Notify | None = None
+) -> None:
+    """Stop one local broker cleanly (leadership moves first), or SIGKILL it (a crash)."""
+    broker = _local_broker(settings, node_id, notify)
+    if not broker.running_pid():
+        raise ServiceError(f"broker {node_id} is not running: nothing to stop")
+    broker.down(kill=kill)
+
+
+def start_broker(settings: Settings, node_id: int, notify: Notify | None = None) -> ServiceStatus:
+    """Start one stopped local broker again; it catches up and rejoins the ISR."""
+    broker = _local_broker(settings, node_id, notify)
+    pid = broker.running_pid()
+    if pid:
+        raise ServiceError(f"broker {node_id} is already running (pid {pid}): nothing to start")
+    return broker.up()
 
 
 def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
@@ -55,6 +92,8 @@ def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
             "PIPELINE_TARGET=cloud: nothing to start locally. Unset PIPELINE_TARGET and the "
             "KAFKA_BOOTSTRAP_SERVERS address to use the local services."
         )
+    check_layout(settings)
+    cluster_id(settings)  # recorded once, before the nodes format their storage in parallel
     services = local_services(settings, notify)
     already = {s.name for s in services if s.status().running}
     # Start all three at once: each mostly waits on its own JVM/process start-up.
@@ -73,14 +112,17 @@ def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
 
 def down(settings: Settings, notify: Notify | None = None, purge: bool = False) -> list[str]:
     """Stop every local service; with ``purge`` also delete their data (not the jar cache)."""
-    stopped = []
-    for service in local_services(settings, notify):
-        if service.down():
-            stopped.append(service.name)
-        if purge:
+    services = local_services(settings, notify)
+    # Every node at once: a cluster keeps its controller quorum while they all shut
+    # down cleanly (one after another, the last ones would wait for a quorum).
+    with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+        results = list(pool.map(lambda service: service.down(), services))
+    stopped = [s.name for s, was_running in zip(services, results, strict=True) if was_running]
+    if purge:
+        for service in services:
             shutil.rmtree(service.data_dir, ignore_errors=True)
-            if isinstance(service, KafkaBroker):
-                (service.folder / "cluster-id").unlink(missing_ok=True)
+        (settings.home / "kafka" / "cluster-id").unlink(missing_ok=True)
+        (settings.home / KAFKA_LAYOUT_FILE).unlink(missing_ok=True)
     return stopped
 
 

@@ -1,13 +1,18 @@
-"""A real single-node Apache Kafka broker (KRaft mode) on 127.0.0.1.
+"""Real Apache Kafka brokers (KRaft mode) on 127.0.0.1: one, or a small cluster.
 
 The broker's jars come from Maven Central: Maven resolves ``kafka-pom.xml`` once
-into ``<home>/kafka/libs-<version>/``, later starts reuse that folder. No tarball,
-no Docker, no ZooKeeper: ``java -cp 'libs/*' kafka.Kafka server.properties``.
+into the download cache, later starts reuse that folder. No tarball, no Docker, no
+ZooKeeper: ``java -cp 'libs/*' kafka.Kafka server.properties``.
+
+With ``PIPELINE_BROKERS=3`` each node is both broker and KRaft controller (three
+voters, so the cluster keeps going with one node down), all formatted with one
+cluster id that ``<home>/kafka-cluster.json`` records with the broker count.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -15,10 +20,11 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from pipeline_lib.config import LOCAL_HOST, Settings
+from pipeline_lib.config import KAFKA_LAYOUT_FILE, LOCAL_HOST, Settings, recorded_brokers
 from pipeline_lib.local.process import LocalService, Notify, ServiceError, port_open
 
-JVM_OPTIONS = ["-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+JVM_OPTIONS = ["-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
+HEAP_SINGLE, HEAP_CLUSTER_NODE = "-Xmx768m", "-Xmx512m"
 
 LOG4J2_PROPERTIES = """\
 status = warn
@@ -49,13 +55,18 @@ def require_tool(tool: str, purpose: str) -> str:
     return found
 
 
-def broker_properties(settings: Settings, log_dir: Path) -> str:
-    """server.properties for one combined broker+controller node."""
-    port, cport = settings.kafka_port, settings.kafka_controller_port
+def broker_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> str:
+    """server.properties for node ``node_id`` (1-based): a combined broker+controller."""
+    port = settings.broker_ports[node_id - 1]
+    cport = settings.controller_ports[node_id - 1]
+    voters = ",".join(
+        f"{n}@{LOCAL_HOST}:{p}" for n, p in enumerate(settings.controller_ports, start=1)
+    )
+    replicas, min_isr = settings.replication_factor, settings.min_insync_replicas
     lines = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{LOCAL_HOST}:{cport}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters,
         "listeners": f"PLAINTEXT://{LOCAL_HOST}:{port},CONTROLLER://{LOCAL_HOST}:{cport}",
         "advertised.listeners": f"PLAINTEXT://{LOCAL_HOST}:{port}",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -63,37 +74,91 @@ def broker_properties(settings: Settings, log_dir: Path) -> str:
         "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": str(settings.partitions),
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min_isr),
+        "unclean.leader.election.enable": "false",
+        "offsets.topic.replication.factor": str(replicas),
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
         "log.retention.hours": "168",
     }
+    if settings.brokers > 1:
+        # A killed node is fenced (its partitions get new leaders, it leaves every ISR)
+        # once it misses heartbeats for this long: 6 s instead of 9 s, for the lesson.
+        lines["broker.heartbeat.interval.ms"] = "1000"
+        lines["broker.session.timeout.ms"] = "6000"
     return "".join(f"{key}={value}\n" for key, value in lines.items())
 
 
+def cluster_id(settings: Settings) -> str:
+    """The cluster id every node is formatted with, created and recorded on first use."""
+    layout = settings.home / KAFKA_LAYOUT_FILE
+    try:
+        return str(json.loads(layout.read_text())["cluster_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    legacy = settings.home / "kafka" / "cluster-id"  # homes made before the layout file
+    identifier = legacy.read_text().strip() if legacy.exists() else _kafka_cluster_id()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    layout.write_text(json.dumps({"brokers": settings.brokers, "cluster_id": identifier}) + "\n")
+    return identifier
+
+
+def check_layout(settings: Settings) -> None:
+    """Refuse to start a cluster of another size on storage formatted for N brokers."""
+    recorded = recorded_brokers(settings.home)
+    if recorded is None and (settings.home / "kafka" / "data" / "meta.properties").exists():
+        recorded = 1
+    if recorded is not None and recorded != settings.brokers:
+        raise ServiceError(
+            f"{settings.home} holds a {recorded}-broker local Kafka, and this asks for "
+            f"{settings.brokers}. Keep it (unset PIPELINE_BROKERS, or set it to {recorded}), "
+            f"or start afresh with `python -m pipeline_lib down --purge` (deletes the local "
+            f"topics, bucket and tables) and then `python -m pipeline_lib up --brokers "
+            f"{settings.brokers}`, or use another PIPELINE_HOME."
+        )
+
+
 class KafkaBroker(LocalService):
+    """One Kafka node: ``kafka`` when it runs alone, ``kafka-N`` in a local cluster."""
+
     name = "kafka"
     start_timeout = 90.0
 
-    def __init__(self, settings: Settings, notify: Notify | None = None) -> None:
+    def __init__(self, settings: Settings, notify: Notify | None = None, node_id: int = 1) -> None:
+        if not 1 <= node_id <= settings.brokers:
+            raise ServiceError(
+                f"broker {node_id} does not exist: this setup runs {settings.brokers} "
+                f"broker{'s' if settings.brokers > 1 else ''} (numbered 1-{settings.brokers}; "
+                "PIPELINE_BROKERS or `up --brokers N` sets how many)"
+            )
+        self.node_id = node_id
+        self.name = "kafka" if settings.brokers == 1 else f"kafka-{node_id}"
         super().__init__(settings.home, notify)
         self.settings = settings
+        # A cluster node stops within this bound or is killed: the last node left
+        # without a controller quorum cannot finish a controlled shutdown.
+        self.stop_timeout = 20.0 if settings.brokers == 1 else 10.0
+
+    @property
+    def port(self) -> int:
+        return self.settings.broker_ports[self.node_id - 1]
 
     @property
     def ports(self) -> dict[str, int]:
         return {
-            "broker": self.settings.kafka_port,
-            "controller": self.settings.kafka_controller_port,
+            "broker": self.port,
+            "controller": self.settings.controller_ports[self.node_id - 1],
         }
 
     @property
     def endpoint(self) -> str:
-        return f"{LOCAL_HOST}:{self.settings.kafka_port}"
+        return f"{LOCAL_HOST}:{self.port}"
 
     @property
     def libs_dir(self) -> Path:
@@ -104,6 +169,7 @@ class KafkaBroker(LocalService):
         return [
             java,
             *JVM_OPTIONS,
+            HEAP_SINGLE if self.settings.brokers == 1 else HEAP_CLUSTER_NODE,
             f"-Dlog4j2.configurationFile={self.folder / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.folder}",
             "-cp",
@@ -113,7 +179,7 @@ class KafkaBroker(LocalService):
         ]
 
     def is_ready(self) -> bool:
-        if not port_open(self.settings.kafka_port):
+        if not port_open(self.port):
             return False
         try:
             with open(self.log_path, "rb") as log:
@@ -126,11 +192,11 @@ class KafkaBroker(LocalService):
         self.resolve_jars()
         (self.folder / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
         (self.folder / "server.properties").write_text(
-            broker_properties(self.settings, self.data_dir)
+            broker_properties(self.settings, self.data_dir, self.node_id)
         )
-        cluster_id_file = self.folder / "cluster-id"
-        if not cluster_id_file.exists():
-            cluster_id_file.write_text(_kafka_cluster_id())
+        identifier = cluster_id(self.settings)
+        if (self.data_dir / "meta.properties").exists():
+            return  # formatted before: skip a JVM start
         result = subprocess.run(
             [
                 java,
@@ -140,7 +206,7 @@ class KafkaBroker(LocalService):
                 "kafka.tools.StorageTool",
                 "format",
                 "-t",
-                cluster_id_file.read_text().strip(),
+                identifier,
                 "-c",
                 str(self.folder / "server.properties"),
                 "--ignore-formatted",

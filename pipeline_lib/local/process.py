@@ -93,6 +93,7 @@ class LocalService(ABC):
 
     name: str = "service"
     start_timeout: float = 60.0
+    stop_timeout: float = 20.0
 
     def __init__(self, home: Path, notify: Notify | None = None) -> None:
         self.folder = home / self.name
@@ -231,14 +232,15 @@ class LocalService(ABC):
             f"Check {self.log_path}; last lines:\n{log_tail(self.log_path)}"
         )
 
-    def down(self, timeout: float = 20.0) -> bool:
-        """Stop the server (SIGTERM, then SIGKILL). True if something was stopped."""
+    def down(self, timeout: float | None = None, kill: bool = False) -> bool:
+        """Stop the server (SIGTERM, then SIGKILL; ``kill``: SIGKILL at once, as a crash
+        would). True if something was stopped."""
         pid = self.running_pid()
         if not pid:
             return False
-        self.notify(f"{self.name}: stopping pid {pid}")
-        _signal_group(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
+        self.notify(f"{self.name}: {'killing' if kill else 'stopping'} pid {pid}")
+        _signal_group(pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
         while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.1)
         if pid_alive(pid):

@@ -53,12 +53,22 @@ class SymbolSpec:
     daily_volume: float = 10_000_000
 
 
+# Twelve large caps across six sectors. Kafka's default partitioner (murmur2 of the
+# symbol key) puts four of them on each of 3 partitions and two on each of 6, so every
+# partition carries a share of the ticks and no consumer in a group of 3 (or 6) idles.
 DEFAULT_SYMBOLS: tuple[SymbolSpec, ...] = (
     SymbolSpec("AAPL", 190.00, 0.08, 0.28, "tech", 55_000_000),
     SymbolSpec("MSFT", 410.00, 0.08, 0.25, "tech", 22_000_000),
-    SymbolSpec("GOOG", 165.00, 0.07, 0.30, "tech", 20_000_000),
+    SymbolSpec("GOOGL", 165.00, 0.07, 0.30, "tech", 25_000_000),
+    SymbolSpec("META", 500.00, 0.09, 0.35, "tech", 15_000_000),
+    SymbolSpec("NVDA", 120.00, 0.12, 0.50, "tech", 250_000_000),
+    SymbolSpec("AMZN", 185.00, 0.08, 0.30, "consumer", 40_000_000),
+    SymbolSpec("KO", 62.00, 0.05, 0.15, "consumer", 13_000_000),
     SymbolSpec("JPM", 195.00, 0.06, 0.22, "finance", 9_000_000),
     SymbolSpec("XOM", 115.00, 0.05, 0.24, "energy", 15_000_000),
+    SymbolSpec("JNJ", 155.00, 0.05, 0.16, "health", 7_000_000),
+    SymbolSpec("PFE", 28.00, 0.03, 0.22, "health", 35_000_000),
+    SymbolSpec("CAT", 340.00, 0.07, 0.28, "industrial", 2_500_000),
 )
 
 Clock = Literal["always_open", "market"]
