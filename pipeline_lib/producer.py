@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -95,6 +95,7 @@ def produce(
     speed: float | None = None,
     ensure: bool = True,
     skip: int = 0,
+    on_acknowledged: Callable[[int], None] | None = None,
     **producer_overrides: Any,
 ) -> ProduceReport:
     """Send ``records`` to Kafka and wait until every one is acknowledged or failed.
@@ -103,6 +104,8 @@ def produce(
     (``speed=60``: a minute of events per second); ``max_records`` and
     ``duration`` bound the run; ``skip`` drops that many records of the source first
     (to resume after a failure). Creates the topic first when ``ensure`` is true.
+    ``on_acknowledged`` is called (on the client's I/O thread) with the source position
+    of each record Kafka acknowledged: what a caller may count on having landed.
 
     Never raises for delivery problems: a broker outage longer than the delivery
     timeout (``PIPELINE_DELIVERY_TIMEOUT_S``) ends the run with the counts in the
@@ -123,6 +126,8 @@ def produce(
     def delivered(index: int, _metadata: Any) -> None:
         report.delivered += 1
         unacknowledged.discard(index)
+        if on_acknowledged is not None:
+            on_acknowledged(index)
 
     def failed(index: int, error: Exception) -> None:
         report.failed += 1

@@ -29,6 +29,7 @@ TEST_ENVIRONMENT = {
     "STORAGE_EMULATOR_HOST": "http://127.0.0.1:14443",
     "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:19050",
     "BIGQUERY_EMULATOR_GRPC_PORT": "19060",
+    "PIPELINE_BROKERS": "1",
 }
 
 
@@ -66,9 +67,36 @@ def services(base_settings: Settings) -> Iterator[Settings]:
         local.down(base_settings)
 
 
+@pytest.fixture(scope="session")
+def cluster(services: Settings) -> Iterator[Settings]:
+    """A real three-broker Kafka cluster (KRaft, three voters) beside the test emulators,
+    started through ``pipeline_lib.local`` on first use and stopped at the end."""
+    settings = services.with_overrides(
+        home=REPO / ".pipeline-test-cluster",
+        kafka_bootstrap_servers="127.0.0.1:19192",
+        kafka_controller_port=19193,
+        brokers=3,
+    )
+    already = {s.name for s in local.kafka_nodes(settings) if s.status().running}
+    local.up(settings, notify=print, kafka_only=True)
+    yield settings
+    if not already:
+        local.down(settings, kafka_only=True)
+
+
+@pytest.fixture
+def cluster_settings(cluster: Settings) -> Settings:
+    """Per-test names on the three-broker cluster."""
+    return _own_names(cluster)
+
+
 @pytest.fixture
 def settings(services: Settings) -> Settings:
     """Per-test topic, bucket and dataset names on the shared test services."""
+    return _own_names(services)
+
+
+def _own_names(services: Settings) -> Settings:
     suffix = unique_suffix()
     return services.with_overrides(
         topic=f"test-{suffix}-ticks",

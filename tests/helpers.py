@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from google.cloud import bigquery
 
 from pipeline_lib.clients import bigquery_client, storage_client
 from pipeline_lib.config import Settings
+from pipeline_lib.consumer import SinkConsumer
 from pipeline_lib.producer import produce
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 
@@ -109,3 +111,52 @@ def unique_dead_letters(settings: Settings) -> list:
 
     by_origin = {(d.topic, d.partition, d.offset): d for d in read_dead_letters(settings)}
     return [by_origin[key] for key in sorted(by_origin)]
+
+
+SYMBOLS = [f"S{i:02d}" for i in range(24)]
+
+
+class SteadyProducer:
+    """Streams ``n`` ticks at ``rate`` per second in a thread."""
+
+    def __init__(self, settings, n: int, rate: float, seed: int) -> None:
+        self.ticks = simulated(n, seed=seed, symbols=SYMBOLS)
+        self.report = None
+        self.acknowledged: set[int] = set()  # source positions Kafka acknowledged
+        self.thread = threading.Thread(
+            target=lambda: setattr(
+                self,
+                "report",
+                produce(settings, self.ticks, rate=rate, on_acknowledged=self.acknowledged.add),
+            )
+        )
+
+    def acknowledged_ids(self) -> list[str]:
+        return [self.ticks[i].event_id for i in sorted(self.acknowledged)]
+
+    def __enter__(self) -> SteadyProducer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.thread.join(timeout=300)
+
+    def check(self) -> list[str]:
+        assert self.report is not None and self.report.ok, self.report and self.report.summary()
+        return [t.event_id for t in self.ticks]
+
+
+def all_landed_once(settings: Settings, ids: list[str]) -> None:
+    """Every id once in the BigQuery dedup view, nothing else there, and all in GCS."""
+    view = bq_event_ids(settings)
+    missing = set(ids) - set(view)
+    assert not missing, f"{len(missing)} ticks missing from BigQuery, e.g. {sorted(missing)[:3]}"
+    assert set(view) == set(ids) and set(view.values()) == {1}
+    in_gcs = gcs_event_ids(settings)
+    assert set(in_gcs) == set(ids), f"{len(set(ids) - set(in_gcs))} ticks missing from GCS"
+
+
+def nothing_left(settings: Settings) -> None:
+    """A later consumer of the group finds nothing: no commit jumped past a record."""
+    report = SinkConsumer(settings).run(until_idle=2)
+    assert report.consumed == 0, f"a later consumer still found {report.consumed} records"

@@ -85,8 +85,11 @@ def start_broker(settings: Settings, node_id: int, notify: Notify | None = None)
     return broker.up()
 
 
-def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
-    """Start (or reuse) every local service and wait until each is ready."""
+def up(
+    settings: Settings, notify: Notify | None = None, kafka_only: bool = False
+) -> list[ServiceStatus]:
+    """Start (or reuse) every local service (``kafka_only``: just the brokers) and wait
+    until each is ready."""
     if not settings.is_local:
         raise ServiceError(
             "PIPELINE_TARGET=cloud: nothing to start locally. Unset PIPELINE_TARGET and the "
@@ -94,9 +97,9 @@ def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
         )
     check_layout(settings)
     cluster_id(settings)  # recorded once, before the nodes format their storage in parallel
-    services = local_services(settings, notify)
+    services = kafka_nodes(settings, notify) if kafka_only else local_services(settings, notify)
     already = {s.name for s in services if s.status().running}
-    # Start all three at once: each mostly waits on its own JVM/process start-up.
+    # Start them all at once: each mostly waits on its own JVM/process start-up.
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         futures = [pool.submit(service.up) for service in services]
     errors = [f.exception() for f in futures if f.exception() is not None]
@@ -110,9 +113,12 @@ def up(settings: Settings, notify: Notify | None = None) -> list[ServiceStatus]:
     return [f.result() for f in futures]
 
 
-def down(settings: Settings, notify: Notify | None = None, purge: bool = False) -> list[str]:
-    """Stop every local service; with ``purge`` also delete their data (not the jar cache)."""
-    services = local_services(settings, notify)
+def down(
+    settings: Settings, notify: Notify | None = None, purge: bool = False, kafka_only: bool = False
+) -> list[str]:
+    """Stop every local service (``kafka_only``: just the brokers); with ``purge`` also
+    delete their data (not the jar cache)."""
+    services = kafka_nodes(settings, notify) if kafka_only else local_services(settings, notify)
     # Every node at once: a cluster keeps its controller quorum while they all shut
     # down cleanly (one after another, the last ones would wait for a quorum).
     with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:

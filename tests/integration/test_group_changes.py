@@ -10,57 +10,16 @@ issue 9), those records would be missing for good and no later run could find th
 from __future__ import annotations
 
 import signal
-import threading
 import time
 
 from pipeline_lib.clients import ensure_topic
-from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.producer import produce
-from tests.helpers import bq_event_ids, consumer_process, finish, gcs_event_ids, simulated
-
-SYMBOLS = [f"S{i:02d}" for i in range(24)]
-
-
-class SteadyProducer:
-    """Streams ``n`` ticks at ``rate`` per second in a thread."""
-
-    def __init__(self, settings, n: int, rate: float, seed: int) -> None:
-        self.ticks = simulated(n, seed=seed, symbols=SYMBOLS)
-        self.report = None
-        self.thread = threading.Thread(
-            target=lambda: setattr(self, "report", produce(settings, self.ticks, rate=rate))
-        )
-
-    def __enter__(self) -> SteadyProducer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.thread.join(timeout=300)
-
-    def check(self) -> list[str]:
-        assert self.report is not None and self.report.ok, self.report and self.report.summary()
-        return [t.event_id for t in self.ticks]
+from tests.helpers import SteadyProducer, all_landed_once, consumer_process, finish, nothing_left
 
 
 def member(settings, idle: float = 8.0):
     return consumer_process(
         settings, "--until-idle", str(idle), "--batch-size", "400", "--flush-interval", "0.5"
     )
-
-
-def all_landed_once(settings, ids: list[str]) -> None:
-    view = bq_event_ids(settings)
-    missing = set(ids) - set(view)
-    assert not missing, f"{len(missing)} ticks missing from BigQuery, e.g. {sorted(missing)[:3]}"
-    assert set(view) == set(ids) and set(view.values()) == {1}
-    in_gcs = gcs_event_ids(settings)
-    assert set(in_gcs) == set(ids), f"{len(set(ids) - set(in_gcs))} ticks missing from GCS"
-
-
-def nothing_left(settings) -> None:
-    report = SinkConsumer(settings).run(until_idle=2)
-    assert report.consumed == 0, f"a later consumer still found {report.consumed} records"
 
 
 def prepared(settings):
