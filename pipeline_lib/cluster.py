@@ -90,8 +90,7 @@ class ClusterState:
 
         rows = [
             {
-                "topic": p.topic,
-                "partition": p.partition,
+                "partition": f"{p.topic}-{p.partition}",
                 "leader": p.leader if p.leader >= 0 else "none",
                 "replicas": list(p.replicas),
                 "in_sync": list(p.isr),
@@ -100,7 +99,7 @@ class ClusterState:
             }
             for p in self.partitions
         ]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows).set_index("partition")
 
 
 def describe_cluster(

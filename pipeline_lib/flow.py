@@ -25,6 +25,7 @@ from pipeline_lib.local.process import Notify
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 OUTPUT_DIR = PROJECT_ROOT / "output"
 NOTEBOOKS = ("01_setup", "02_producer", "03_consumer", "04_analysis")
+FAULT_TOLERANCE = "05_fault_tolerance"  # needs the three-broker cluster: run on its own
 
 
 class FlowFailed(PipelineError):
@@ -113,6 +114,22 @@ def export_html(notebook: Path) -> Path:
     target = notebook.with_suffix(".html")
     target.write_text(body, encoding="utf-8")
     return target
+
+
+def run_notebook(
+    name: str,
+    settings: Settings,
+    parameters: dict[str, Any] | None = None,
+    output_dir: Path | None = None,
+    timeout: float = 600.0,
+) -> tuple[Path, Path]:
+    """Run one notebook headless on ``settings``; its executed copy and HTML export."""
+    out_dir = (output_dir or OUTPUT_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    _wait(name, _start(name, out_dir, parameters or {}, env), out_dir, timeout)
+    notebook = out_dir / f"{name}.ipynb"
+    return notebook, export_html(notebook)
 
 
 def run_flow(

@@ -6,6 +6,7 @@ effort: a service that does not answer shows up as an error string, not a crash.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from pipeline_lib.config import Settings
@@ -81,3 +82,41 @@ def bigquery_summary(settings: Settings) -> dict[str, Any]:
         return {"table": settings.table_id, "exists": False}
     except (GoogleAPIError, OSError, ValueError) as error:
         return {"table": settings.table_id, "error": f"{type(error).__name__}: {error}"[:300]}
+
+
+def bigquery_event_ids(settings: Settings, prefix: str = "", deduplicated: bool = True) -> Counter:
+    """How often each event id (starting with ``prefix``) is in the dedup view or the raw
+    table: the count a delivery check compares with what Kafka acknowledged."""
+    from google.cloud import bigquery
+
+    from pipeline_lib.clients import bigquery_client
+
+    table = settings.view_sql if deduplicated else settings.table_sql
+    sql = (
+        f"SELECT event_id, COUNT(*) AS n FROM {table} "  # noqa: S608 - validated identifiers
+        "WHERE STARTS_WITH(event_id, @prefix) GROUP BY event_id"
+    )
+    config = bigquery.QueryJobConfig(
+        query_parameters=[bigquery.ScalarQueryParameter("prefix", "STRING", prefix)]
+    )
+    rows = bigquery_client(settings).query(sql, job_config=config).result()
+    return Counter({row.event_id: row.n for row in rows})
+
+
+def gcs_event_ids(settings: Settings, prefix: str = "") -> Counter:
+    """How often each event id (starting with ``prefix``) is in the topic's raw objects."""
+    import orjson
+
+    from pipeline_lib.clients import storage_client
+
+    seen: Counter = Counter()
+    blobs = storage_client(settings).list_blobs(
+        settings.gcs_bucket, prefix=f"raw/topic={settings.topic}/"
+    )
+    for blob in blobs:
+        for line in blob.download_as_bytes().splitlines():
+            if line:
+                event_id = orjson.loads(line).get("event_id", "")
+                if event_id.startswith(prefix):
+                    seen[event_id] += 1
+    return seen

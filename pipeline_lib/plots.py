@@ -175,3 +175,39 @@ class LiveCloseVolume:
 
         self.redraw()
         display(self.widget)
+
+
+def failover_figure(
+    acknowledged_at: list[float], events: list[tuple[float, str]], title: str | None = None
+) -> Figure:
+    """Acknowledgements per second through a broker failure, with what happened when:
+    a dip while Kafka elects new leaders, then the steady rate again."""
+    import numpy as np
+
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    axis = figure.subplots()
+    if acknowledged_at:
+        end = int(np.ceil(max(acknowledged_at))) + 1
+        counts, edges = np.histogram(acknowledged_at, bins=np.arange(0, end + 1))
+        axis.bar(edges[:-1], counts, width=0.9, align="edge", color=PRICE, label="acknowledged")
+    right = max([*acknowledged_at, *(when for when, _ in events), 1.0]) + 1.0
+    axis.set_xlim(0, right)
+    for when, what in events:
+        color = DOWN if "killed" in what else UP
+        near_end = when > 0.8 * right
+        axis.axvline(when, color=color, linestyle="--", linewidth=1.2)
+        axis.annotate(
+            what,
+            (when, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(-3 if near_end else 3, -12),
+            textcoords="offset points",
+            ha="right" if near_end else "left",
+            color=color,
+            fontsize="small",
+        )
+    axis.set_xlabel("seconds since the stream started")
+    axis.set_ylabel("records acknowledged per second")
+    axis.grid(alpha=0.3)
+    figure.suptitle(title or "Producer acknowledgements through a broker failure")
+    return figure

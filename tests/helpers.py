@@ -10,12 +10,12 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime
 
-import orjson
 from google.cloud import bigquery
 
-from pipeline_lib.clients import bigquery_client, storage_client
+from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
 from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.producer import produce
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 
@@ -39,10 +39,7 @@ def produce_ticks(settings: Settings, ticks: list) -> None:
 
 def bq_event_ids(settings: Settings, deduplicated: bool = True) -> Counter:
     """How often each event id is seen in the dedup view (or the raw table)."""
-    table = settings.view_sql if deduplicated else settings.table_sql
-    sql = f"SELECT event_id, COUNT(*) AS n FROM {table} GROUP BY event_id"  # noqa: S608
-    rows = bigquery_client(settings).query(sql).result()
-    return Counter({r.event_id: r.n for r in rows})
+    return bigquery_event_ids(settings, deduplicated=deduplicated)
 
 
 def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
@@ -52,17 +49,6 @@ def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
     )
     sql = f"SELECT COUNT(*) AS n FROM {table} WHERE event_id = @event_id"  # noqa: S608
     return next(iter(bigquery_client(settings).query(sql, job_config=config).result())).n
-
-
-def gcs_event_ids(settings: Settings) -> Counter:
-    """How often each event id appears across the raw objects of the topic."""
-    client = storage_client(settings)
-    seen: Counter = Counter()
-    for blob in client.list_blobs(settings.gcs_bucket, prefix=f"raw/topic={settings.topic}/"):
-        for line in blob.download_as_bytes().splitlines():
-            if line:
-                seen[orjson.loads(line)["event_id"]] += 1
-    return seen
 
 
 def consumer_process(settings: Settings, *args: str, script: str | None = None) -> subprocess.Popen:

@@ -192,3 +192,4 @@ def test_cluster_state_flags_and_json():
     assert "UNDER-REPLICATED" in lines[2] and "OFFLINE" in lines[3]
     table = state.partition_table()
     assert list(table["leader"]) == [1, "none"]
+    assert list(table.index) == ["t-0", "t-1"]

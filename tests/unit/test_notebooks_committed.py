@@ -10,8 +10,14 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 
 
-def test_the_four_notebooks_exist_in_run_order():
-    assert [p.stem for p in NOTEBOOKS] == ["01_setup", "02_producer", "03_consumer", "04_analysis"]
+def test_the_notebooks_exist_in_run_order():
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_setup",
+        "02_producer",
+        "03_consumer",
+        "04_analysis",
+        "05_fault_tolerance",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -64,3 +64,14 @@ def test_live_widget_redraws_from_its_fetch_function():
     live.symbol.value = "MSFT"  # changing the picker redraws at once
     assert calls[-1][0] == "MSFT"
     assert "120 ticks of MSFT" in live.status.value
+
+
+def test_failover_figure_marks_each_event_inside_the_axes():
+    acknowledged = [i / 100 for i in range(500)] + [9.5] * 300
+    events = [(5.2, "broker 2 killed"), (9.0, "new leader"), (14.0, "broker 2 back in sync")]
+    figure = plots.failover_figure(acknowledged, events)
+    axis = figure.axes[0]
+    assert [t.get_text() for t in axis.texts] == [what for _, what in events]
+    assert axis.get_xlim()[1] > 14.0  # the last mark is not cut off
+    heights = [patch.get_height() for patch in axis.patches]
+    assert max(heights) == 300 and sum(heights) == 800
