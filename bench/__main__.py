@@ -2,7 +2,7 @@
 
 python -m bench                 # every figure, full size
 python -m bench --size tiny     # a quick smoke run (what the test suite does)
-python -m bench --only simulator_rate
+python -m bench --only simulator_rate   # re-run some figures; the others are kept
 """
 
 from __future__ import annotations
@@ -58,8 +58,31 @@ def to_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
-    """Run the figures; ``settings`` (tests) reuses already running services."""
+def _keep_earlier(output: Path, figures: list[dict], size: str) -> list[dict]:
+    """Figures of an earlier run at the same size that this one did not redo, each
+    marked with the date it was measured, in the earlier order; new ones last."""
+    try:
+        earlier = json.loads(output.read_text())
+    except (OSError, ValueError):
+        return figures
+    if earlier.get("size") != size:
+        return figures
+    fresh = {f["name"]: f for f in figures}
+    merged = []
+    for figure in earlier.get("figures", []):
+        if figure["name"] in fresh:
+            merged.append(fresh.pop(figure["name"]))
+        else:
+            merged.append({**figure, "measured": figure.get("measured", earlier.get("date"))})
+    return merged + list(fresh.values())
+
+
+def main(
+    argv: list[str] | None = None,
+    settings: Settings | None = None,
+    cluster: Settings | None = None,
+) -> int:
+    """Run the figures; ``settings`` and ``cluster`` (tests) reuse running services."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--only", default=None, help="comma-separated figure names")
@@ -72,13 +95,15 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     figures = []
     needs_services = any(name in PIPELINE_FIGURES for name in names)
     started = datetime.now(UTC)
-    with using_services(settings) if needs_services else contextlib.nullcontext():
+    with using_services(settings, cluster) if needs_services else contextlib.nullcontext():
         for name in names:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             try:
                 figures.append(FIGURES[name](args.size))
             except Exception as error:  # one broken figure must not hide the others
                 figures.append({"name": name, "error": f"{type(error).__name__}: {error}"})
+    if args.only:
+        figures = _keep_earlier(args.output, figures, args.size)
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round((datetime.now(UTC) - started).total_seconds(), 1),

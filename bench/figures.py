@@ -2,8 +2,10 @@
 
 The pipeline figures run on benchmark services of their own (``.pipeline-bench/``,
 ports 39092/34443/39050), started through ``pipeline_lib.local`` and stopped at the
-end if the benchmark started them. Comparisons are made side by side in one run,
-because these machines are shared and noisy: ratios are the figures that count.
+end if the benchmark started them; the cluster figures add a three-broker cluster
+(``.pipeline-bench-cluster/``, ports 39192-39197) beside them. Comparisons are made
+side by side in one run, because these machines are shared and noisy: ratios are the
+figures that count.
 """
 
 from __future__ import annotations
@@ -59,10 +61,35 @@ def _ticks(n: int, seed: int = 1) -> list:
 class BenchServices:
     """The benchmark's own local services (or given ones), and fresh names per figure."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, cluster: Settings | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if k not in BENCH_ENVIRONMENT}
         self.settings = settings or Settings.from_env({**env, **BENCH_ENVIRONMENT})
         self.started = False
+        self._cluster = cluster
+        self.cluster_started = False
+
+    def cluster(self, label: str) -> Settings:
+        """Fresh names on a three-broker cluster beside the services, started on first use."""
+        from pipeline_lib import local
+
+        if self._cluster is None:
+            self._cluster = self.settings.with_overrides(
+                home=PROJECT_ROOT / ".pipeline-bench-cluster",
+                kafka_bootstrap_servers="127.0.0.1:39192",
+                kafka_controller_port=39193,
+                brokers=3,
+            )
+            running = all(n.running_pid() for n in local.kafka_nodes(self._cluster))
+            local.up(self._cluster, notify=lambda m: print(m, file=sys.stderr), kafka_only=True)
+            self.cluster_started = not running
+        fresh = self.fresh(label)
+        return self._cluster.with_overrides(
+            topic=fresh.topic,
+            dead_letter_topic=fresh.dead_letter_topic,
+            consumer_group=fresh.consumer_group,
+            gcs_bucket=fresh.gcs_bucket,
+            bq_dataset=fresh.bq_dataset,
+        )
 
     def __enter__(self) -> BenchServices:
         from pipeline_lib import local
@@ -77,6 +104,8 @@ class BenchServices:
     def __exit__(self, *exc: object) -> None:
         from pipeline_lib import local
 
+        if self.cluster_started and self._cluster is not None:
+            local.down(self._cluster, kafka_only=True)
         if self.started:
             local.down(self.settings)
 
@@ -104,12 +133,13 @@ def services() -> BenchServices:
 class using_services:
     """Start the benchmark services for the figures that need them (or use ``settings``)."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, cluster: Settings | None = None) -> None:
         self.settings = settings
+        self.cluster = cluster
 
     def __enter__(self) -> BenchServices:
         global _services
-        _services = BenchServices(self.settings).__enter__()
+        _services = BenchServices(self.settings, self.cluster).__enter__()
         return _services
 
     def __exit__(self, *exc: object) -> None:
@@ -600,6 +630,84 @@ def notebook_flow(size: str) -> dict:
     }
 
 
+def replication_cost(size: str) -> dict:
+    """Figure 8: producer throughput on 3 brokers with RF 3 (acks from 2+ copies) ÷ on
+    1 broker with RF 1: the price of surviving a broker failure. Alternated, 2 rounds."""
+    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.producer import produce
+
+    n = _count(size, 100_000, 2_000)
+    ticks = _ticks(n, seed=8)
+    single = services().fresh("rf1")
+    replicated = services().cluster("rf3")
+    ensure_topic(single)
+    ensure_topic(replicated)
+    rates: dict[str, list[float]] = {"rf1": [], "rf3": []}
+    for _ in range(2):
+        rates["rf1"].append(produce(single, ticks, ensure=False).rate)
+        rates["rf3"].append(produce(replicated, ticks, ensure=False).rate)
+    rf1, rf3 = statistics.median(rates["rf1"]), statistics.median(rates["rf3"])
+    return {
+        "name": "replication_cost",
+        "records": n,
+        "one_broker_rf1_records_per_s": round(rf1),
+        "three_brokers_rf3_records_per_s": round(rf3),
+        "ratio_rf3_to_rf1": round(rf3 / rf1, 3),
+        "goal": "measured, no goal: what replication costs the producer (acks=all)",
+        "met": True,
+    }
+
+
+def failover(size: str) -> dict:
+    """Figure 9: SIGKILL the leader of partition 0 while sending to it at a steady rate;
+    seconds until the first record sent after the kill is acknowledged. Median of 3
+    (1 at tiny size); the broker is restarted and back in sync between rounds."""
+    from pipeline_lib import cluster, local
+    from pipeline_lib.clients import ensure_topic, kafka_producer
+
+    rounds = 3 if size == "full" else 1
+    settings = services().cluster("failover")
+    ensure_topic(settings)
+    payload = encode(_ticks(1, seed=9)[0])
+    seconds: list[float] = []
+    for _ in range(rounds):
+        cluster.wait_for(settings, cluster.fully_replicated, "all replicas in sync", 90)
+        victim = cluster.describe_cluster(settings).partition(settings.topic, 0).leader
+        producer = kafka_producer(settings)
+        acknowledged: list[tuple[float, float]] = []  # (sent, acknowledged) monotonic
+        killed_at = None
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                sent = time.monotonic()
+                producer.send(settings.topic, value=payload, partition=0).add_callback(
+                    lambda _m, sent=sent, log=acknowledged: log.append((sent, time.monotonic()))
+                )
+                if killed_at is None and sent > deadline - 57:  # 3 s of steady sending
+                    local.stop_broker(settings, victim, kill=True)
+                    killed_at = time.monotonic()
+                if killed_at and any(s > killed_at for s, _ in acknowledged):
+                    break
+                time.sleep(0.005)
+            after = [a for s, a in acknowledged if killed_at and s > killed_at]
+            if not after:
+                raise RuntimeError("no record sent after the kill was acknowledged within 60 s")
+            seconds.append(min(after) - killed_at)
+        finally:
+            producer.close(timeout=10)
+            if not local.KafkaBroker(settings, node_id=victim).running_pid():
+                local.start_broker(settings, victim)
+    cluster.wait_for(settings, cluster.fully_replicated, "all replicas in sync", 90)
+    return {
+        "name": "failover",
+        "rounds": rounds,
+        "seconds": [round(s, 2) for s in seconds],
+        "median_s": round(statistics.median(seconds), 2),
+        "goal": "measured, no goal: broker.session.timeout.ms is 6 s on the local cluster",
+        "met": True,
+    }
+
+
 FIGURES = {
     "simulator_rate": simulator_rate,
     "end_to_end": end_to_end,
@@ -607,5 +715,7 @@ FIGURES = {
     "freshness": freshness,
     "notebook_flow": notebook_flow,
     "backlog": backlog,
+    "replication_cost": replication_cost,
+    "failover": failover,
 }
-PIPELINE_FIGURES = {"end_to_end", "producer_ceiling", "freshness", "notebook_flow", "backlog"}
+PIPELINE_FIGURES = set(FIGURES) - {"simulator_rate"}

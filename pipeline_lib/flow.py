@@ -1,7 +1,8 @@
-"""The whole flow headless: the four notebooks run by papermill, then exported to HTML.
+"""The whole flow headless: the notebooks run by papermill, then exported to HTML.
 
 Order: setup; then producer and consumer **at the same time** (two papermill
-processes, like two people in a classroom); then analysis. Executed notebooks and
+processes, like two people in a classroom); then analysis; then, on a local cluster
+of three brokers, the fault-tolerance drill. Executed notebooks and
 their HTML land in ``output/<timestamp>/`` (git-ignored). The kernels inherit this
 process's environment, so configuration and secrets come from there and never from
 papermill parameters.
@@ -179,8 +180,13 @@ def run_flow(
 
     notify("flow: 04_analysis (BigQuery queries and figures)")
     run_one("04_analysis", {"live": False})
+    names = list(NOTEBOOKS)
+    if settings.is_local and settings.brokers >= 3:
+        notify("flow: 05_fault_tolerance (a broker killed mid-stream, and restarted)")
+        run_one(FAULT_TOLERANCE, {})
+        names.append(FAULT_TOLERANCE)
 
-    for name in NOTEBOOKS:
+    for name in names:
         result.notebooks[name] = out_dir / f"{name}.ipynb"
         result.html[name] = export_html(result.notebooks[name])
     result.total_seconds = time.monotonic() - flow_started

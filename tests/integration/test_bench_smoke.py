@@ -5,9 +5,9 @@ import json
 from bench.__main__ import main
 
 
-def test_every_figure_runs_tiny(services, tmp_path):
+def test_every_figure_runs_tiny(services, cluster, tmp_path):
     output = tmp_path / "results.json"
-    main(["--size", "tiny", "--output", str(output)], settings=services)
+    main(["--size", "tiny", "--output", str(output)], settings=services, cluster=cluster)
     results = json.loads(output.read_text())
     figures = {f["name"]: f for f in results["figures"]}
     assert set(figures) == {
@@ -17,6 +17,8 @@ def test_every_figure_runs_tiny(services, tmp_path):
         "freshness",
         "notebook_flow",
         "backlog",
+        "replication_cost",
+        "failover",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
@@ -24,6 +26,8 @@ def test_every_figure_runs_tiny(services, tmp_path):
     assert figures["producer_ceiling"]["java_producer_perf_records_per_s"] > 0
     assert figures["freshness"]["rows_seen"] > 0
     assert figures["backlog"]["records_per_s"] > 0
+    assert figures["replication_cost"]["ratio_rf3_to_rf1"] > 0
+    assert 0 < figures["failover"]["median_s"] < 60
     cpu = figures["end_to_end"]["cpu_s_per_100k_records"]
     assert set(cpu) == {"consumer", "kafka", "gcs", "bigquery"} and cpu["consumer"] > 0
     assert {"poll", "decode", "sink:gcs", "sink:bigquery", "commit"} <= set(

@@ -14,3 +14,21 @@ def test_simulator_figure_runs_tiny(tmp_path):
     assert figure["simulator_records_per_s"] > 0
     assert results["machine"]["cpus"] >= 1
     assert "| simulator_rate |" in output.with_suffix(".md").read_text()
+
+
+def test_rerunning_some_figures_keeps_the_others_with_their_date(tmp_path):
+    output = tmp_path / "results.json"
+    earlier = {
+        "date": "2026-01-01T00:00:00+00:00",
+        "size": "tiny",
+        "figures": [
+            {"name": "simulator_rate", "simulator_records_per_s": 1},
+            {"name": "end_to_end", "ratio": 0.5},
+        ],
+    }
+    output.write_text(json.dumps(earlier))
+    assert main(["--size", "tiny", "--only", "simulator_rate", "--output", str(output)]) == 0
+    figures = json.loads(output.read_text())["figures"]
+    assert [f["name"] for f in figures] == ["simulator_rate", "end_to_end"]
+    assert figures[0]["simulator_records_per_s"] > 1 and "measured" not in figures[0]
+    assert figures[1] == {"name": "end_to_end", "ratio": 0.5, "measured": earlier["date"]}
