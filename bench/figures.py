@@ -670,9 +670,12 @@ def failover(size: str) -> dict:
     ensure_topic(settings)
     payload = encode(_ticks(1, seed=9)[0])
     seconds: list[float] = []
+    victims: list[dict] = []
     for _ in range(rounds):
         cluster.wait_for(settings, cluster.fully_replicated, "all replicas in sync", 90)
-        victim = cluster.describe_cluster(settings).partition(settings.topic, 0).leader
+        state = cluster.describe_cluster(settings)
+        victim = state.partition(settings.topic, 0).leader
+        victims.append({"broker": victim, "was_quorum_leader": victim == state.quorum_leader})
         producer = kafka_producer(settings)
         acknowledged: list[tuple[float, float]] = []  # (sent, acknowledged) monotonic
         killed_at = None
@@ -702,6 +705,7 @@ def failover(size: str) -> dict:
         "name": "failover",
         "rounds": rounds,
         "seconds": [round(s, 2) for s in seconds],
+        "killed": victims,
         "median_s": round(statistics.median(seconds), 2),
         "goal": "measured, no goal: broker.session.timeout.ms is 6 s on the local cluster",
         "met": True,

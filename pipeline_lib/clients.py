@@ -185,7 +185,7 @@ def ensure_topic(
     Waits until the new topic's partitions all have a leader, so a producer can
     write to it straight away.
     """
-    from kafka.errors import TopicAlreadyExistsError
+    from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
     topic = topic or settings.topic
     partitions = partitions or settings.partitions
@@ -197,6 +197,12 @@ def ensure_topic(
             admin.create_topics([new_topic(settings, topic, partitions)])
         except TopicAlreadyExistsError:
             return False
+        except InvalidReplicationFactorError:
+            raise ConnectionFailed(
+                f"Kafka could not create topic {topic!r} with {settings.replication_factor} "
+                "copies: fewer brokers are up. `python -m pipeline_lib status` shows which is "
+                "down; `python -m pipeline_lib broker start N` brings it back."
+            ) from None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             described = admin.describe_topics([topic])

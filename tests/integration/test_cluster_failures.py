@@ -122,3 +122,12 @@ def test_the_group_coordinator_killed_mid_consume_loses_nothing(healthy):
     assert code == 0, err[-3000:]
     all_landed_once(settings, producer.check())
     nothing_left(settings)
+
+
+def test_a_topic_cannot_be_created_with_a_broker_down_and_the_error_says_why(healthy):
+    from pipeline_lib.clients import ConnectionFailed
+
+    local.stop_broker(healthy, 3)  # a clean stop this time
+    cluster.wait_for(healthy, lambda s: not s.brokers[2].up, "broker 3 down")
+    with pytest.raises(ConnectionFailed, match=r"with 3 copies: fewer brokers are up"):
+        ensure_topic(healthy, f"{healthy.topic}-new")

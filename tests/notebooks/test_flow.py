@@ -7,6 +7,7 @@ import base64
 import nbformat
 import pytest
 
+from pipeline_lib.cluster import describe_cluster
 from pipeline_lib.flow import NOTEBOOKS, run_flow
 from tests.helpers import bq_event_ids
 
@@ -47,6 +48,15 @@ def test_every_notebook_ran_without_error_and_was_exported(flow):
     assert "produced 3,000 of 3,000 records" in stdout_text(result.notebooks["02_producer"])
     consumer_out = stdout_text(result.notebooks["03_consumer"])
     assert "consumed 3,000 records" in consumer_out and "batch 1:" in consumer_out
+    tables = [
+        o["data"].get("text/html", "")
+        for o in outputs(result.notebooks["03_consumer"])
+        if "data" in o
+    ]
+    assert any("in_sync" in t and "messages" in t for t in tables)  # the partition table
+    settings = flow[0]
+    partitions = describe_cluster(settings, [settings.topic]).partitions
+    assert len(partitions) == 3 and all(p.messages > 0 for p in partitions)  # keys spread
 
 
 def test_analysis_holds_figures_and_its_count_matches_bigquery(flow):
