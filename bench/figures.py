@@ -30,6 +30,7 @@ from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 SIZES = {"tiny": 0.01, "full": 1.0}
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
+BENCH_CLUSTER_HOME = PROJECT_ROOT / ".pipeline-bench-cluster"
 BENCH_ENVIRONMENT = {
     "PIPELINE_TARGET": "local",
     "PIPELINE_HOME": str(PROJECT_ROOT / ".pipeline-bench"),
@@ -74,7 +75,7 @@ class BenchServices:
 
         if self._cluster is None:
             self._cluster = self.settings.with_overrides(
-                home=PROJECT_ROOT / ".pipeline-bench-cluster",
+                home=BENCH_CLUSTER_HOME,
                 kafka_bootstrap_servers="127.0.0.1:39192",
                 kafka_controller_port=39193,
                 brokers=3,

@@ -33,6 +33,10 @@ TEST_ENVIRONMENT = {
 }
 
 
+# The three-broker cluster of the failure tests, beside the services above.
+CLUSTER_HOME = REPO / ".pipeline-test-cluster"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
@@ -72,7 +76,7 @@ def cluster(services: Settings) -> Iterator[Settings]:
     """A real three-broker Kafka cluster (KRaft, three voters) beside the test emulators,
     started through ``pipeline_lib.local`` on first use and stopped at the end."""
     settings = services.with_overrides(
-        home=REPO / ".pipeline-test-cluster",
+        home=CLUSTER_HOME,
         kafka_bootstrap_servers="127.0.0.1:19192",
         kafka_controller_port=19193,
         brokers=3,

@@ -68,3 +68,24 @@ def test_every_error_the_package_defines_derives_from_pipeline_error():
             ):
                 offenders.append(f"{module.__name__}.{name}")
     assert not offenders
+
+
+def test_every_local_service_home_is_ignored_by_git():
+    """Broker logs and emulator data must never be committed (a cluster's home once was)."""
+    import subprocess
+
+    from bench.figures import BENCH_CLUSTER_HOME, BENCH_ENVIRONMENT
+    from pipeline_lib.config import _default_home
+    from tests.conftest import CLUSTER_HOME, TEST_ENVIRONMENT
+
+    homes = [
+        _default_home().name,
+        Path(TEST_ENVIRONMENT["PIPELINE_HOME"]).name,
+        CLUSTER_HOME.name,
+        Path(BENCH_ENVIRONMENT["PIPELINE_HOME"]).name,
+        BENCH_CLUSTER_HOME.name,
+    ]
+    for home in homes:
+        probe = f"{home}/kafka-1/data/meta.properties"
+        result = subprocess.run(["git", "check-ignore", "-q", probe], cwd=REPO, check=False)
+        assert result.returncode == 0, f"{home}/ is not in .gitignore"
