@@ -8,6 +8,7 @@ in UTC; :func:`to_market_time` converts them for display.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -112,6 +113,24 @@ def latest_ticks(
         ORDER BY ts
     """  # noqa: S608
     return _query(settings, sql, symbol=symbol, run=run, window_s=int(window.total_seconds()))
+
+
+def live_feed(
+    settings: Settings, run: str = "latest"
+) -> tuple[Callable[[str, timedelta], pd.DataFrame], Callable[[], list[str]]]:
+    """What the live widget asks at every refresh: the ticks of a symbol in the run
+    (with ``"latest"``, re-read each time, so a producer started after the widget
+    shows up), and the symbols in BigQuery."""
+
+    def fetch(symbol: str, window: timedelta) -> pd.DataFrame:
+        return latest_ticks(
+            settings, symbol, window, latest_run(settings) if run == "latest" else run
+        )
+
+    def symbols() -> list[str]:
+        return symbol_summary(settings)["symbol"].tolist()
+
+    return fetch, symbols
 
 
 def minute_bars(

@@ -332,9 +332,15 @@ class SinkConsumer:
                     last_lag_check = now
                     report.lag = self.lag()
                     if bar is not None:
-                        bar.set_postfix(
-                            batches=report.batches, dlq=report.dead_letters, lag=report.lag
-                        )
+                        status = {
+                            "batches": report.batches,
+                            "dlq": report.dead_letters,
+                            "lag": report.lag,
+                        }
+                        quiet = now - max(last_message, self._assigned_at)
+                        if until_idle is not None and quiet >= 1:  # the idle wait, visible
+                            status["idle"] = f"{quiet:.0f}/{until_idle:g}s"
+                        bar.set_postfix(status)
                     stalled_since = max(last_message, self._assigned_at, self._connected_at)
                     if report.lag and now - stalled_since > self.stall_s and self.core.idle:
                         self._reconnect(report.lag, now - stalled_since)

@@ -40,7 +40,17 @@ def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = No
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     if ticks.empty:
-        price_axis.text(0.5, 0.5, f"no data for {symbol} yet", ha="center", va="center")
+        for axis in (price_axis, volume_axis):
+            axis.set_axis_off()
+        figure.text(
+            0.5,
+            0.5,
+            f"waiting for data: no ticks of {symbol} landed yet",
+            ha="center",
+            va="center",
+            fontsize="large",
+            color=VOLUME,
+        )
         figure.suptitle(title or f"{symbol}: close and volume")
         return figure
     frame = to_market_time(ticks)
@@ -114,25 +124,36 @@ class LiveCloseVolume:
     """A JupyterLab control that redraws Close over Volume as new rows land.
 
     ``fetch(symbol, window)`` returns the ticks to plot (normally
-    :func:`pipeline_lib.analysis.latest_ticks` bound to the settings).
+    :func:`pipeline_lib.analysis.latest_ticks` bound to the settings and the latest
+    run). ``symbols`` is a list, or a function asked again at every refresh, so a
+    widget started before the producer shows the symbols once they land.
+
+    One refresh loop per kernel: starting a widget stops the one started before it
+    (re-running the cell would otherwise leave the old loop querying forever).
     """
+
+    _active: LiveCloseVolume | None = None
 
     def __init__(
         self,
         fetch: Callable[[str, timedelta], pd.DataFrame],
-        symbols: list[str],
+        symbols: list[str] | Callable[[], list[str]],
         window_minutes: int = 30,
         refresh_s: float = 5.0,
     ) -> None:
         import ipywidgets as widgets
 
         self.fetch = fetch
-        self.symbol = widgets.Dropdown(options=symbols or ["-"], description="symbol")
+        self._symbols = symbols if callable(symbols) else (lambda: list(symbols))
+        wide = {"description_width": "initial"}  # labels in full, never "window (…"
+        self.symbol = widgets.Dropdown(
+            options=self._symbols() or ["-"], description="symbol", style=wide
+        )
         self.window = widgets.IntSlider(
-            value=window_minutes, min=1, max=390, step=1, description="window (min)"
+            value=window_minutes, min=1, max=390, step=1, description="window (min)", style=wide
         )
         self.refresh = widgets.FloatSlider(
-            value=refresh_s, min=1.0, max=60.0, step=1.0, description="refresh (s)"
+            value=refresh_s, min=1.0, max=60.0, step=1.0, description="refresh (s)", style=wide
         )
         self.running = widgets.ToggleButton(value=False, description="live", icon="play")
         self.status = widgets.Label()
@@ -144,6 +165,14 @@ class LiveCloseVolume:
         self.symbol.observe(lambda _: self.redraw(), names="value")
         self.window.observe(lambda _: self.redraw(), names="value")
 
+    def _update_symbols(self) -> None:
+        symbols = self._symbols()
+        if symbols and list(self.symbol.options) != symbols:
+            current = self.symbol.value
+            self.symbol.options = symbols  # selects the first one
+            if current in symbols:
+                self.symbol.value = current
+
     def redraw(self) -> None:
         symbol = self.symbol.value
         ticks = self.fetch(symbol, timedelta(minutes=self.window.value))
@@ -154,6 +183,7 @@ class LiveCloseVolume:
     async def _loop(self) -> None:
         while self.running.value:
             try:
+                self._update_symbols()
                 self.redraw()
             except Exception as error:  # keep the loop alive: show the problem instead
                 self.status.value = f"refresh failed: {error}"
@@ -161,8 +191,18 @@ class LiveCloseVolume:
 
     def _toggled(self, change: dict) -> None:
         self.running.icon = "stop" if change["new"] else "play"
-        if change["new"] and (self._task is None or self._task.done()):
-            self._task = asyncio.get_event_loop().create_task(self._loop())
+        if change["new"]:
+            previous = LiveCloseVolume._active
+            if previous is not None and previous is not self:
+                previous.stop()
+            LiveCloseVolume._active = self
+            if self._task is None or self._task.done():
+                self._task = asyncio.get_event_loop().create_task(self._loop())
+
+    @property
+    def looping(self) -> bool:
+        """True while this widget's refresh task runs."""
+        return self._task is not None and not self._task.done()
 
     def start(self) -> None:
         self.running.value = True
@@ -173,6 +213,11 @@ class LiveCloseVolume:
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
+        previous = LiveCloseVolume._active
+        if previous is not None and previous is not self:
+            previous.stop()  # the cell was run again: one loop per kernel
+        LiveCloseVolume._active = self
+        self._update_symbols()
         self.redraw()
         display(self.widget)
 

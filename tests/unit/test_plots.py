@@ -75,3 +75,33 @@ def test_failover_figure_marks_each_event_inside_the_axes():
     assert axis.get_xlim()[1] > 14.0  # the last mark is not cut off
     heights = [patch.get_height() for patch in axis.patches]
     assert max(heights) == 300 and sum(heights) == 800
+
+
+def test_live_widget_rereads_symbols_and_keeps_one_loop_per_kernel():
+    import asyncio
+
+    landed: list[str] = []
+    live = plots.LiveCloseVolume(lambda s, w: ticks(0), lambda: list(landed), refresh_s=1)
+    live.redraw()
+    assert "0 ticks of -" in live.status.value  # nothing landed yet: says so
+    landed += ["MSFT", "AAPL"]
+
+    async def scenario():
+        live.start()
+        await asyncio.sleep(0.05)
+        assert live.looping and list(live.symbol.options) == ["MSFT", "AAPL"]
+        again = plots.LiveCloseVolume(lambda s, w: ticks(), ["AAPL"], refresh_s=1)
+        again.start()  # the cell run again: the first widget's loop stops
+        await asyncio.sleep(0.05)
+        assert not live.running.value and again.looping
+        again.stop()
+        await asyncio.sleep(1.1)
+        assert not again.looping
+
+    asyncio.run(scenario())
+
+
+def test_empty_close_volume_figure_says_waiting_and_draws_no_axes():
+    figure = plots.close_volume_figure(ticks(0), "AAPL")
+    assert not any(axis.axison for axis in figure.axes)
+    assert any("waiting for data" in text.get_text() for text in figure.texts)
