@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-unit test-integration test-notebooks lint format lab up down status bench clean
+.PHONY: install demo test test-unit test-integration test-notebooks test-browser chromium lint format lab up down status bench clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m pipeline_lib demo
 
-test: install lint
+test: install lint chromium
 	$(PY) -m pytest
 
 test-unit: install
@@ -29,6 +29,18 @@ test-integration: install
 
 test-notebooks: install
 	$(PY) -m pytest -m notebooks
+
+test-browser: install chromium
+	$(PY) -m pytest -m browser
+
+# The browser tier drives Debian's Chromium (Playwright cannot download its own here).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "The browser tests need Chromium: run 'sudo apt-get install chromium' once."; exit 1; \
+	  fi; }
 
 lint: install
 	$(PY) -m ruff check .

@@ -1,4 +1,5 @@
-"""Shared fixtures. Tiers are marked by folder: tests/unit, tests/integration, tests/notebooks.
+"""Shared fixtures. Tiers are marked by folder: tests/unit, tests/integration,
+tests/notebooks, tests/browser.
 
 Integration and notebook tests run against the real local Kafka broker and emulators,
 started through ``pipeline_lib.local`` itself under ``.pipeline-test/`` on ports of
@@ -40,7 +41,7 @@ CLUSTER_HOME = REPO / ".pipeline-test-cluster"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
-        if tier in {"unit", "integration", "notebooks"}:
+        if tier in {"unit", "integration", "notebooks", "browser"}:
             item.add_marker(getattr(pytest.mark, tier))
 
 
@@ -91,16 +92,16 @@ def cluster(services: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def cluster_settings(cluster: Settings) -> Settings:
     """Per-test names on the three-broker cluster."""
-    return _own_names(cluster)
+    return own_names(cluster)
 
 
 @pytest.fixture
 def settings(services: Settings) -> Settings:
     """Per-test topic, bucket and dataset names on the shared test services."""
-    return _own_names(services)
+    return own_names(services)
 
 
-def _own_names(services: Settings) -> Settings:
+def own_names(services: Settings) -> Settings:
     suffix = unique_suffix()
     return services.with_overrides(
         topic=f"test-{suffix}-ticks",

@@ -1,0 +1,102 @@
+"""What a student sees: 04_analysis run in JupyterLab, in Chromium, the live widget on.
+
+The notebook is run the way a person runs it (Run → Run All Cells); the tests then
+read the page: the Close/Volume image, its status line, the candlestick figure, and
+the browser console. New ticks landed while the widget is live must show up in it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from tests.browser.pages import land_more, screenshot
+
+STATUS = re.compile(r"([\d,]+) ticks of (\S+), redrawn")
+
+
+@pytest.fixture(scope="module")
+def analysis(lab, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    console: list[tuple[str, str]] = []
+    page.on("console", lambda message: console.append((message.type, message.text)))
+    page.on("pageerror", lambda error: console.append(("pageerror", str(error))))
+    page.goto(f"{lab}/lab/tree/04_analysis.ipynb")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    page.wait_for_selector("img.widget-image", timeout=180_000)
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=180_000)
+    yield page, console
+    page.close()
+
+
+def status_of(page) -> tuple[int, str]:
+    text = page.locator(".widget-label", has_text="ticks of").first.inner_text()
+    match = STATUS.search(text)
+    assert match, text
+    return int(match.group(1).replace(",", "")), match.group(2)
+
+
+def widget_png(page) -> str:
+    return page.locator("img.widget-image").first.get_attribute("src") or ""
+
+
+def test_the_live_widget_and_the_figures_render(analysis):
+    page, _ = analysis
+    widget = page.locator(".widget-vbox", has=page.locator("img.widget-image")).first
+    widget.scroll_into_view_if_needed()
+    width = page.locator("img.widget-image").first.evaluate("image => image.naturalWidth")
+    assert width > 500  # a real rendered figure, not a broken image
+    count, symbol = status_of(page)
+    assert count == 100 and symbol  # 1,200 ticks over 12 symbols landed before the run
+    figures = page.locator(".jp-OutputArea-output img")
+    assert figures.count() >= 2  # the widget's image and the candlestick figure
+    outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+    assert not [text for text in outputs if "Traceback" in text]
+    screenshot(page, "04_analysis_live_widget")
+    screenshot(widget, "live_widget")
+
+
+def test_live_mode_shows_ticks_that_land_while_it_runs(analysis, landed):
+    page, _ = analysis
+    before, symbol = status_of(page)
+    first_png = widget_png(page)
+    page.locator("button.widget-toggle-button", has_text="live").click()
+    land_more(landed, 240)  # 20 more bars of each of the 12 symbols
+    deadline = time.monotonic() + 60
+    while status_of(page)[0] != before + 20 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert status_of(page) == (before + 20, symbol)
+    assert widget_png(page) != first_png  # the figure was redrawn with the new bars
+    screenshot(page, "04_analysis_after_new_ticks")
+    page.locator("button.widget-toggle-button", has_text="live").click()  # stop
+
+
+def test_choosing_another_symbol_redraws_it(analysis):
+    page, _ = analysis
+    _, first = status_of(page)
+    dropdown = page.locator(".widget-dropdown select").first
+    options = dropdown.locator("option").all_inner_texts()
+    other = next(option for option in options if option != first)
+    before = widget_png(page)
+    dropdown.select_option(label=other)
+    deadline = time.monotonic() + 30
+    while status_of(page)[1] != other and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert status_of(page)[1] == other
+    assert widget_png(page) != before
+    screenshot(page, "04_analysis_other_symbol")
+
+
+def test_no_widget_errors_in_the_browser_console(analysis):
+    _, console = analysis
+    errors = [
+        text
+        for kind, text in console
+        if kind in {"error", "pageerror"} and re.search(r"widget|uncaught|model", text, re.I)
+    ]
+    assert errors == []
