@@ -39,7 +39,7 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else \
-	    echo "The browser tests need Chromium: run 'sudo apt-get install chromium' once."; exit 1; \
+	    echo "No Chromium: the browser tier is skipped. 'sudo apt-get install chromium' enables it."; \
 	  fi; }
 
 lint: install
