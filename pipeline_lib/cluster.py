@@ -178,6 +178,28 @@ def _brokers(settings: Settings, registered: dict[int, dict]) -> list[BrokerStat
     ]
 
 
+def partition_for_key(key: str, partitions: int) -> int:
+    """The partition a keyed record goes to: murmur2 of the key bytes, sign bit dropped,
+    modulo the partition count (kafka-python's default partitioner, the same as Java's)."""
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def key_partitions(symbols: list[str] | None, partitions: int) -> Any:
+    """Symbol → partition for the producer's keys (None: the simulator's default
+    symbols), as a DataFrame, one row per symbol."""
+    import pandas as pd
+
+    if not symbols:
+        from pipeline_lib.sources.simulator import DEFAULT_SYMBOLS
+
+        symbols = [spec.symbol for spec in DEFAULT_SYMBOLS]
+
+    rows = [{"symbol": s, "partition": partition_for_key(s, partitions)} for s in symbols]
+    return pd.DataFrame(rows).sort_values(["partition", "symbol"]).reset_index(drop=True)
+
+
 def coordinator_partition(group: str, offsets_partitions: int) -> int:
     """The ``__consumer_offsets`` partition that stores ``group``'s commits: Kafka takes
     the absolute value of Java's ``String.hashCode`` of the group id, modulo the count."""

@@ -98,6 +98,9 @@ class ConsumeReport:
     # Where the time went: poll and decode on the consumer thread, each sink and the
     # dead letters on the writer thread (overlapping the next poll), commits.
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # What the group told this member, in order: ("assigned" | "revoked" | "lost",
+    # partitions). The first "assigned" is the join; later ones are rebalances.
+    assignments: list[tuple[str, list[int]]] = field(default_factory=list)
 
     @property
     def consumed(self) -> int:
@@ -287,6 +290,7 @@ class SinkConsumer:
         report = self._report = ConsumeReport(
             topic=self.topic, group=self.group, counts=self.core.counts
         )
+        self._listener.events = report.assignments
         restore = self._install_signal_handlers() if handle_signals else None
         bar = _progress_bar(max_records, self.topic) if progress else None
         started = time.monotonic()
@@ -402,7 +406,9 @@ class SinkConsumer:
             self._consumer.close(autocommit=False)
         except Exception as error:  # a broken client may fail to close cleanly
             log.info("closing the stalled consumer failed: %s", error)
+        events = self._listener.events
         self._listener = _RebalanceListener()
+        self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = time.monotonic()
 

@@ -63,6 +63,41 @@ def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
         consumer.close()
 
 
+def partition_offsets(settings: Settings, timeout_s: float = 5.0) -> Any:
+    """Per partition of the topic: first offset, the group's committed offset, log end,
+    lag (log end − committed), as a DataFrame for the notebooks."""
+    import pandas as pd
+    from kafka import TopicPartition
+
+    from pipeline_lib.clients import kafka_consumer
+
+    consumer = kafka_consumer(
+        settings,
+        group=settings.consumer_group,
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+        request_timeout_ms=int(timeout_s * 1000) + 2000,
+    )
+    try:
+        partitions = sorted(consumer.partitions_for_topic(settings.topic) or [])
+        tps = [TopicPartition(settings.topic, p) for p in partitions]
+        starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+        rows = []
+        for tp in tps:
+            committed = consumer.committed(tp)
+            rows.append(
+                {
+                    "partition": tp.partition,
+                    "first_offset": starts[tp],
+                    "committed_offset": committed,
+                    "log_end_offset": ends[tp],
+                    "lag": ends[tp] - (committed if committed is not None else starts[tp]),
+                }
+            )
+        return pd.DataFrame(rows).set_index("partition")
+    finally:
+        consumer.close()
+
+
 def bigquery_summary(settings: Settings) -> dict[str, Any]:
     """Rows in the table and distinct events in the dedup view."""
     from google.api_core.exceptions import GoogleAPIError, NotFound

@@ -183,6 +183,16 @@ def produce(
     return report
 
 
+def send_raw(settings: Settings, value: bytes, key: bytes | None = None) -> None:
+    """Send one message exactly as given (no validation): how a class makes a bad record
+    on purpose, to watch the consumer route it to the dead-letter topic."""
+    producer = kafka_producer(settings)
+    try:
+        producer.send(settings.topic, key=key, value=value).get(timeout=settings.delivery_timeout_s)
+    finally:
+        producer.close(timeout=10)
+
+
 def _finish(producer: Any, settings: Settings, report: ProduceReport) -> None:
     """Flush within the delivery timeout (plus a margin), then close; never raise."""
     from kafka.errors import KafkaError

@@ -55,6 +55,10 @@ def test_every_notebook_ran_without_error_and_was_exported(flow):
         if "data" in o
     ]
     assert any("in_sync" in t and "messages" in t for t in tables)  # the partition table
+    assert any("committed_offset" in t and "lag" in t for t in tables)  # offsets per partition
+    assert any("assigned" in t for t in tables)  # what the group gave this member
+    letters = next(t for t in tables if "reason" in t and "stage" in t)
+    assert "close" in letters and "12.5" in letters  # the deliberately bad tick, with why
     settings = flow[0]
     partitions = describe_cluster(settings, [settings.topic]).partitions
     assert len(partitions) == 3 and all(p.messages > 0 for p in partitions)  # keys spread

@@ -115,6 +115,13 @@ def test_a_rebalance_that_keeps_fetch_positions_never_skips_records():
     assert report.rebalances >= 2
     assert_all_landed(group, sink, letters)
     assert consumer.seeks, "positions are set explicitly after a rebalance"
+    assert report.assignments == [  # what the notebook shows a student, in order
+        ("assigned", [0, 1, 2]),
+        ("revoked", [0, 1, 2]),
+        ("assigned", [0, 1]),
+        ("revoked", [0, 1]),
+        ("assigned", [0, 1, 2]),
+    ]
 
 
 def test_revoked_then_reassigned_mid_batch_reads_from_the_commit_again():
