@@ -42,10 +42,14 @@ def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
     )
     job = bigquery_client(settings).query(sql, job_config=config)
     frame = job.result(timeout=120).to_dataframe(create_bqstorage_client=False)
-    for column in frame.columns:
+    for column in frame.columns:  # one clock in every table and figure: market time
         if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
-            frame[column] = frame[column].dt.tz_convert("UTC")
+            frame[column] = frame[column].dt.tz_convert(MARKET_TZ)
     return frame
+
+
+# Keeps the rows of one producer run ("" keeps all): the event id starts with its tag.
+RUN_FILTER = "(@run = '' OR STARTS_WITH(event_id, CONCAT(@run, ':')))"
 
 
 def to_market_time(frame: pd.DataFrame, column: str = "ts") -> pd.DataFrame:
@@ -84,17 +88,19 @@ def event_count(settings: Settings) -> int:
     return int(_query(settings, sql)["events"].iloc[0])
 
 
-def symbol_summary(settings: Settings) -> pd.DataFrame:
-    """Per symbol: ticks, first/last time, last close, total volume."""
+def symbol_summary(settings: Settings, run: str = "") -> pd.DataFrame:
+    """Per symbol (of one ``run``, or all with ""): ticks, first/last time, last close,
+    total volume."""
     sql = f"""
         SELECT symbol, COUNT(*) AS ticks, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
                ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS last_close,
                SUM(volume) AS volume
         FROM {_view(settings)}
+        WHERE {RUN_FILTER}
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    return _query(settings, sql)
+    return _query(settings, sql, run=run)
 
 
 def latest_ticks(
@@ -104,7 +110,7 @@ def latest_ticks(
     sql = f"""
         WITH picked AS (
           SELECT * FROM {_view(settings)}
-          WHERE symbol = @symbol AND (@run = '' OR STARTS_WITH(event_id, CONCAT(@run, ':')))
+          WHERE symbol = @symbol AND {RUN_FILTER}
         ),
         last AS (SELECT MAX(ts) AS newest FROM picked)
         SELECT ts, open, high, low, close, volume
@@ -141,7 +147,7 @@ def minute_bars(
     sql = f"""
         WITH picked AS (
           SELECT * FROM {_view(settings)}
-          WHERE symbol = @symbol AND (@run = '' OR STARTS_WITH(event_id, CONCAT(@run, ':')))
+          WHERE symbol = @symbol AND {RUN_FILTER}
         ),
         last AS (SELECT MAX(ts) AS newest FROM picked)
         SELECT
@@ -161,6 +167,50 @@ def minute_bars(
     return _query(settings, sql, symbol=symbol, run=run, window_s=window_s)
 
 
+def table(frame: pd.DataFrame) -> Any:
+    """A frame as a reader wants it: thousands separators, prices with 2 decimals,
+    percents as percents, times in market time with their zone, no index, no NaN."""
+    formats: dict[str, Any] = {}
+    for column in frame.columns:
+        dtype = frame[column].dtype
+        if column.endswith("_pct"):
+            formats[column] = "{:+.2f} %"
+        elif "volatility" in column:
+            formats[column] = "{:.1%}"
+        elif isinstance(dtype, pd.DatetimeTZDtype):
+            formats[column] = lambda t: f"{t:%Y-%m-%d %H:%M:%S %Z}"
+        elif pd.api.types.is_integer_dtype(dtype):
+            formats[column] = "{:,}"
+        elif pd.api.types.is_float_dtype(dtype):
+            formats[column] = "{:,.2f}"
+    return frame.style.format(formats, na_rep="–").hide(axis="index")
+
+
+def with_tick_overlays(ticks: pd.DataFrame, sma: int = 20) -> pd.DataFrame:
+    """Ticks with ``sma_<n>`` (moving average of close over n ticks) and ``vwap``
+    (volume-weighted average price since the first tick shown), for the live chart."""
+    out = ticks.copy()
+    if out.empty:
+        return out
+    out[f"sma_{sma}"] = out["close"].rolling(sma, min_periods=1).mean()
+    traded = out["volume"].cumsum()
+    out["vwap"] = (out["close"] * out["volume"]).cumsum() / traded.where(traded > 0)
+    return out
+
+
+def binned_volume(ticks: pd.DataFrame, max_bars: int = 120) -> tuple[pd.DataFrame, str]:
+    """Volume summed into at most ``max_bars`` equal time bins (a long window of
+    one-second bars reads as noise), and the bin width as text."""
+    if len(ticks) <= max_bars:
+        return ticks[["ts", "volume"]], "bar"
+    span = (ticks["ts"].iloc[-1] - ticks["ts"].iloc[0]).total_seconds()
+    widths = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400]
+    width = next((w for w in widths if span / w <= max_bars), widths[-1])
+    binned = ticks.set_index("ts")["volume"].resample(f"{width}s").sum().reset_index()
+    label = f"{width // 60} min" if width >= 60 else f"{width} s"
+    return binned, label
+
+
 def with_indicators(bars: pd.DataFrame, short: int = 5, long: int = 20) -> pd.DataFrame:
     """Moving averages, log returns and rolling volatility on top of :func:`minute_bars`."""
     import numpy as np
@@ -173,13 +223,15 @@ def with_indicators(bars: pd.DataFrame, short: int = 5, long: int = 20) -> pd.Da
     return out
 
 
-def returns_and_volatility(settings: Settings) -> pd.DataFrame:
-    """Per symbol: return over the data, volatility of minute returns (annualised)."""
+def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
+    """Per symbol (of one ``run``, or all with ""): return over the data, volatility of
+    minute returns (annualised)."""
     sql = f"""
         WITH bars AS (
           SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute,
                  ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close
           FROM {_view(settings)}
+          WHERE {RUN_FILTER}
           GROUP BY symbol, minute
         ),
         rets AS (
@@ -196,14 +248,14 @@ def returns_and_volatility(settings: Settings) -> pd.DataFrame:
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    frame = _query(settings, sql)
+    frame = _query(settings, sql, run=run)
     frame["return_pct"] = 100 * (frame["last_close"] / frame["first_close"] - 1)
     frame["annualised_volatility"] = frame["minute_volatility"] * (252 * 390) ** 0.5
     return frame
 
 
-def top_movers(settings: Settings, limit: int = 5) -> pd.DataFrame:
+def top_movers(settings: Settings, limit: int = 5, run: str = "") -> pd.DataFrame:
     """Symbols with the largest absolute move from first to last close."""
-    frame = returns_and_volatility(settings)
+    frame = returns_and_volatility(settings, run)
     order = frame["return_pct"].abs().sort_values(ascending=False).index
     return frame.loc[order].head(limit).reset_index(drop=True)

@@ -18,10 +18,11 @@ from datetime import timedelta
 from typing import Any
 
 import matplotlib.dates as mdates
+import matplotlib.ticker as mticker
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline_lib.analysis import MARKET_TZ, to_market_time
+from pipeline_lib.analysis import MARKET_TZ, binned_volume, to_market_time, with_tick_overlays
 
 UP, DOWN, PRICE, VOLUME = "#2e7d32", "#c62828", "#1f4e79", "#7f8c8d"
 
@@ -53,24 +54,36 @@ def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = No
         )
         figure.suptitle(title or f"{symbol}: close and volume")
         return figure
-    frame = to_market_time(ticks)
+    frame = with_tick_overlays(to_market_time(ticks))
     price_axis.plot(frame["ts"], frame["close"], color=PRICE, linewidth=1.2, label="close")
     for column, style in (("sma_5", ":"), ("sma_20", "--"), ("vwap", "-.")):
         if column in frame:
-            price_axis.plot(frame["ts"], frame[column], style, linewidth=1, label=column)
+            label = "VWAP" if column == "vwap" else f"SMA {column.split('_')[1]}"
+            price_axis.plot(frame["ts"], frame[column], style, linewidth=1, label=label)
     price_axis.set_ylabel("price (USD)")
     price_axis.grid(alpha=0.3)
-    price_axis.legend(loc="upper left", fontsize="small")
-    spacing = frame["ts"].diff().median()
+    # Above the plot, in one row: a legend never covers the line.
+    price_axis.legend(
+        loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, fontsize="small"
+    )
+    volume, per = binned_volume(frame)
+    spacing = volume["ts"].diff().median()
     width = (spacing if pd.notna(spacing) else pd.Timedelta(seconds=1)) * 0.8
-    colors = [UP if c >= o else DOWN for o, c in zip(frame["open"], frame["close"], strict=True)]
-    volume_axis.bar(frame["ts"], frame["volume"], width=width, color=colors, alpha=0.8)
-    volume_axis.set_ylabel("volume (shares)")
+    if per == "bar":
+        closes, opens = frame["close"], frame["open"]
+        colors = [UP if c >= o else DOWN for o, c in zip(opens, closes, strict=True)]
+    else:
+        colors = [VOLUME] * len(volume)
+    volume_axis.bar(volume["ts"], volume["volume"], width=width, color=colors, alpha=0.8)
+    volume_axis.set_ylabel("volume (shares)" if per == "bar" else f"volume per {per}")
+    volume_axis.yaxis.set_major_formatter(mticker.EngFormatter())
     volume_axis.grid(alpha=0.3)
     _time_axis(volume_axis)
     last = frame.iloc[-1]
     figure.suptitle(
-        title or f"{symbol}: close {last['close']:.2f} USD at {last['ts']:%Y-%m-%d %H:%M:%S %Z}"
+        title
+        or f"{symbol}: close {last['close']:.2f} USD at {last['ts']:%Y-%m-%d %H:%M:%S %Z} "
+        "(event time, New York)"
     )
     return figure
 
@@ -178,7 +191,9 @@ class LiveCloseVolume:
         ticks = self.fetch(symbol, timedelta(minutes=self.window.value))
         self.image.value = figure_png(close_volume_figure(ticks, symbol))
         now = pd.Timestamp.now(tz=MARKET_TZ)
-        self.status.value = f"{len(ticks):,} ticks of {symbol}, redrawn {now:%H:%M:%S} New York"
+        self.status.value = (
+            f"{len(ticks):,} ticks of {symbol}, redrawn {now:%H:%M:%S} New York (wall clock)"
+        )
 
     async def _loop(self) -> None:
         while self.running.value:

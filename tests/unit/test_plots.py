@@ -105,3 +105,33 @@ def test_empty_close_volume_figure_says_waiting_and_draws_no_axes():
     figure = plots.close_volume_figure(ticks(0), "AAPL")
     assert not any(axis.axison for axis in figure.axes)
     assert any("waiting for data" in text.get_text() for text in figure.texts)
+
+
+def test_overlays_and_binned_volume_for_the_live_chart():
+    from pipeline_lib.analysis import binned_volume, with_tick_overlays
+
+    frame = with_tick_overlays(ticks(120))
+    assert frame["sma_20"].iloc[19] == frame["close"].iloc[:20].mean()
+    expected = (frame["close"] * frame["volume"]).sum() / frame["volume"].sum()
+    assert abs(frame["vwap"].iloc[-1] - expected) < 1e-9
+    short, per = binned_volume(frame, max_bars=200)
+    assert per == "bar" and len(short) == 120
+    binned, per = binned_volume(frame, max_bars=30)  # 60 minutes of 30 s bars
+    assert per == "2 min" and len(binned) <= 30
+    assert binned["volume"].sum() == frame["volume"].sum()  # nothing lost in binning
+    figure = plots.close_volume_figure(ticks(600), "AAPL")
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["close", "SMA 20", "VWAP"]
+    assert figure.axes[1].get_ylabel().startswith("volume per")
+    assert "event time, New York" in figure._suptitle.get_text()
+
+
+def test_tables_read_as_a_person_expects():
+    from pipeline_lib.analysis import table, to_market_time
+
+    frame = to_market_time(ticks(2)).assign(
+        volume=[1234567, 2], return_pct=[1.5, -0.25], annualised_volatility=[0.281, None]
+    )
+    html = table(frame).to_html()
+    assert "1,234,567" in html and "+1.50 %" in html and "28.1%" in html
+    assert "EDT" in html and "nan" not in html.lower() and "–" in html
