@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from pipeline_lib.analysis import MARKET_TZ, binned_volume, to_market_time, with_tick_overlays
 
 UP, DOWN, PRICE, VOLUME = "#2e7d32", "#c62828", "#1f4e79", "#7f8c8d"
+SMA, VWAP = "#e69f00", "#8e44ad"  # apart from the close line, also for colour-blind eyes
 
 
 def _time_axis(axis: Any) -> None:
@@ -56,10 +57,9 @@ def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = No
         return figure
     frame = with_tick_overlays(to_market_time(ticks))
     price_axis.plot(frame["ts"], frame["close"], color=PRICE, linewidth=1.2, label="close")
-    for column, style in (("sma_5", ":"), ("sma_20", "--"), ("vwap", "-.")):
-        if column in frame:
-            label = "VWAP" if column == "vwap" else f"SMA {column.split('_')[1]}"
-            price_axis.plot(frame["ts"], frame[column], style, linewidth=1, label=label)
+    for column, style, color in (("sma_20", "--", SMA), ("vwap", "-.", VWAP)):
+        label = "VWAP" if column == "vwap" else f"SMA {column.split('_')[1]}"
+        price_axis.plot(frame["ts"], frame[column], style, color=color, linewidth=1.4, label=label)
     price_axis.set_ylabel("price (USD)")
     price_axis.grid(alpha=0.3)
     # Above the plot, in one row: a legend never covers the line.
