@@ -61,6 +61,20 @@ def bounded(
             bar.close()
 
 
+def classroom_pace(
+    max_records: int | None,
+    duration: float | None,
+    rate: float | None,
+    speed: float | None,
+) -> tuple[float | None, float | None]:
+    """(rate, speed) for a run: an unbounded run with no pace given goes at event time
+    = wall clock (``speed=1``), so a live chart and the GCS dates stay true and a laptop
+    keeps up; bounded runs and explicit paces are left as they are."""
+    if max_records is None and duration is None and rate is None and speed is None:
+        return None, 1.0
+    return rate, speed
+
+
 def paced(
     records: Iterable[Tick],
     rate: float | None = None,

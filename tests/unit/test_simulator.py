@@ -102,3 +102,13 @@ def test_always_open_clock_steps_by_interval():
     stamps = [t.ts for t in take(SimulatorConfig(seed=1, start=START, interval_s=2.5), 30)]
     unique = sorted(set(stamps))
     assert [(b - a).total_seconds() for a, b in itertools.pairwise(unique)] == [2.5, 2.5]
+
+
+def test_unbounded_runs_default_to_event_time_at_wall_clock_pace():
+    from pipeline_lib.sources.base import classroom_pace
+
+    assert classroom_pace(None, None, None, None) == (None, 1.0)
+    assert classroom_pace(1_000, None, None, None) == (None, None)  # bounded: full speed
+    assert classroom_pace(None, 60.0, None, None) == (None, None)
+    assert classroom_pace(None, None, 50.0, None) == (50.0, None)  # an explicit pace wins
+    assert classroom_pace(None, None, None, 60.0) == (None, 60.0)
