@@ -83,12 +83,15 @@ def test_choosing_another_symbol_redraws_it(analysis):
     options = dropdown.locator("option").all_inner_texts()
     other = next(option for option in options if option != first)
     before = widget_png(page)
+    started = time.monotonic()
     dropdown.select_option(label=other)
-    deadline = time.monotonic() + 30
-    while status_of(page)[1] != other and time.monotonic() < deadline:
-        time.sleep(0.3)
+    while status_of(page)[1] != other and time.monotonic() < started + 30:
+        time.sleep(0.1)
+    took = time.monotonic() - started
     assert status_of(page)[1] == other
     assert widget_png(page) != before
+    print(f"symbol change redrawn in {took:.2f}s")
+    assert took < 5  # the 2 s, with room for a loaded 2-core CI machine
     screenshot(page, "04_analysis_other_symbol")
 
 
