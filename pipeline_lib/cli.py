@@ -198,6 +198,17 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sentiment(settings: Settings, args: argparse.Namespace) -> int:
+    """One JSON line per text: its compound score and label (VADER + finance lexicon)."""
+    from pipeline_lib.sentiment import score
+
+    texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for text in texts:
+        result = score(text)
+        print(json.dumps({"text": text, "compound": result.compound, "label": result.label}))
+    return 0
+
+
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
     """What the setup notebook does: services (if local), topic, bucket, table, view."""
     from pipeline_lib.provision import provision
@@ -396,6 +407,12 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="what runs, on which ports, where the logs are")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    sentiment = commands.add_parser(
+        "sentiment", help="score headlines: one JSON line each (texts as arguments or stdin)"
+    )
+    sentiment.add_argument("text", nargs="*", help="headlines (none: one per line on stdin)")
+    sentiment.set_defaults(func=cmd_sentiment)
+
     sample = commands.add_parser("sample", help="print records from a source as JSON lines")
     add_source_options(sample)
     sample.add_argument("--progress", action="store_true", help="progress bar on stderr")
