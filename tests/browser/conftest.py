@@ -83,6 +83,10 @@ def lab(landed: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         "JUPYTERLAB_SETTINGS_DIR": str(root / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(root / "workspaces"),
     }
+    # No "get Jupyter news?" toast over the screenshots (and no fetch from the internet).
+    notification = root / "settings" / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True)
+    (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     env = {**os.environ, **landed.to_env(), **jupyter}
     command = [
         sys.executable,

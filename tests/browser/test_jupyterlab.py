@@ -23,12 +23,25 @@ def analysis(lab, browser):
     console: list[tuple[str, str]] = []
     page.on("console", lambda message: console.append((message.type, message.text)))
     page.on("pageerror", lambda error: console.append(("pageerror", str(error))))
+    # JupyterLab may ask which kernel to start when it opens a notebook before the
+    # kernel specs have loaded: answer as a person would, with the preselected one.
+    kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    page.add_locator_handler(
+        kernel_dialog, lambda: kernel_dialog.get_by_role("button", name="Select").click()
+    )
     page.goto(f"{lab}/lab/tree/04_analysis.ipynb")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+    page.wait_for_timeout(1_000)  # a kernel dialog comes up within a moment, if at all
+    if kernel_dialog.is_visible():
+        kernel_dialog.get_by_role("button", name="Select").click()
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    page.wait_for_selector("img.widget-image", timeout=180_000)
+    try:
+        page.wait_for_selector("img.widget-image", timeout=180_000)
+    except Exception:
+        screenshot(page, "failed_run_all")  # what the page showed, to look at
+        raise
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=180_000)
     yield page, console
     page.close()
