@@ -187,7 +187,7 @@ class Batcher:
             self._dead(buffer, message, f"cannot decode: {type(error).__name__}: {error}", None)
             return
         part = buffer.part
-        part.ticks.append(record)
+        part.records.append(record)
         part.values.append(message.value)  # type: ignore[arg-type]
         part.offsets.append(message.offset)
         self._buffered += 1
@@ -290,7 +290,7 @@ class Batcher:
         sealed = self.inflight.pop(0)
         self.committed.update(offsets)
         landed_parts = [p for p in sealed.batch.parts if p.partition in offsets]
-        records = sum(len(p.ticks) for p in landed_parts)
+        records = sum(len(p.records) for p in landed_parts)
         dead = sum(1 for d in sealed.dead_letters if d.partition in offsets)
         covered = sum(sealed.offsets[p] - sealed.first_offsets[p] for p in offsets)
         self.counts.landed += records - rejected
@@ -330,7 +330,7 @@ class Batcher:
 
     def _drop_buffer(self, partition: int) -> None:
         buffer = self._buffers.pop(partition)
-        self._buffered -= len(buffer.part.ticks)
+        self._buffered -= len(buffer.part.records)
         self.counts.discarded += buffer.messages
         log.info(
             "partition %d: %d uncommitted messages dropped; they will be read again",

@@ -50,6 +50,11 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "PIPELINE_TOPIC": ("stock-ticks", "topic the producer writes and the consumer reads"),
     "PIPELINE_DLQ_TOPIC": ("", "dead-letter topic (default: <PIPELINE_TOPIC>.dlq)"),
+    "PIPELINE_NEWS_TOPIC": ("stock-news", "topic of the news stream (headlines with sentiment)"),
+    "PIPELINE_NEWS_DLQ_TOPIC": (
+        "",
+        "dead-letter topic of the news stream (default: <news topic>.dlq)",
+    ),
     "PIPELINE_PARTITIONS": ("3", "partitions when the pipeline creates its topic"),
     "PIPELINE_CONSUMER_GROUP": ("stock-pipeline-sink", "consumer group of the sink consumer"),
     "PIPELINE_DELIVERY_TIMEOUT_S": (
@@ -61,6 +66,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "GCS_BUCKET": ("stock-ticks-raw", "bucket for raw tick objects"),
     "BQ_DATASET": ("market_data", "BigQuery dataset"),
     "BQ_TABLE": ("ticks", "BigQuery table of ticks"),
+    "BQ_NEWS_TABLE": ("news", "BigQuery table of news stories"),
     "BQ_LOCATION": ("US", "BigQuery dataset location (real GCP only)"),
     "STORAGE_EMULATOR_HOST": (f"http://{LOCAL_HOST}:4443", "GCS emulator URL (unset: real GCS)"),
     "BIGQUERY_EMULATOR_HOST": (
@@ -252,6 +258,12 @@ class Settings:
     delivery_timeout_s: float = 120.0
     kafka_version: str = KAFKA_VERSION
     brokers: int = 1
+    news_topic: str = "stock-news"
+    news_dead_letter_topic: str = "stock-news.dlq"
+    bq_news_table: str = "news"
+    # Which record type topic, dead_letter_topic, consumer_group and bq_table are of
+    # (see for_stream): "ticks" for settings read from the environment.
+    stream: str = "ticks"
 
     def __post_init__(self) -> None:
         # A local cluster is reached through every broker, so a client still finds it
@@ -303,6 +315,16 @@ class Settings:
         dead_letter_topic = check_topic(
             env.get("PIPELINE_DLQ_TOPIC") or f"{topic}.dlq", "PIPELINE_DLQ_TOPIC"
         )
+        news_topic = check_topic(get("PIPELINE_NEWS_TOPIC"), "PIPELINE_NEWS_TOPIC")
+        news_dead_letter_topic = check_topic(
+            env.get("PIPELINE_NEWS_DLQ_TOPIC") or f"{news_topic}.dlq", "PIPELINE_NEWS_DLQ_TOPIC"
+        )
+        if len({topic, dead_letter_topic, news_topic, news_dead_letter_topic}) < 4:
+            raise ConfigError(
+                f"PIPELINE_TOPIC, PIPELINE_DLQ_TOPIC, PIPELINE_NEWS_TOPIC and "
+                f"PIPELINE_NEWS_DLQ_TOPIC must be four different topics, got {topic!r}, "
+                f"{dead_letter_topic!r}, {news_topic!r}, {news_dead_letter_topic!r}"
+            )
         partitions = _int(env, "PIPELINE_PARTITIONS", 1, 10_000)
         group = get("PIPELINE_CONSUMER_GROUP")
         if not GROUP_PATTERN.fullmatch(group):
@@ -313,11 +335,16 @@ class Settings:
             ("GCP_PROJECT", check_project),
             ("BQ_DATASET", lambda v: check_name(v, "dataset")),
             ("BQ_TABLE", lambda v: check_name(v, "table")),
+            ("BQ_NEWS_TABLE", lambda v: check_name(v, "table")),
         ):
             try:
                 check(get(variable))
             except UnsafeIdentifier as error:
                 raise ConfigError(f"{variable}: {error}") from None
+        if get("BQ_NEWS_TABLE") in {get("BQ_TABLE"), f"{get('BQ_TABLE')}_dedup"}:
+            raise ConfigError(
+                f"BQ_NEWS_TABLE={get('BQ_NEWS_TABLE')!r} must differ from BQ_TABLE and its view"
+            )
         check_bucket(get("GCS_BUCKET"))
         storage_host = _check_url(storage_host, "STORAGE_EMULATOR_HOST")
         bigquery_host = _check_url(bigquery_host, "BIGQUERY_EMULATOR_HOST")
@@ -352,11 +379,34 @@ class Settings:
             alphavantage_base_url=get("ALPHAVANTAGE_BASE_URL"),
             delivery_timeout_s=_seconds(env, "PIPELINE_DELIVERY_TIMEOUT_S"),
             brokers=brokers,
+            news_topic=news_topic,
+            news_dead_letter_topic=news_dead_letter_topic,
+            bq_news_table=get("BQ_NEWS_TABLE"),
         )
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests use their own names this way)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def for_stream(self, name: str) -> Settings:
+        """These settings with topic, dead-letter topic, consumer group and table of
+        stream ``name`` ("ticks" or "news"), so the producer, consumer, sinks and
+        monitors work on either stream unchanged. The news group is the ticks group
+        with ``-news`` appended: the two streams rebalance independently."""
+        if name == self.stream:
+            return self
+        if self.stream != "ticks":
+            raise ConfigError(f"for_stream({name!r}) needs the ticks settings, not {self.stream}'s")
+        if name != "news":
+            raise ConfigError(f"unknown stream {name!r}: use ticks or news")
+        return replace(
+            self,
+            topic=self.news_topic,
+            dead_letter_topic=self.news_dead_letter_topic,
+            consumer_group=f"{self.consumer_group}-news",
+            bq_table=self.bq_news_table,
+            stream="news",
+        )
 
     # --- derived values -------------------------------------------------------------
 
@@ -438,6 +488,8 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in another process."""
+        if self.stream != "ticks":
+            raise ConfigError("to_env() needs the ticks settings (for_stream() derives the rest)")
         env = {
             "PIPELINE_TARGET": self.target,
             "PIPELINE_HOME": str(self.home),
@@ -459,6 +511,9 @@ class Settings:
             "ALPHAVANTAGE_BASE_URL": self.alphavantage_base_url,
             "PIPELINE_DELIVERY_TIMEOUT_S": f"{self.delivery_timeout_s:g}",
             "PIPELINE_BROKERS": str(self.brokers),
+            "PIPELINE_NEWS_TOPIC": self.news_topic,
+            "PIPELINE_NEWS_DLQ_TOPIC": self.news_dead_letter_topic,
+            "BQ_NEWS_TABLE": self.bq_news_table,
         }
         if self.alphavantage_api_key:
             env["ALPHAVANTAGE_API_KEY"] = self.alphavantage_api_key

@@ -32,7 +32,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,8 +45,8 @@ from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.schema import decode
 from pipeline_lib.sinks import Batch, Sink, WriteResult
+from pipeline_lib.streams import get_stream
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,7 @@ class SinkConsumer:
         if batch_size < 1 or not flush_interval > 0:
             raise ConsumerError("batch_size must be >= 1 and flush_interval > 0")
         self.settings = settings
+        self.stream = get_stream(settings.stream)
         self.topic = topic or settings.topic
         self.group = group or settings.consumer_group
         self.batch_size = batch_size
@@ -227,7 +228,11 @@ class SinkConsumer:
         self.stall_s = 2 * SESSION_TIMEOUT_S
         self._connected_at = 0.0
         self.core = Batcher(
-            self.topic, batch_size, flush_interval, decode=decode, max_inflight=max_inflight
+            self.topic,
+            batch_size,
+            flush_interval,
+            decode=self.stream.decode,
+            max_inflight=max_inflight,
         )
         self._stop = threading.Event()
         self._consumer: Any = None
@@ -736,11 +741,14 @@ def consume(
     progress: bool = False,
     file_format: str = "ndjson",
     on_batch: Callable[[BatchReport], None] | None = None,
+    stream: str = "ticks",
 ) -> ConsumeReport:
-    """Run one consumer into GCS and BigQuery until a bound is reached."""
+    """Run one consumer of ``stream`` ("ticks" or "news") into GCS and BigQuery until a
+    bound is reached."""
     from pipeline_lib.sinks.bigquery import BigQuerySink
     from pipeline_lib.sinks.gcs import GcsSink
 
+    settings = settings.for_stream(stream)
     consumer = SinkConsumer(
         settings,
         sinks=[GcsSink(settings, file_format=file_format), BigQuerySink(settings)],  # type: ignore[arg-type]
@@ -751,3 +759,104 @@ def consume(
     return consumer.run(
         max_records=max_records, until_idle=until_idle, duration=duration, progress=progress
     )
+
+
+def consume_streams(
+    settings: Settings,
+    streams: Sequence[str] = ("ticks", "news"),
+    max_records: int | None = None,
+    until_idle: float | None = None,
+    duration: float | None = None,
+    batch_size: int = 10_000,
+    flush_interval: float = 1.0,
+    progress: bool = False,
+    file_format: str = "ndjson",
+    on_batch: Callable[[BatchReport], None] | None = None,
+) -> dict[str, ConsumeReport]:
+    """One consumer per stream, side by side on threads (each its own group member,
+    topic and table), until each reaches its bound; the reports by stream.
+
+    Ctrl-C or SIGTERM stops them all, each flushing and committing its open batch.
+    An error in one stops the others and is raised once they have closed.
+    """
+    from pipeline_lib.sinks.bigquery import BigQuerySink
+    from pipeline_lib.sinks.gcs import GcsSink
+
+    if len(streams) == 1:
+        only = streams[0]
+        return {
+            only: consume(
+                settings,
+                max_records,
+                until_idle,
+                duration,
+                batch_size,
+                flush_interval,
+                progress,
+                file_format,
+                on_batch,
+                only,
+            )
+        }
+    consumers: dict[str, SinkConsumer] = {}
+    for name in streams:
+        scoped = settings.for_stream(name)
+        consumers[name] = SinkConsumer(
+            scoped,
+            sinks=[GcsSink(scoped, file_format=file_format), BigQuerySink(scoped)],  # type: ignore[arg-type]
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            on_batch=on_batch,
+        )
+    reports: dict[str, ConsumeReport] = {}
+    errors: list[BaseException] = []
+
+    def run(name: str) -> None:
+        try:
+            reports[name] = consumers[name].run(
+                max_records=max_records,
+                until_idle=until_idle,
+                duration=duration,
+                progress=progress,
+                handle_signals=False,
+            )
+        except BaseException as error:
+            errors.append(error)
+            for other in consumers.values():
+                other.stop()
+
+    threads = [
+        threading.Thread(target=run, args=(name,), name=f"consume-{name}") for name in streams
+    ]
+    restore = _stop_on_sigterm(consumers.values())
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    except KeyboardInterrupt:
+        for consumer in consumers.values():
+            consumer.stop()
+        for thread in threads:
+            thread.join()
+    finally:
+        if restore is not None:
+            restore()
+    if errors:
+        raise errors[0]
+    return {name: reports[name] for name in streams}
+
+
+def _stop_on_sigterm(consumers: Iterable[SinkConsumer]) -> Callable[[], None] | None:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    members = list(consumers)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        for member in members:
+            member.stop()
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)

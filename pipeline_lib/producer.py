@@ -1,5 +1,8 @@
 """Source → Kafka. Keyed by symbol, so each symbol's ticks stay in order on one partition.
 
+Each record goes to its stream's topic (ticks to ``PIPELINE_TOPIC``, news to
+``PIPELINE_NEWS_TOPIC``), so one producer run can carry both streams in event order.
+
 Durable by default (``acks=all`` with idempotence: a retried send is never written
 twice), batched and lz4-compressed for throughput, with a delivery callback that
 counts failures, and a flush before returning — also on Ctrl-C — so nothing sent is
@@ -18,8 +21,8 @@ from typing import Any
 from pipeline_lib.clients import PRODUCER_DEFAULTS, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.schema import Tick, encode
 from pipeline_lib.sources.base import bounded, paced
+from pipeline_lib.streams import Stream, stream_of
 
 __all__ = ["PRODUCER_DEFAULTS", "ProduceReport", "ProducerError", "kafka_producer", "produce"]
 log = logging.getLogger(__name__)
@@ -49,6 +52,7 @@ class ProduceReport:
     stopped_because: str = ""
     first_unacknowledged: int | None = None
     skipped: int = 0
+    sent_by_topic: dict[str, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -65,8 +69,13 @@ class ProduceReport:
 
     def summary(self) -> str:
         state = " (interrupted)" if self.interrupted else ""
+        where = (
+            f"topic {self.topic!r}"
+            if len(self.sent_by_topic) <= 1
+            else "topics " + ", ".join(f"{t!r} ({n:,})" for t, n in self.sent_by_topic.items())
+        )
         text = (
-            f"produced {self.delivered:,} of {self.sent:,} records to topic {self.topic!r} in "
+            f"produced {self.delivered:,} of {self.sent:,} records to {where} in "
             f"{self.seconds:.1f}s ({self.rate:,.0f}/s): {self.delivered:,} acknowledged, "
             f"{self.failed:,} failed, {self.undelivered:,} unconfirmed{state}"
         )
@@ -86,7 +95,7 @@ class ProduceReport:
 
 def produce(
     settings: Settings,
-    records: Iterable[Tick],
+    records: Iterable[Any],
     max_records: int | None = None,
     duration: float | None = None,
     rate: float | None = None,
@@ -103,7 +112,9 @@ def produce(
     ``rate`` limits messages per second (for live demos), ``speed`` paces event time
     (``speed=60``: a minute of events per second); ``max_records`` and
     ``duration`` bound the run; ``skip`` drops that many records of the source first
-    (to resume after a failure). Creates the topic first when ``ensure`` is true.
+    (to resume after a failure). Each record goes to its stream's topic (``topic``
+    sends every record there instead); ``ensure`` creates a topic before its first
+    record.
     ``on_acknowledged`` is called (on the client's I/O thread) with the source position
     of each record Kafka acknowledged: what a caller may count on having landed.
 
@@ -115,10 +126,21 @@ def produce(
 
     if skip < 0:
         raise ProducerError(f"skip must be >= 0, got {skip}")
-    topic = topic or settings.topic
-    if ensure:
-        ensure_topic(settings, topic)
-    report = ProduceReport(topic=topic, skipped=skip)
+    fixed_topic = topic
+    topics: dict[Stream, str] = {}
+
+    def topic_of(record: Any) -> str:
+        kind = stream_of(record)
+        name = topics.get(kind)
+        if name is None:
+            name = fixed_topic or settings.for_stream(kind.name).topic
+            if ensure:
+                ensure_topic(settings, name)
+            topics[kind] = name
+            report.sent_by_topic.setdefault(name, 0)
+        return name
+
+    report = ProduceReport(topic=topic or settings.topic, skipped=skip)
     producer = kafka_producer(settings, **producer_overrides)
     unacknowledged: set[int] = set()  # source positions sent, not yet acknowledged
     first_failed: list[int] = []
@@ -146,15 +168,16 @@ def produce(
         max_records=max_records,
         duration=duration,
         progress=progress,
-        description=f"produce → {topic}",
+        description=f"produce → {topic or settings.topic}",
     )
     started = time.perf_counter()
     index = skip
     try:
-        for tick in stream:
-            value = encode(tick, produced_at=datetime.now(UTC))
+        for record in stream:
+            target = topic_of(record)
+            value = stream_of(record).encode(record, produced_at=datetime.now(UTC))
             try:
-                future = producer.send(topic, key=tick.symbol.encode(), value=value)
+                future = producer.send(target, key=record.symbol.encode(), value=value)
             except KafkaTimeoutError as error:
                 # No buffer space or metadata for max_block_ms: the brokers are away
                 # longer than the delivery timeout. Stop; what is buffered is flushed.
@@ -171,12 +194,15 @@ def produce(
             unacknowledged.add(index)
             future.add_callback(delivered, index).add_errback(failed, index)
             report.sent += 1
+            report.sent_by_topic[target] += 1
             index += 1
     except KeyboardInterrupt:
         report.interrupted = True
     finally:
         _finish(producer, settings, report)
         report.seconds = time.perf_counter() - started
+        if len(report.sent_by_topic) == 1:
+            report.topic = next(iter(report.sent_by_topic))
         pending = min(unacknowledged, default=None)
         candidates = [i for i in (pending, *first_failed) if i is not None]
         report.first_unacknowledged = min(candidates) if candidates else None

@@ -52,6 +52,7 @@ KINDS: dict[str, tuple[type, str]] = {
     "timestamp": (datetime, "TIMESTAMP"),
     "price": (float, "FLOAT64"),
     "count": (int, "INT64"),
+    "score": (float, "FLOAT64"),
 }
 
 # The tick, field by field, in JSON and table column order. The record type, the

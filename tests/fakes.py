@@ -140,7 +140,7 @@ class RecordingSink(Sink):
             raise SinkUnavailable("the sink is down")
         rejected = []
         for part in batch.parts:
-            for tick, offset, value in zip(part.ticks, part.offsets, part.values, strict=True):
+            for tick, offset, value in zip(part.records, part.offsets, part.values, strict=True):
                 if self.refuse and self.refuse(tick):
                     rejected.append(Rejected(part.topic, part.partition, offset, value, "no"))
                 else:

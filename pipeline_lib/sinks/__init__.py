@@ -14,10 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.schema import Tick
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +37,7 @@ class PartitionBatch:
     topic: str
     partition: int
     first_offset: int
-    ticks: list[Tick] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)  # Tick or News
     values: list[bytes] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
 
@@ -51,7 +50,7 @@ class Batch:
     closed_at: datetime
 
     def __len__(self) -> int:
-        return sum(len(p.ticks) for p in self.parts)
+        return sum(len(p.records) for p in self.parts)
 
 
 @dataclass

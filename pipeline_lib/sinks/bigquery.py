@@ -1,14 +1,16 @@
 """BigQuery sink: batch load jobs into a day-partitioned table clustered by symbol.
 
-* The table is created if missing, with an explicit schema (:data:`TABLE_SCHEMA`):
-  the tick fields plus where each row came from (Kafka topic, partition, offset) and
+* The table is created if missing, with an explicit schema (the ``columns`` of the
+  stream it lands, :data:`TABLE_SCHEMA` for ticks): the record's fields plus where
+  each row came from (Kafka topic, partition, offset) and
   when the batch was closed (``ingested_at``).
 * Rows go in as one **load job** per micro-batch, as Parquet built column-wise with
   pyarrow: atomic (all rows or none), free of streaming-insert quotas, and never SQL
   text built from message data.
 * **Duplicates**: a batch redelivered after a crash (written, not yet committed) is
   loaded again. Queries read the view ``<table>_dedup``, which keeps the first copy
-  of each ``event_id`` (``QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ...) = 1``),
+  of each id (``QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ...) = 1``; news
+  stories by ``news_id``),
   so every event is seen once — the same on real BigQuery and on the emulator (which
   ignores streaming insert ids). The same view also absorbs a source replayed twice.
 * **Rejected rows**: if BigQuery refuses a load as invalid, the batch is loaded again
@@ -27,7 +29,7 @@ import orjson
 
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
-from pipeline_lib.schema import KINDS, LANDING_FIELDS, TICK_FIELDS, Tick, iso
+from pipeline_lib.schema import iso
 from pipeline_lib.sinks import (
     Batch,
     Rejected,
@@ -37,18 +39,16 @@ from pipeline_lib.sinks import (
     reraise_refusal,
     with_retries,
 )
+from pipeline_lib.streams import TICKS, Stream, get_stream
 
 LOAD_TIMEOUT_S = 120
 # Bisecting costs one load job per step: past this many, the table (not a few rows)
 # is the problem, and the consumer stops instead of dead-lettering everything.
 MAX_BISECT_LOADS = 40
 
-# The table's columns: the tick fields, then where each row came from. Derived from
-# the one field table in pipeline_lib.schema: (name, BigQuery type, mode, description).
-TABLE_SCHEMA: tuple[tuple[str, str, str, str], ...] = tuple(
-    (f.name, KINDS[f.kind][1], "REQUIRED" if f.required else "NULLABLE", f.description)
-    for f in (*TICK_FIELDS, *LANDING_FIELDS)
-)
+# The tick table's columns: the tick fields, then where each row came from. Derived
+# from the one field table in pipeline_lib.schema: (name, BigQuery type, mode, description).
+TABLE_SCHEMA: tuple[tuple[str, str, str, str], ...] = TICKS.columns
 _ARROW_TYPES = {
     "STRING": "string",
     "TIMESTAMP": "timestamp",
@@ -78,16 +78,16 @@ def wait_for_job(job: Any, timeout: float) -> None:
     job.result(retry=_quick_retry(), timeout=30)
 
 
-def bigquery_schema() -> list:
+def bigquery_schema(stream: Stream = TICKS) -> list:
     from google.cloud import bigquery
 
     return [
         bigquery.SchemaField(name, kind, mode=mode, description=text)
-        for name, kind, mode, text in TABLE_SCHEMA
+        for name, kind, mode, text in stream.columns
     ]
 
 
-def arrow_schema() -> Any:
+def arrow_schema(stream: Stream = TICKS) -> Any:
     """The table's columns as an Arrow schema (timestamps in µs, UTC)."""
     import pyarrow as pa
 
@@ -100,14 +100,14 @@ def arrow_schema() -> Any:
     return pa.schema(
         [
             pa.field(name, types[_ARROW_TYPES[kind]], nullable=mode != "REQUIRED")
-            for name, kind, mode, _ in TABLE_SCHEMA
+            for name, kind, mode, _ in stream.columns
         ]
     )
 
 
-def row_bytes(tick: Tick, topic: str, partition: int, offset: int, ingested_at: str) -> bytes:
+def row_bytes(record: Any, topic: str, partition: int, offset: int, ingested_at: str) -> bytes:
     """One NDJSON row of the table (the fallback path that isolates refused rows)."""
-    row = tick.to_dict()
+    row = record.to_dict()
     row["ingested_at"] = ingested_at
     row["kafka_topic"] = topic
     row["kafka_partition"] = partition
@@ -115,21 +115,22 @@ def row_bytes(tick: Tick, topic: str, partition: int, offset: int, ingested_at: 
     return orjson.dumps(row)
 
 
-def batch_table(batch: Batch) -> Any:
+def batch_table(batch: Batch, stream: Stream = TICKS) -> Any:
     """The whole batch as one Arrow table: columns built by transposing the records
     (C speed), not a dict and a JSON line per record; per-batch values repeated."""
     import pyarrow as pa
 
-    schema = arrow_schema()
-    ticks = [t for part in batch.parts for t in part.ticks]
-    n = len(ticks)
-    columns = dict(zip(Tick._fields, zip(*ticks, strict=True), strict=True)) if n else {}
+    schema = arrow_schema(stream)
+    records = [t for part in batch.parts for t in part.records]
+    n = len(records)
+    fields = stream.record._fields  # type: ignore[attr-defined]
+    columns = dict(zip(fields, zip(*records, strict=True), strict=True)) if n else {}
 
     def repeated(values: list[tuple[Any, int]], kind: Any) -> Any:
         pieces = [pa.repeat(pa.scalar(v, type=kind), count) for v, count in values if count]
         return pa.concat_arrays(pieces) if pieces else pa.array([], type=kind)
 
-    sizes = [(p, len(p.ticks)) for p in batch.parts]
+    sizes = [(p, len(p.records)) for p in batch.parts]
     landing = {
         "ingested_at": lambda kind: repeated([(batch.closed_at, n)], kind),
         "kafka_topic": lambda kind: repeated([(p.topic, c) for p, c in sizes], kind),
@@ -160,6 +161,7 @@ class BigQuerySink(Sink):
         if file_format not in {"parquet", "ndjson"}:
             raise SinkError("BigQuery load format must be 'parquet' or 'ndjson'")
         self.settings = settings
+        self.stream = get_stream(settings.stream)
         self.file_format = file_format
         self.table_id = settings.table_id
         self.view_id = settings.view_id
@@ -182,18 +184,18 @@ class BigQuerySink(Sink):
             dataset.location = self.settings.bq_location
             retry = _quick_retry()
             self.client.create_dataset(dataset, exists_ok=True, timeout=30, retry=retry)
-            table = bigquery.Table(self.table_id, schema=bigquery_schema())
+            table = bigquery.Table(self.table_id, schema=bigquery_schema(self.stream))
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field="ts"
             )
             table.clustering_fields = ["symbol"]
-            table.description = "Stock ticks landed from Kafka by pipeline_lib (raw, may repeat)"
+            table.description = self.stream.description
             self.client.create_table(table, exists_ok=True, timeout=30, retry=retry)
             view = bigquery.Table(self.view_id)
             view.view_query = (
                 f"SELECT * FROM {self.table_sql} WHERE TRUE "  # noqa: S608 - validated identifier
-                "QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at, "
-                "kafka_partition, kafka_offset) = 1"
+                f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {self.stream.id_field} "
+                "ORDER BY ingested_at, kafka_partition, kafka_offset) = 1"
             )
             view.description = "Each event once: use this for analysis"
             self.client.create_table(view, exists_ok=True, timeout=30, retry=retry)
@@ -205,7 +207,7 @@ class BigQuerySink(Sink):
 
         config = bigquery.LoadJobConfig(
             source_format=source_format,
-            schema=bigquery_schema(),
+            schema=bigquery_schema(self.stream),
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
         )
@@ -268,7 +270,7 @@ class BigQuerySink(Sink):
         import pyarrow.parquet as pq
 
         try:
-            table = batch_table(batch)
+            table = batch_table(batch, self.stream)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             return None
         buffer = io.BytesIO()
@@ -308,9 +310,9 @@ class BigQuerySink(Sink):
         origins: list[tuple[str, int, int, bytes]] = []
         unencodable: list[Rejected] = []
         for part in batch.parts:
-            for tick, offset, value in zip(part.ticks, part.offsets, part.values, strict=True):
+            for record, offset, value in zip(part.records, part.offsets, part.values, strict=True):
                 try:
-                    rows.append(row_bytes(tick, part.topic, part.partition, offset, ingested_at))
+                    rows.append(row_bytes(record, part.topic, part.partition, offset, ingested_at))
                 except (TypeError, ValueError) as error:  # never let one record stop the flow
                     reason = f"cannot encode as a BigQuery row: {error}"
                     unencodable.append(Rejected(part.topic, part.partition, offset, value, reason))

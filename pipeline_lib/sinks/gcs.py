@@ -23,7 +23,6 @@ from typing import Literal
 
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
-from pipeline_lib.schema import encode
 from pipeline_lib.sinks import (
     Batch,
     PartitionBatch,
@@ -33,13 +32,14 @@ from pipeline_lib.sinks import (
     reraise_refusal,
     with_retries,
 )
+from pipeline_lib.streams import TICKS, Stream, get_stream
 
 UPLOAD_TIMEOUT_S = 30
 
 
 def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
     """Name of a single-date piece: its first record's date and offset."""
-    day = part.ticks[0].ts.date().isoformat()
+    day = part.records[0].ts.date().isoformat()
     return (
         f"{prefix}/topic={part.topic}/date={day}/partition={part.partition}/"
         f"{part.offsets[0]:020d}.{extension}"
@@ -49,32 +49,33 @@ def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
 def split_by_date(part: PartitionBatch) -> list[PartitionBatch]:
     """The records of ``part`` grouped by event date (UTC), in offset order per group."""
     groups: dict[object, PartitionBatch] = {}
-    for tick, value, offset in zip(part.ticks, part.values, part.offsets, strict=True):
-        day = tick.ts.date()
+    for record, value, offset in zip(part.records, part.values, part.offsets, strict=True):
+        day = record.ts.date()
         group = groups.get(day)
         if group is None:
             group = groups[day] = PartitionBatch(part.topic, part.partition, offset)
-        group.ticks.append(tick)
+        group.records.append(record)
         group.values.append(value)
         group.offsets.append(offset)
     return list(groups.values())
 
 
-def ndjson_bytes(part: PartitionBatch) -> bytes:
+def ndjson_bytes(part: PartitionBatch, stream: Stream = TICKS) -> bytes:
     """One canonical JSON line per record (the original value when it already is one)."""
     lines = []
-    for tick, value in zip(part.ticks, part.values, strict=True):
-        canonical = encode(tick)
+    encode = stream.encode
+    for record, value in zip(part.records, part.values, strict=True):
+        canonical = encode(record)
         lines.append(value if value == canonical else canonical)
     return b"\n".join(lines) + b"\n"
 
 
 def parquet_bytes(part: PartitionBatch) -> bytes:
-    """The partition batch as a Parquet file (columns of the tick schema)."""
+    """The partition batch as a Parquet file (columns of the record's schema)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = {name: [getattr(t, name) for t in part.ticks] for name in part.ticks[0]._fields}
+    columns = {name: [getattr(t, name) for t in part.records] for name in part.records[0]._fields}
     table = pa.table(columns)
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
@@ -94,6 +95,7 @@ class GcsSink(Sink):
         if file_format not in {"ndjson", "parquet"}:
             raise SinkError("file_format must be 'ndjson' or 'parquet'")
         self.settings = settings
+        self.stream = get_stream(settings.stream)
         self.prefix = prefix.strip("/")
         self.file_format = file_format
         self.parallel_uploads = parallel_uploads
@@ -124,7 +126,11 @@ class GcsSink(Sink):
         if self.file_format == "parquet":
             data, extension, content_type = parquet_bytes(part), "parquet", "application/parquet"
         else:
-            data, extension, content_type = ndjson_bytes(part), "ndjson", "application/x-ndjson"
+            data, extension, content_type = (
+                ndjson_bytes(part, self.stream),
+                "ndjson",
+                "application/x-ndjson",
+            )
         name = object_name(part, self.prefix, extension)
         blob = self.bucket.blob(name)
         try:
@@ -143,13 +149,13 @@ class GcsSink(Sink):
         return f"gs://{self.settings.gcs_bucket}/{name}"
 
     def write(self, batch: Batch) -> WriteResult:
-        parts = [piece for p in batch.parts if p.ticks for piece in split_by_date(p)]
+        parts = [piece for p in batch.parts if p.records for piece in split_by_date(p)]
         if not parts:
             return WriteResult(self.name, 0)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel_uploads, thread_name_prefix="gcs")
         locations = list(self._pool.map(self._upload, parts))
-        return WriteResult(self.name, sum(len(p.ticks) for p in parts), locations)
+        return WriteResult(self.name, sum(len(p.records) for p in parts), locations)
 
     def close(self) -> None:
         if self._pool is not None:

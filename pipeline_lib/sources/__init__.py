@@ -1,23 +1,31 @@
-"""Market data sources. Each is an iterator of :class:`~pipeline_lib.schema.Tick`.
+"""Market data sources: iterators of :class:`~pipeline_lib.schema.Tick`, of
+:class:`~pipeline_lib.news.News`, or of both merged in event-time order.
 
-:func:`open_source` builds one by name, the way the command line and the notebooks
-ask for it; :func:`~pipeline_lib.sources.base.bounded` and
+:func:`open_source` builds one by name and stream, the way the command line and the
+notebooks ask for it; :func:`~pipeline_lib.sources.base.bounded` and
 :func:`~pipeline_lib.sources.base.paced` bound and pace any of them.
 """
 
 from __future__ import annotations
 
+import heapq
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pipeline_lib.config import SAMPLE_CSV, Settings
-from pipeline_lib.schema import Tick
-from pipeline_lib.sources.alphavantage import AlphaVantageClient, AlphaVantageSource
+from pipeline_lib.sources.alphavantage import (
+    AlphaVantageClient,
+    AlphaVantageNewsSource,
+    AlphaVantageSource,
+)
 from pipeline_lib.sources.base import SourceError, bounded, paced
 from pipeline_lib.sources.csv_replay import CsvReplay
+from pipeline_lib.sources.news_simulator import NewsSimulator
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
+from pipeline_lib.streams import stream_names
 
 SourceName = Literal["simulator", "csv", "alphavantage"]
 SOURCE_NAMES: tuple[str, ...] = ("simulator", "csv", "alphavantage")
@@ -27,6 +35,8 @@ __all__ = [
     "AlphaVantageSource",
     "CsvReplay",
     "MarketSimulator",
+    "Merged",
+    "NewsSimulator",
     "SimulatorConfig",
     "bounded",
     "open_source",
@@ -34,6 +44,20 @@ __all__ = [
     "source_from_parameters",
     "stream",
 ]
+
+
+class Merged:
+    """Several sources as one, in event-time order (stable: earlier sources first at
+    equal times); keeps the simulator's ``seed`` and ``start`` for resume hints."""
+
+    def __init__(self, *sources: Iterable[Any]) -> None:
+        self.sources = sources
+        first = sources[0]
+        if hasattr(first, "seed") and hasattr(first, "start"):
+            self.seed, self.start = first.seed, first.start
+
+    def __iter__(self) -> Iterator[Any]:
+        return heapq.merge(*self.sources, key=lambda record: record.ts)
 
 
 def open_source(
@@ -48,8 +72,22 @@ def open_source(
     split_adjust: bool = False,
     av_function: str = "intraday",
     av_interval: str = "5min",
-) -> Iterable[Tick]:
-    """A source by name, with the options that apply to it."""
+    stream: str = "ticks",
+) -> Iterable[Any]:
+    """A source by name and stream ("ticks", "news" or "both"), with its options.
+
+    With "both", the simulator's prices and headlines share seed, start and symbols,
+    so each material story comes with its price move.
+    """
+    streams = stream_names(stream)
+    if "news" in streams:
+        ticks_options = {
+            "clock": clock,
+            "interval_s": interval_s,
+            "av_function": av_function,
+            "av_interval": av_interval,
+        }
+        return _news_source(name, settings, symbols, seed, start, streams, ticks_options)
     if name == "simulator":
         config = SimulatorConfig(
             symbols=symbol_specs(symbols),
@@ -67,6 +105,34 @@ def open_source(
             client, symbols or ["IBM"], function=av_function, interval=av_interval
         )
     raise SourceError(f"unknown source {name!r}; choose one of {', '.join(SOURCE_NAMES)}")
+
+
+def _news_source(
+    name: str,
+    settings: Settings,
+    symbols: list[str] | None,
+    seed: int | None,
+    start: datetime | None,
+    streams: tuple[str, ...],
+    ticks_options: dict[str, Any],
+) -> Iterable[Any]:
+    if name == "simulator":
+        seed = seed if seed is not None else secrets.randbits(32)
+        start = start or datetime.now(UTC).replace(microsecond=0)
+        names = [spec.symbol for spec in symbol_specs(symbols)]
+        news = NewsSimulator(names, seed, start)
+    elif name == "alphavantage":
+        client = AlphaVantageClient.from_settings(settings)
+        news = AlphaVantageNewsSource(client, symbols or ["IBM"])  # type: ignore[assignment]
+    else:
+        raise SourceError(
+            f"the {name} source has no news: use --source simulator or alphavantage for "
+            "the news stream, or --stream ticks"
+        )
+    if streams == ("news",):
+        return news
+    ticks = open_source(name, settings, symbols=symbols, seed=seed, start=start, **ticks_options)
+    return Merged(ticks, news)
 
 
 def parse_symbols(symbols: str | Sequence[str] | None) -> list[str] | None:
@@ -103,7 +169,8 @@ def source_from_parameters(
     split_adjust: bool = False,
     av_function: str = "intraday",
     av_interval: str = "5min",
-) -> Iterable[Tick]:
+    stream: str = "ticks",
+) -> Iterable[Any]:
     """The source that a notebook's parameters or the command line's options describe.
 
     The one place that turns user-facing parameters (symbols as text, start as ISO
@@ -122,22 +189,23 @@ def source_from_parameters(
         split_adjust=split_adjust,
         av_function=av_function,
         av_interval=av_interval,
+        stream=stream,
     )
 
 
 def stream(
-    source: Iterable[Tick],
+    source: Iterable[Any],
     max_records: int | None = None,
     duration: float | None = None,
     rate: float | None = None,
     speed: float | None = None,
     progress: bool = False,
-) -> Iterator[Tick]:
+) -> Iterator[Any]:
     """Pace, then bound a source: the iterator the producer consumes."""
     return bounded(
         paced(source, rate=rate, speed=speed),
         max_records=max_records,
         duration=duration,
         progress=progress,
-        description="ticks",
+        description="records",
     )

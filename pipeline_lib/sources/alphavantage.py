@@ -1,4 +1,4 @@
-"""AlphaVantage: intraday bars and global quotes, with a cache and a daily call budget.
+"""AlphaVantage: intraday bars, global quotes and news, with a cache and a daily budget.
 
 The free tier allows 25 requests a day, so every answer is cached on disk (per
 function, symbol, interval and US/Eastern trading day) and a re-run replays the
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,16 @@ from zoneinfo import ZoneInfo
 
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.news import News, make_news_id, scored
 from pipeline_lib.schema import SYMBOL_PATTERN, InvalidRecord, Tick, make_event_id, parse_tick
 from pipeline_lib.secrets import mask, register_secret
 
+log = logging.getLogger(__name__)
 EASTERN = ZoneInfo("America/New_York")
+# NEWS_SENTIMENT's ``time_published`` (20240102T143000) carries no zone and the
+# documentation names none; we read it as US/Eastern like the rest of AlphaVantage's
+# answers (intraday "6. Time Zone": "US/Eastern"). ``news_zone`` changes it.
+NEWS_TIME_ZONE = "US/Eastern"
 INTERVALS = ("1min", "5min", "15min", "30min", "60min")
 FREE_TIER_DAILY_CALLS = 25
 
@@ -193,6 +200,21 @@ class AlphaVantageClient:
             }
         )
 
+    def news_sentiment(self, tickers: Sequence[str], limit: int = 50) -> dict:
+        """NEWS_SENTIMENT for ``tickers``, newest first (one call for all of them)."""
+        for ticker in tickers:
+            _check_symbol(ticker)
+        if not 1 <= limit <= 1000:
+            raise AlphaVantageError(f"limit {limit}: AlphaVantage returns 1 to 1000 stories")
+        return self.fetch(
+            {
+                "function": "NEWS_SENTIMENT",
+                "tickers": ",".join(tickers),
+                "limit": str(limit),
+                "sort": "LATEST",
+            }
+        )
+
     def global_quote(self, symbol: str, use_cache: bool = True) -> dict:
         _check_symbol(symbol)
         return self.fetch(
@@ -326,3 +348,107 @@ class AlphaVantageSource:
                 yield parse_global_quote(body)
             first_round = False
             time.sleep(self.poll_seconds)
+
+
+def _published(text: str, zone: ZoneInfo) -> datetime:
+    for layout in ("%Y%m%dT%H%M%S", "%Y%m%dT%H%M"):
+        try:
+            return datetime.strptime(text, layout).replace(tzinfo=zone).astimezone(UTC)
+        except ValueError:
+            continue
+    raise InvalidRecord(f"time_published {text[:40]!r} is not YYYYMMDDTHHMMSS", "ts")
+
+
+def parse_news_feed(
+    body: dict,
+    tickers: Sequence[str] | None = None,
+    min_relevance: float = 0.3,
+    zone: str = NEWS_TIME_ZONE,
+) -> tuple[list[News], list[str]]:
+    """A NEWS_SENTIMENT answer as News, oldest first: one record per (story, ticker)
+    with ``relevance_score >= min_relevance`` (and in ``tickers`` when given), scored
+    by our lexicon, with AlphaVantage's own ``ticker_sentiment_score`` beside it.
+
+    Returns the records and, for each story or ticker entry that could not be used
+    (empty title, malformed time, a score that is not a number), the reason: one bad
+    story never costs the others. Non-equity tickers (``CRYPTO:BTC``, ``FOREX:USD``)
+    are left out silently.
+    """
+    raise_for_error_body(body)
+    feed = body.get("feed")
+    if not isinstance(feed, list):
+        raise AlphaVantageError(f"no 'feed' list in the news answer (keys: {sorted(body)[:10]})")
+    wanted = {t.upper() for t in tickers} if tickers else None
+    tz = ZoneInfo(zone)
+    records: list[News] = []
+    problems: list[str] = []
+    for number, item in enumerate(feed):
+        try:
+            if not isinstance(item, dict):
+                raise InvalidRecord(f"story is a {type(item).__name__}, not an object")
+            ts = _published(str(item.get("time_published", "")), tz)
+            title = item.get("title")
+            story = str(item.get("url") or f"{item.get('time_published')}:{title}")
+            entries = item.get("ticker_sentiment") or []
+            if not isinstance(entries, list):
+                raise InvalidRecord("ticker_sentiment is not a list")
+            for entry in entries:
+                ticker = str(entry.get("ticker", "")).upper()
+                if not SYMBOL_PATTERN.fullmatch(ticker) or (wanted and ticker not in wanted):
+                    continue
+                relevance = float(entry.get("relevance_score"))
+                if relevance < min_relevance:
+                    continue
+                records.append(
+                    scored(
+                        make_news_id("avn", ticker, story),
+                        ticker,
+                        ts,
+                        title,  # type: ignore[arg-type]
+                        "alphavantage",
+                        summary=item.get("summary"),
+                        publisher=item.get("source"),
+                        url=item.get("url"),
+                        provider_sentiment=float(entry.get("ticker_sentiment_score")),
+                        relevance=relevance,
+                    )
+                )
+        except (InvalidRecord, ValueError, TypeError, AttributeError) as error:
+            problems.append(f"story {number}: {error}"[:300])
+    return sorted(records, key=lambda n: (n.ts, n.symbol)), problems
+
+
+class AlphaVantageNewsSource:
+    """Iterator of News from NEWS_SENTIMENT: the latest ``limit`` stories about
+    ``symbols``, oldest first (one call, cached for the day like prices)."""
+
+    source = "alphavantage"
+
+    def __init__(
+        self,
+        client: AlphaVantageClient,
+        symbols: Sequence[str],
+        limit: int = 50,
+        min_relevance: float = 0.3,
+        zone: str = NEWS_TIME_ZONE,
+    ) -> None:
+        self.client = client
+        self.symbols = [s.upper() for s in symbols]
+        self.limit = limit
+        self.min_relevance = min_relevance
+        self.zone = zone
+        self.problems: list[str] = []
+
+    def __iter__(self) -> Iterator[News]:
+        body = self.client.news_sentiment(self.symbols, self.limit)
+        try:
+            records, self.problems = parse_news_feed(
+                body, self.symbols, self.min_relevance, self.zone
+            )
+        except (InvalidRecord, AlphaVantageError):
+            raise
+        except (ValueError, TypeError, AttributeError, KeyError, LookupError) as error:
+            raise _unexpected(error) from None
+        for problem in self.problems:
+            log.warning("AlphaVantage news: skipped %s", problem)
+        yield from records

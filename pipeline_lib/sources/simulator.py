@@ -13,6 +13,10 @@ Model (per symbol, trading-time years, dt = interval / (252 · 6.5 h)):
 * each bar opens at the previous close; high/low extend beyond open/close by a
   half-normal excursion, so ``low <= open, close <= high`` holds, also after
   rounding to the $0.01 tick (rounding is monotonic);
+* news: stories that move prices (:mod:`pipeline_lib.sources.news_simulator`, on
+  by default with ``jumps``): at each material story's time the symbol's log price
+  moves by the story's signed size, so the news simulator's headlines (same seed)
+  come with price moves of their polarity;
 * volume: expected daily volume spread over the session with the U-shaped
   multiplier ``1 + 1.5 e^(−u/0.05) + 0.8 e^(−(1−u)/0.05)`` (u = fraction of the
   session elapsed, normalised to mean 1), gamma-distributed around it.
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -35,6 +39,7 @@ import numpy as np
 
 from pipeline_lib.schema import Tick
 from pipeline_lib.sources.base import SourceError
+from pipeline_lib.sources.news_simulator import NewsConfig, moves_between
 
 SESSION_SECONDS = 6.5 * 3600
 TRADING_SECONDS_PER_YEAR = 252 * SESSION_SECONDS
@@ -103,6 +108,8 @@ class SimulatorConfig:
     jump_mean: float = -0.03
     jump_sd: float = 0.06
     volume_shape: float = 4.0
+    # price moves of material news (with jumps; None: no news moves)
+    news: NewsConfig | None = field(default_factory=NewsConfig)
 
     def correlation_matrix(self) -> np.ndarray:
         """The configured matrix, or one built from sectors."""
@@ -228,6 +235,9 @@ class MarketSimulator:
         log_price = np.log([s.price for s in specs])
         grid = self._market_grid() if config.clock == "market" else self._always_open_grid()
         source, tag = self.source, self.tag
+        news = config.news if config.jumps else None
+        column = {symbol: j for j, symbol in enumerate(symbols)}
+        moved_until = int(self.start.timestamp() * 1_000_000) - 1
 
         for times_us, fraction in grid:
             steps = len(times_us)
@@ -239,6 +249,13 @@ class MarketSimulator:
                     rng.standard_normal((steps, n))
                 )
                 returns = returns + jumps
+            if news is not None:
+                # A story's move lands on the first bar at or after its time.
+                last = int(times_us[-1])
+                for event in moves_between(self.seed, symbols, moved_until, last, news):
+                    step = int(np.searchsorted(times_us, event.time_us, "left"))
+                    returns[step, column[event.symbol]] += event.sign * event.size
+                moved_until = last
             path = log_price + np.cumsum(returns, axis=0)
             closes = np.exp(path)
             opens = np.exp(np.vstack([log_price, path[:-1]]))

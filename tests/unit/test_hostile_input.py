@@ -58,7 +58,7 @@ def test_two_max_volume_ticks_sum_inside_int64():
 def part_of(values: list[bytes], first: int = 50) -> PartitionBatch:
     part = PartitionBatch("t", 1, first)
     for i, raw in enumerate(values):
-        part.ticks.append(decode(raw))
+        part.records.append(decode(raw))
         part.values.append(raw)
         part.offsets.append(first + i)
     return part
@@ -84,7 +84,7 @@ def test_gcs_pieces_follow_each_record_own_date():
         "raw/topic=t/date=2024-01-02/partition=1/00000000000000000050.ndjson",
         "raw/topic=t/date=2031-05-06/partition=1/00000000000000000051.ndjson",
     ]
-    assert [len(p.ticks) for p in pieces] == [2, 1]
+    assert [len(p.records) for p in pieces] == [2, 1]
 
 
 def letter(value: bytes | None, key: bytes | None = b"AAPL") -> DeadLetterRecord:

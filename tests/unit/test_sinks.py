@@ -17,7 +17,7 @@ WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 def part(ticks, first=120):
     batch = PartitionBatch("stock-ticks", 2, first)
     for i, tick in enumerate(ticks):
-        batch.ticks.append(tick)
+        batch.records.append(tick)
         batch.values.append(b"{}")
         batch.offsets.append(first + i)
     return batch
