@@ -87,6 +87,8 @@ class BenchServices:
         return self._cluster.with_overrides(
             topic=fresh.topic,
             dead_letter_topic=fresh.dead_letter_topic,
+            news_topic=fresh.news_topic,
+            news_dead_letter_topic=fresh.news_dead_letter_topic,
             consumer_group=fresh.consumer_group,
             gcs_bucket=fresh.gcs_bucket,
             bq_dataset=fresh.bq_dataset,
@@ -115,6 +117,8 @@ class BenchServices:
         return self.settings.with_overrides(
             topic=f"bench-{suffix}",
             dead_letter_topic=f"bench-{suffix}.dlq",
+            news_topic=f"bench-{suffix}-news",
+            news_dead_letter_topic=f"bench-{suffix}-news.dlq",
             consumer_group=f"bench-{suffix}",
             gcs_bucket=f"bench-{suffix}",
             bq_dataset=f"bench_{suffix.replace('-', '_')}",
@@ -549,6 +553,8 @@ def freshness(size: str) -> dict:
             "-m",
             "pipeline_lib",
             "consume",
+            "--stream",
+            "ticks",
             "--json",
             "--quiet",
             "--flush-interval",

@@ -9,7 +9,7 @@ in UTC; :func:`to_market_time` converts them for display.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -139,6 +139,17 @@ def live_feed(
     return fetch, symbols
 
 
+def live_news(settings: Settings, run: str = "latest") -> Callable[[str, Any], pd.DataFrame]:
+    """What the live widget asks for its news markers: the stories about a symbol
+    since a time, in the same run as the ticks it shows."""
+
+    def fetch(symbol: str, since: Any) -> pd.DataFrame:
+        tag = latest_run(settings) if run == "latest" else run
+        return latest_news(settings, symbol, pd.Timestamp(since).to_pydatetime(), tag)
+
+    return fetch
+
+
 def minute_bars(
     settings: Settings, symbol: str, window: timedelta | None = None, run: str = ""
 ) -> pd.DataFrame:
@@ -259,3 +270,122 @@ def top_movers(settings: Settings, limit: int = 5, run: str = "") -> pd.DataFram
     frame = returns_and_volatility(settings, run)
     order = frame["return_pct"].abs().sort_values(ascending=False).index
     return frame.loc[order].head(limit).reset_index(drop=True)
+
+
+# --- the news stream -----------------------------------------------------------------
+
+# Keeps the stories of one producer run: a simulator run's news ids share its tag.
+NEWS_RUN_FILTER = "(@run = '' OR STARTS_WITH(news_id, CONCAT(@run, ':')))"
+# Forward returns the lead-lag table reports, in minutes after the story's minute.
+HORIZONS = (0, 1, 5)
+
+
+def _news_view(settings: Settings) -> str:
+    return settings.for_stream("news").view_sql
+
+
+def news_count(settings: Settings) -> int:
+    """Distinct stories in BigQuery."""
+    sql = f"SELECT COUNT(*) AS stories FROM {_news_view(settings)}"  # noqa: S608
+    return int(_query(settings, sql)["stories"].iloc[0])
+
+
+def news_summary(settings: Settings, run: str = "") -> pd.DataFrame:
+    """Per symbol (of one ``run``, or all with ""): stories, how many positive and
+    negative, mean sentiment, and the last headline."""
+    sql = f"""
+        SELECT symbol, COUNT(*) AS stories,
+               COUNTIF(sentiment_label = 'positive') AS positive,
+               COUNTIF(sentiment_label = 'negative') AS negative,
+               AVG(sentiment) AS mean_sentiment,
+               ARRAY_AGG(headline ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS last_headline
+        FROM {_news_view(settings)}
+        WHERE {NEWS_RUN_FILTER}
+        GROUP BY symbol
+        ORDER BY symbol
+    """  # noqa: S608
+    return _query(settings, sql, run=run)
+
+
+def latest_news(
+    settings: Settings, symbol: str, since: datetime | None = None, run: str = ""
+) -> pd.DataFrame:
+    """Stories about ``symbol`` (of one ``run``) published at or after ``since``,
+    oldest first: what the figures mark on the price line."""
+    sql = f"""
+        SELECT ts, headline, sentiment, sentiment_label, provider_sentiment, publisher
+        FROM {_news_view(settings)}
+        WHERE symbol = @symbol AND {NEWS_RUN_FILTER} AND ts >= @since
+        ORDER BY ts
+    """  # noqa: S608
+    start = since or datetime(1900, 1, 1, tzinfo=UTC)
+    return _query(settings, sql, symbol=symbol, run=run, since=start)
+
+
+def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
+    """One row per symbol and minute of prices: stories published in the minute, their
+    mean sentiment (NaN without news), and log returns over the minute itself
+    (``return_0``), the next minute (``return_1``) and the next five (``return_5``).
+
+    Built in SQL: per-minute closes from the ticks, forward returns with window
+    functions, news per minute, joined on (symbol, minute).
+    """
+    sql = f"""
+        WITH bars AS (
+          SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute,
+                 ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close
+          FROM {_view(settings)}
+          WHERE {RUN_FILTER}
+          GROUP BY symbol, minute
+        ),
+        moves AS (
+          SELECT symbol, minute, close,
+                 LN(close / LAG(close) OVER (PARTITION BY symbol ORDER BY minute)) AS return_0,
+                 LN(LEAD(close, 1) OVER (PARTITION BY symbol ORDER BY minute) / close)
+                   AS return_1,
+                 LN(LEAD(close, 5) OVER (PARTITION BY symbol ORDER BY minute) / close)
+                   AS return_5
+          FROM bars
+        ),
+        stories AS (
+          SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute, COUNT(*) AS stories,
+                 AVG(sentiment) AS sentiment
+          FROM {_news_view(settings)}
+          WHERE {NEWS_RUN_FILTER}
+          GROUP BY symbol, minute
+        )
+        SELECT moves.symbol, moves.minute, moves.close,
+               COALESCE(stories.stories, 0) AS stories, stories.sentiment,
+               moves.return_0, moves.return_1, moves.return_5
+        FROM moves
+        LEFT JOIN stories
+          ON stories.symbol = moves.symbol AND stories.minute = moves.minute
+        ORDER BY moves.symbol, moves.minute
+    """  # noqa: S608
+    return _query(settings, sql, run=run)
+
+
+def sentiment_lead_lag(minutes: pd.DataFrame) -> pd.DataFrame:
+    """Does news lead price? For each horizon (0: the story's own minute, 1: the next
+    minute, 5: the next five), the correlation of a minute's mean sentiment with the
+    return over that horizon, across every symbol-minute that had news; with the count
+    and the mean return after positive and after negative news (in basis points).
+    """
+    rows = []
+    news = minutes[minutes["stories"] > 0]
+    for horizon in HORIZONS:
+        column = f"return_{horizon}"
+        pairs = news[["sentiment", column]].dropna()
+        positive = pairs[pairs["sentiment"] >= 0.05][column]
+        negative = pairs[pairs["sentiment"] <= -0.05][column]
+        correlation = pairs["sentiment"].corr(pairs[column]) if len(pairs) > 2 else float("nan")
+        rows.append(
+            {
+                "horizon": {0: "same minute", 1: "next minute"}.get(horizon, f"next {horizon} min"),
+                "minutes_with_news": len(pairs),
+                "correlation": correlation,
+                "after_positive_bp": 1e4 * positive.mean() if len(positive) else float("nan"),
+                "after_negative_bp": 1e4 * negative.mean() if len(negative) else float("nan"),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline_lib import local
 from pipeline_lib.config import ConfigError, Settings, check_brokers
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.schema import Tick
 
 
 def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], float]:
@@ -259,9 +259,15 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--av-function", choices=["intraday", "quote"], default="intraday")
     parser.add_argument("--av-interval", default="5min", help="AlphaVantage bar interval")
+    parser.add_argument(
+        "--stream",
+        choices=["ticks", "news", "both"],
+        default="ticks",
+        help="ticks (prices), news (headlines with sentiment) or both, in event order",
+    )
 
 
-def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[Tick]:
+def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[Any]:
     from pipeline_lib.sources import source_from_parameters
 
     return source_from_parameters(
@@ -276,13 +282,14 @@ def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[T
         split_adjust=args.split_adjust,
         av_function=args.av_function,
         av_interval=args.av_interval,
+        stream=args.stream,
     )
 
 
 def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
     """Print records as JSON lines, for a quick look and for scripts."""
-    from pipeline_lib.schema import encode
     from pipeline_lib.sources import stream
+    from pipeline_lib.streams import stream_of
 
     records = stream(
         source_from_args(settings, args),
@@ -293,8 +300,8 @@ def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
     )
     out = sys.stdout.buffer
     try:
-        for tick in records:
-            out.write(encode(tick) + b"\n")
+        for record in records:
+            out.write(stream_of(record).encode(record) + b"\n")
     except BrokenPipeError:  # `| head` closed the pipe: that is fine
         sys.stderr.close()
     out.flush()
@@ -319,7 +326,7 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     print(report.summary())
     resume = report.first_unacknowledged
     if resume is not None:
-        options = [f"--source {args.source}", f"--skip {resume}"]
+        options = [f"--source {args.source}", f"--stream {args.stream}", f"--skip {resume}"]
         if hasattr(source, "seed") and hasattr(source, "start"):  # the simulator
             options += [f"--seed {source.seed}", f"--start {source.start.isoformat()}"]
         if args.max_records is not None:
@@ -329,11 +336,13 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
-    """Kafka → GCS + BigQuery."""
-    from pipeline_lib.consumer import consume
+    """Kafka → GCS + BigQuery, every stream (or the one --stream names)."""
+    from pipeline_lib.consumer import consume_streams
+    from pipeline_lib.streams import stream_names
 
-    report = consume(
+    reports = consume_streams(
         settings,
+        stream_names(args.stream),
         max_records=args.max_records,
         until_idle=args.until_idle,
         duration=args.duration,
@@ -342,16 +351,22 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
         progress=not args.quiet,
         file_format=args.format,
     )
-    print(json.dumps(report.to_dict()) if args.json else report.summary())
-    if report.stopped_because.startswith("no partitions assigned") and report.lag:
-        print(
-            f"error: no partition of {settings.topic!r} was assigned to this consumer, and "
-            f"the group still has {report.lag:,} records to land: other members hold the "
-            "partitions, or the group is rebalancing. Check `python -m pipeline_lib status`.",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    if args.json:
+        document = {name: report.to_dict() for name, report in reports.items()}
+        print(json.dumps(document if len(reports) > 1 else next(iter(document.values()))))
+    else:
+        print("\n".join(report.summary() for report in reports.values()))
+    status = 0
+    for report in reports.values():
+        if report.stopped_because.startswith("no partitions assigned") and report.lag:
+            print(
+                f"error: no partition of {report.topic!r} was assigned to this consumer, and "
+                f"the group still has {report.lag:,} records to land: other members hold the "
+                "partitions, or the group is rebalancing. Check `python -m pipeline_lib status`.",
+                file=sys.stderr,
+            )
+            status = 1
+    return status
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -444,6 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson")
     consume.add_argument("--quiet", action="store_true", help="no progress bar")
     consume.add_argument("--json", action="store_true", help="print the report as JSON")
+    consume.add_argument(
+        "--stream",
+        choices=["ticks", "news", "both"],
+        default="both",
+        help="which streams to land (default: both, each its own consumer)",
+    )
     consume.set_defaults(func=cmd_consume)
 
     demo = commands.add_parser("demo", help="run the whole flow headless on the configuration")

@@ -235,6 +235,7 @@ class SinkConsumer:
             max_inflight=max_inflight,
         )
         self._stop = threading.Event()
+        self._drain = threading.Event()
         self._consumer: Any = None
         self._listener = _RebalanceListener()
         self._report: ConsumeReport | None = None
@@ -248,6 +249,11 @@ class SinkConsumer:
     def stop(self) -> None:
         """Ask a running :meth:`run` to flush, commit and return (thread-safe)."""
         self._stop.set()
+
+    def stop_when_caught_up(self) -> None:
+        """Ask a running :meth:`run` to return once it has landed everything in its
+        partitions (lag 0), thread-safe: how the news consumer ends with the ticks'."""
+        self._drain.set()
 
     def _kafka_consumer(self, listener: ConsumerRebalanceListener) -> Any:
         consumer = kafka_consumer(
@@ -337,7 +343,9 @@ class SinkConsumer:
                     while not self.core.can_seal and self._writing:
                         self._complete()  # at most max_inflight batches in flight
                     self._seal()
-                if now - last_lag_check > 2:
+                draining = self._drain.is_set() and self.core.idle and not self._writing
+                since_check = now - last_lag_check
+                if since_check > 2 or (draining and report.lag != 0 and since_check > 0.5):
                     last_lag_check = now
                     report.lag = self.lag()
                     if bar is not None:
@@ -360,6 +368,8 @@ class SinkConsumer:
                     )
                 if reason is None and duration is not None and now - started >= duration:
                     reason = f"duration {duration:g}s reached"
+                if reason is None and draining and report.lag == 0:
+                    reason = "caught up after the other streams finished"
                 if reason:
                     report.stopped_because = reason
                     break
@@ -774,10 +784,13 @@ def consume_streams(
     on_batch: Callable[[BatchReport], None] | None = None,
 ) -> dict[str, ConsumeReport]:
     """One consumer per stream, side by side on threads (each its own group member,
-    topic and table), until each reaches its bound; the reports by stream.
+    topic and table); the reports by stream.
 
-    Ctrl-C or SIGTERM stops them all, each flushing and committing its open batch.
-    An error in one stops the others and is raised once they have closed.
+    ``max_records`` bounds the first stream (ticks); once it is reached, the others
+    (news, which rides along with the ticks) stop as soon as they are caught up.
+    ``until_idle`` and ``duration`` bound each. Ctrl-C or SIGTERM stops them all,
+    each flushing and committing its open batch. An error in one stops the others
+    and is raised once they have closed.
     """
     from pipeline_lib.sinks.bigquery import BigQuerySink
     from pipeline_lib.sinks.gcs import GcsSink
@@ -811,15 +824,20 @@ def consume_streams(
     reports: dict[str, ConsumeReport] = {}
     errors: list[BaseException] = []
 
+    first = streams[0]
+
     def run(name: str) -> None:
         try:
-            reports[name] = consumers[name].run(
-                max_records=max_records,
+            reports[name] = report = consumers[name].run(
+                max_records=max_records if name == first else None,
                 until_idle=until_idle,
                 duration=duration,
                 progress=progress,
                 handle_signals=False,
             )
+            if name == first and report.stopped_because.endswith("records reached"):
+                for other in streams[1:]:
+                    consumers[other].stop_when_caught_up()
         except BaseException as error:
             errors.append(error)
             for other in consumers.values():

@@ -1,4 +1,4 @@
-"""Figures: Close over Volume, candlesticks, and the live Close/Volume widget.
+"""Figures: Close over Volume, candlesticks, news over prices, and the live widget.
 
 Figures are plain :class:`matplotlib.figure.Figure` objects (no pyplot state), so
 they render the same in JupyterLab, under papermill and in scripts. Times are shown
@@ -26,6 +26,38 @@ from pipeline_lib.analysis import MARKET_TZ, binned_volume, to_market_time, with
 
 UP, DOWN, PRICE, VOLUME = "#2e7d32", "#c62828", "#1f4e79", "#7f8c8d"
 SMA, VWAP = "#e69f00", "#8e44ad"  # apart from the close line, also for colour-blind eyes
+# News markers by label: colour and shape both say it (▲ good, ▼ bad, ● neutral).
+POLARITY = {"positive": (UP, "^"), "negative": (DOWN, "v"), "neutral": (VOLUME, "o")}
+
+
+def _news_markers(axis: Any, prices: pd.DataFrame, news: pd.DataFrame | None) -> int:
+    """Mark each story on the close line (at the last close before it), by polarity;
+    how many were drawn. ``prices`` and ``news`` in market time."""
+    if news is None or news.empty or prices.empty:
+        return 0
+    stories = to_market_time(news).sort_values("ts")
+    first, last = prices["ts"].iloc[0], prices["ts"].iloc[-1]
+    stories = stories[(stories["ts"] >= first) & (stories["ts"] <= last)]
+    if stories.empty:
+        return 0
+    placed = pd.merge_asof(
+        stories, prices[["ts", "close"]].sort_values("ts"), on="ts", direction="backward"
+    )
+    for label, (color, marker) in POLARITY.items():
+        chosen = placed[placed["sentiment_label"] == label]
+        if not chosen.empty:
+            axis.scatter(
+                chosen["ts"],
+                chosen["close"],
+                s=70,
+                marker=marker,
+                color=color,
+                edgecolor="white",
+                linewidth=0.8,
+                zorder=5,
+                label=f"{label} news",
+            )
+    return len(placed)
 
 
 def _time_axis(axis: Any) -> None:
@@ -35,8 +67,14 @@ def _time_axis(axis: Any) -> None:
     axis.set_xlabel("time (New York)")
 
 
-def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = None) -> Figure:
-    """Close price (top) over traded volume (bottom), sharing a market-time axis."""
+def close_volume_figure(
+    ticks: pd.DataFrame,
+    symbol: str,
+    title: str | None = None,
+    news: pd.DataFrame | None = None,
+) -> Figure:
+    """Close price (top) over traded volume (bottom), sharing a market-time axis;
+    with ``news`` (:func:`pipeline_lib.analysis.latest_news`), a marker per story."""
     figure = Figure(figsize=(10, 6), layout="constrained")
     price_axis, volume_axis = figure.subplots(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
@@ -60,11 +98,12 @@ def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = No
     for column, style, color in (("sma_20", "--", SMA), ("vwap", "-.", VWAP)):
         label = "VWAP" if column == "vwap" else f"SMA {column.split('_')[1]}"
         price_axis.plot(frame["ts"], frame[column], style, color=color, linewidth=1.4, label=label)
+    _news_markers(price_axis, frame, news)
     price_axis.set_ylabel("price (USD)")
     price_axis.grid(alpha=0.3)
     # Above the plot, in one row: a legend never covers the line.
     price_axis.legend(
-        loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, fontsize="small"
+        loc="lower left", bbox_to_anchor=(0, 1.0), ncol=6, frameon=False, fontsize="small"
     )
     volume, per = binned_volume(frame)
     spacing = volume["ts"].diff().median()
@@ -85,6 +124,63 @@ def close_volume_figure(ticks: pd.DataFrame, symbol: str, title: str | None = No
         or f"{symbol}: close {last['close']:.2f} USD at {last['ts']:%Y-%m-%d %H:%M:%S %Z} "
         "(event time, New York)"
     )
+    return figure
+
+
+def news_figure(ticks: pd.DataFrame, news: pd.DataFrame, symbol: str) -> Figure:
+    """Close with a marker per story (top) over each story's sentiment score (bottom):
+    does the price move the way the news reads, and when?"""
+    figure = Figure(figsize=(10, 6), layout="constrained")
+    price_axis, score_axis = figure.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
+    )
+    figure.suptitle(f"{symbol}: close and news sentiment (event time, New York)")
+    if ticks.empty:
+        for axis in (price_axis, score_axis):
+            axis.set_axis_off()
+        figure.text(
+            0.5,
+            0.5,
+            f"waiting for data: no ticks of {symbol} landed yet",
+            ha="center",
+            va="center",
+            fontsize="large",
+            color=VOLUME,
+        )
+        return figure
+    frame = to_market_time(ticks)
+    price_axis.plot(frame["ts"], frame["close"], color=PRICE, linewidth=1.2, label="close")
+    drawn = _news_markers(price_axis, frame, news)
+    price_axis.set_ylabel("price (USD)")
+    price_axis.grid(alpha=0.3)
+    price_axis.legend(
+        loc="lower left", bbox_to_anchor=(0, 1.0), ncol=4, frameon=False, fontsize="small"
+    )
+    score_axis.axhline(0, color=VOLUME, linewidth=0.8)
+    if drawn:
+        stories = to_market_time(news)
+        stories = stories[
+            (stories["ts"] >= frame["ts"].iloc[0]) & (stories["ts"] <= frame["ts"].iloc[-1])
+        ]
+        colors = [
+            POLARITY.get(label, POLARITY["neutral"])[0] for label in stories["sentiment_label"]
+        ]
+        score_axis.vlines(stories["ts"], 0, stories["sentiment"], color=colors, linewidth=2)
+        score_axis.scatter(stories["ts"], stories["sentiment"], color=colors, s=18, zorder=3)
+    else:
+        score_axis.text(
+            0.5,
+            0.5,
+            "no news in this window",
+            transform=score_axis.transAxes,
+            ha="center",
+            va="center",
+            color=VOLUME,
+        )
+    score_axis.set_ylim(-1.05, 1.05)
+    score_axis.set_ylabel("sentiment\n(−1 … +1)")
+    score_axis.grid(alpha=0.3)
+    _time_axis(score_axis)
     return figure
 
 
@@ -134,7 +230,8 @@ _register_png_formatter()
 
 
 class LiveCloseVolume:
-    """A JupyterLab control that redraws Close over Volume as new rows land.
+    """A JupyterLab control that redraws Close over Volume as new rows land; with
+    ``news(symbol, since)``, each story is marked on the close line by polarity.
 
     ``fetch(symbol, window)`` returns the ticks to plot (normally
     :func:`pipeline_lib.analysis.latest_ticks` bound to the settings and the latest
@@ -153,10 +250,12 @@ class LiveCloseVolume:
         symbols: list[str] | Callable[[], list[str]],
         window_minutes: int = 30,
         refresh_s: float = 5.0,
+        news: Callable[[str, pd.Timestamp], pd.DataFrame] | None = None,
     ) -> None:
         import ipywidgets as widgets
 
         self.fetch = fetch
+        self.fetch_news = news
         self._symbols = symbols if callable(symbols) else (lambda: list(symbols))
         wide = {"description_width": "initial"}  # labels in full, never "window (…"
         self.symbol = widgets.Dropdown(
@@ -189,10 +288,15 @@ class LiveCloseVolume:
     def redraw(self) -> None:
         symbol = self.symbol.value
         ticks = self.fetch(symbol, timedelta(minutes=self.window.value))
-        self.image.value = figure_png(close_volume_figure(ticks, symbol))
+        news = None
+        if self.fetch_news is not None and not ticks.empty:
+            news = self.fetch_news(symbol, pd.Timestamp(ticks["ts"].iloc[0]))
+        self.image.value = figure_png(close_volume_figure(ticks, symbol, news=news))
         now = pd.Timestamp.now(tz=MARKET_TZ)
+        stories = "" if news is None else f" and {len(news):,} stories"
         self.status.value = (
-            f"{len(ticks):,} ticks of {symbol}, redrawn {now:%H:%M:%S} New York (wall clock)"
+            f"{len(ticks):,} ticks{stories} of {symbol}, redrawn {now:%H:%M:%S} New York "
+            "(wall clock)"
         )
 
     async def _loop(self) -> None:

@@ -111,7 +111,9 @@ def produce(
 
     ``rate`` limits messages per second (for live demos), ``speed`` paces event time
     (``speed=60``: a minute of events per second); ``max_records`` and
-    ``duration`` bound the run; ``skip`` drops that many records of the source first
+    ``duration`` bound the run (with ticks and news merged, ``max_records`` counts
+    the ticks and the news published among them ride along); ``skip`` drops that
+    many records of the source first
     (to resume after a failure). Each record goes to its stream's topic (``topic``
     sends every record there instead); ``ensure`` creates a topic before its first
     record.
@@ -169,6 +171,7 @@ def produce(
         duration=duration,
         progress=progress,
         description=f"produce → {topic or settings.topic}",
+        counted=getattr(records, "counted", None),
     )
     started = time.perf_counter()
     index = skip

@@ -17,6 +17,7 @@ from pipeline_lib import local
 from pipeline_lib.clients import ensure_topic
 from pipeline_lib.config import Settings
 from pipeline_lib.local.process import Notify
+from pipeline_lib.streams import STREAMS
 
 
 def tool_versions() -> pd.DataFrame:
@@ -37,13 +38,11 @@ def tool_versions() -> pd.DataFrame:
 def provision(
     settings: Settings, start_local: bool = True, notify: Notify | None = None
 ) -> pd.DataFrame:
-    """Start local services (if local), then create topic, DLQ topic, bucket, table, view.
+    """Start local services (if local), then create, for each stream (ticks, news),
+    topic, dead-letter topic, bucket, table and view.
 
     Returns a status table: one row per resource with where it is and its state.
     """
-    from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink
-
     rows = []
     if settings.is_local and start_local:
         for status in local.up(settings, notify=notify):
@@ -55,19 +54,30 @@ def provision(
                     "detail": f"pid {status.pid}, log {status.log}",
                 }
             )
+    for name in STREAMS:
+        rows += _stream_resources(settings.for_stream(name))
+    return pd.DataFrame(rows)
+
+
+def _stream_resources(settings: Settings) -> list[dict[str, str]]:
+    """Topic, dead-letter topic, bucket, table and view of one stream."""
+    from pipeline_lib.sinks.bigquery import BigQuerySink
+    from pipeline_lib.sinks.gcs import GcsSink
+
+    stream = settings.stream
     created = ensure_topic(settings)
-    rows.append(
+    rows = [
         {
-            "resource": "Kafka topic",
+            "resource": f"Kafka topic ({stream})",
             "where": f"{settings.kafka_bootstrap_servers}/{settings.topic}",
             "state": "created" if created else "exists",
             "detail": f"{settings.partitions} partitions when created, keyed by symbol",
         }
-    )
+    ]
     created = ensure_topic(settings, settings.dead_letter_topic, partitions=1)
     rows.append(
         {
-            "resource": "dead-letter topic",
+            "resource": f"dead-letter topic ({stream})",
             "where": f"{settings.kafka_bootstrap_servers}/{settings.dead_letter_topic}",
             "state": "created" if created else "exists",
             "detail": "rejected records with the reason in headers",
@@ -76,8 +86,8 @@ def provision(
     GcsSink(settings).setup()
     rows.append(
         {
-            "resource": "GCS bucket",
-            "where": f"gs://{settings.gcs_bucket}",
+            "resource": f"GCS objects ({stream})",
+            "where": f"gs://{settings.gcs_bucket}/raw/topic={settings.topic}/",
             "state": "ready",
             "detail": settings.storage_emulator_host or "Google Cloud Storage",
         }
@@ -85,7 +95,7 @@ def provision(
     BigQuerySink(settings).setup()
     rows.append(
         {
-            "resource": "BigQuery table",
+            "resource": f"BigQuery table ({stream})",
             "where": settings.table_id,
             "state": "ready",
             "detail": "day-partitioned on ts, clustered by symbol",
@@ -93,10 +103,10 @@ def provision(
     )
     rows.append(
         {
-            "resource": "BigQuery view",
+            "resource": f"BigQuery view ({stream})",
             "where": settings.view_id,
             "state": "ready",
-            "detail": "each event once: query this one",
+            "detail": "each record once: query this one",
         }
     )
-    return pd.DataFrame(rows)
+    return rows

@@ -106,6 +106,8 @@ def own_names(services: Settings) -> Settings:
     return services.with_overrides(
         topic=f"test-{suffix}-ticks",
         dead_letter_topic=f"test-{suffix}-ticks.dlq",
+        news_topic=f"test-{suffix}-news",
+        news_dead_letter_topic=f"test-{suffix}-news.dlq",
         consumer_group=f"test-{suffix}-group",
         gcs_bucket=f"test-{suffix}-raw",
         bq_dataset=f"test_{suffix}",

@@ -52,12 +52,23 @@ def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
 
 
 def consumer_process(settings: Settings, *args: str, script: str | None = None) -> subprocess.Popen:
-    """`python -m pipeline_lib consume --json --quiet ARGS` (or a script) with these settings."""
+    """`python -m pipeline_lib consume --stream ticks --json --quiet ARGS` (or a script)
+    with these settings."""
     env = {**os.environ, **settings.to_env()}
     command = (
         [sys.executable, "-c", script]
         if script
-        else [sys.executable, "-m", "pipeline_lib", "consume", "--json", "--quiet", *args]
+        else [
+            sys.executable,
+            "-m",
+            "pipeline_lib",
+            "consume",
+            "--stream",
+            "ticks",
+            "--json",
+            "--quiet",
+            *args,
+        ]
     )
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline_lib.config import SAMPLE_CSV, Settings
+from pipeline_lib.schema import Tick
 from pipeline_lib.sources.alphavantage import (
     AlphaVantageClient,
     AlphaVantageNewsSource,
@@ -48,10 +49,15 @@ __all__ = [
 
 class Merged:
     """Several sources as one, in event-time order (stable: earlier sources first at
-    equal times); keeps the simulator's ``seed`` and ``start`` for resume hints."""
+    equal times); keeps the simulator's ``seed`` and ``start`` for resume hints.
 
-    def __init__(self, *sources: Iterable[Any]) -> None:
+    ``counted``: the record type a ``max_records`` bound counts (the first source's:
+    ticks, with news riding along).
+    """
+
+    def __init__(self, *sources: Iterable[Any], counted: type | None = None) -> None:
         self.sources = sources
+        self.counted = counted
         first = sources[0]
         if hasattr(first, "seed") and hasattr(first, "start"):
             self.seed, self.start = first.seed, first.start
@@ -132,7 +138,7 @@ def _news_source(
     if streams == ("news",):
         return news
     ticks = open_source(name, settings, symbols=symbols, seed=seed, start=start, **ticks_options)
-    return Merged(ticks, news)
+    return Merged(ticks, news, counted=Tick)
 
 
 def parse_symbols(symbols: str | Sequence[str] | None) -> list[str] | None:
@@ -208,4 +214,5 @@ def stream(
         duration=duration,
         progress=progress,
         description="records",
+        counted=getattr(source, "counted", None),
     )

@@ -29,8 +29,13 @@ def bounded(
     duration: float | None = None,
     progress: bool = False,
     description: str = "records",
+    counted: type | None = None,
 ) -> Iterator[T]:
-    """Yield from ``records`` until ``max_records`` or ``duration`` seconds, whichever first."""
+    """Yield from ``records`` until ``max_records`` or ``duration`` seconds, whichever first.
+
+    ``counted``: only records of this type count towards ``max_records`` (ticks and
+    news merged: 20,000 ticks, plus the news published among them).
+    """
     if max_records is not None and max_records < 0:
         raise SourceError(f"max_records must be >= 0, got {max_records}")
     if duration is not None and not (math.isfinite(duration) and duration >= 0):
@@ -49,6 +54,8 @@ def bounded(
             if deadline is not None and time.monotonic() >= deadline:
                 return
             yield record
+            if counted is not None and not isinstance(record, counted):
+                continue
             count += 1
             if bar is not None:
                 bar.update(1)
