@@ -389,3 +389,12 @@ def sentiment_lead_lag(minutes: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def most_covered_symbol(news_summary_frame: pd.DataFrame, fallback: str) -> str:
+    """The symbol with the most stories (ties: alphabetical), or ``fallback`` without news:
+    the one whose news figure has the most to show."""
+    if news_summary_frame.empty:
+        return fallback
+    ranked = news_summary_frame.sort_values(["stories", "symbol"], ascending=[False, True])
+    return str(ranked["symbol"].iloc[0])

@@ -96,6 +96,11 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
         document["kafka"] = kafka_summary(settings) if kafka_up else {"error": stopped}
         document["cluster"] = _cluster_document(settings) if kafka_up else {"error": stopped}
         document["bigquery"] = bigquery_summary(settings) if up_("bigquery") else {"error": stopped}
+        news = settings.for_stream("news")
+        document["news"] = {
+            "kafka": kafka_summary(news) if kafka_up else {"error": stopped},
+            "bigquery": bigquery_summary(news) if up_("bigquery") else {"error": stopped},
+        }
     return document
 
 
@@ -173,6 +178,19 @@ def format_status(document: dict) -> str:
         lines.append(
             f"bigquery: {bq['rows_loaded']:,} rows loaded, {bq['events']:,} distinct events"
         )
+    news = document.get("news")
+    if isinstance(news, dict):
+        kafka, bq = news.get("kafka", {}), news.get("bigquery", {})
+        parts = []
+        if kafka.get("exists"):
+            parts.append(
+                f"{kafka['messages']:,} messages in {kafka['topic']!r}, group lag "
+                f"{kafka['lag']:,}, dead letters {kafka['dead_letters']:,}"
+            )
+        if "events" in bq:
+            parts.append(f"{bq['events']:,} distinct stories in {bq['table']}")
+        if parts:
+            lines.append("news: " + "; ".join(parts))
     return "\n".join(lines)
 
 

@@ -140,8 +140,12 @@ def run_flow(
     output_dir: Path | None = None,
     notify: Notify | None = None,
     timeout: float = 600.0,
+    start: str = "",
 ) -> FlowResult:
-    """Run the four notebooks headless on ``settings``; raise FlowFailed on any error."""
+    """Run the four notebooks headless on ``settings``; raise FlowFailed on any error.
+
+    The producer streams ``records`` simulated ticks and the news published among
+    them (seed ``seed``, first event time ``start``, ISO 8601, "" for now)."""
     notify = notify or (lambda message: None)
     out_dir = (output_dir or OUTPUT_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +161,7 @@ def run_flow(
     notify("flow: 01_setup (services, topic, bucket, table)")
     run_one("01_setup", {"start_local_services": settings.is_local})
 
-    notify(f"flow: 02_producer and 03_consumer together ({records:,} simulated ticks)")
+    notify(f"flow: 02_producer and 03_consumer together ({records:,} simulated ticks and news)")
     started = time.monotonic()
     consumer = _start(
         "03_consumer",
@@ -166,7 +170,10 @@ def run_flow(
         env,
     )
     producer = _start(
-        "02_producer", out_dir, {"source": "simulator", "max_records": records, "seed": seed}, env
+        "02_producer",
+        out_dir,
+        {"source": "simulator", "max_records": records, "seed": seed, "start": start},
+        env,
     )
     try:
         _wait("02_producer", producer, out_dir, timeout)

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline_lib.config import Settings
+from pipeline_lib.streams import get_stream
 
 
 def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -120,16 +121,18 @@ def bigquery_summary(settings: Settings) -> dict[str, Any]:
 
 
 def bigquery_event_ids(settings: Settings, prefix: str = "", deduplicated: bool = True) -> Counter:
-    """How often each event id (starting with ``prefix``) is in the dedup view or the raw
-    table: the count a delivery check compares with what Kafka acknowledged."""
+    """How often each record id (starting with ``prefix``) of the settings' stream is in
+    the dedup view or the raw table: the count a delivery check compares with what
+    Kafka acknowledged."""
     from google.cloud import bigquery
 
     from pipeline_lib.clients import bigquery_client
 
     table = settings.view_sql if deduplicated else settings.table_sql
+    key = get_stream(settings.stream).id_field  # a column name from the registry
     sql = (
-        f"SELECT event_id, COUNT(*) AS n FROM {table} "  # noqa: S608 - validated identifiers
-        "WHERE STARTS_WITH(event_id, @prefix) GROUP BY event_id"
+        f"SELECT {key} AS event_id, COUNT(*) AS n FROM {table} "  # noqa: S608 - validated
+        f"WHERE STARTS_WITH({key}, @prefix) GROUP BY {key}"
     )
     config = bigquery.QueryJobConfig(
         query_parameters=[bigquery.ScalarQueryParameter("prefix", "STRING", prefix)]
@@ -139,11 +142,12 @@ def bigquery_event_ids(settings: Settings, prefix: str = "", deduplicated: bool 
 
 
 def gcs_event_ids(settings: Settings, prefix: str = "") -> Counter:
-    """How often each event id (starting with ``prefix``) is in the topic's raw objects."""
+    """How often each record id (starting with ``prefix``) is in the topic's raw objects."""
     import orjson
 
     from pipeline_lib.clients import storage_client
 
+    key = get_stream(settings.stream).id_field
     seen: Counter = Counter()
     blobs = storage_client(settings).list_blobs(
         settings.gcs_bucket, prefix=f"raw/topic={settings.topic}/"
@@ -151,7 +155,7 @@ def gcs_event_ids(settings: Settings, prefix: str = "") -> Counter:
     for blob in blobs:
         for line in blob.download_as_bytes().splitlines():
             if line:
-                event_id = orjson.loads(line).get("event_id", "")
+                event_id = orjson.loads(line).get(key, "")
                 if event_id.startswith(prefix):
                     seen[event_id] += 1
     return seen

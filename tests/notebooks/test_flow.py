@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import nbformat
 import pytest
@@ -22,12 +23,21 @@ def flow(services, tmp_path_factory):
     settings = services.with_overrides(
         topic=f"nb-{suffix}-ticks",
         dead_letter_topic=f"nb-{suffix}-ticks.dlq",
+        news_topic=f"nb-{suffix}-news",
+        news_dead_letter_topic=f"nb-{suffix}-news.dlq",
         consumer_group=f"nb-{suffix}-group",
         gcs_bucket=f"nb-{suffix}-raw",
         bq_dataset=f"nb_{suffix}",
         alphavantage_api_key=SENTINEL_KEY,  # in the kernels' environment only
     )
-    result = run_flow(settings, records=3_000, seed=5, output_dir=tmp_path_factory.mktemp("flow"))
+    # This seed and start put three stories among the 3,000 ticks, one of them price-moving.
+    result = run_flow(
+        settings,
+        records=3_000,
+        seed=5,
+        start="2024-03-05T14:30:00Z",
+        output_dir=tmp_path_factory.mktemp("flow"),
+    )
     return settings, result
 
 
@@ -45,9 +55,14 @@ def test_every_notebook_ran_without_error_and_was_exported(flow):
     for name in NOTEBOOKS:
         assert not [o for o in outputs(result.notebooks[name]) if o.output_type == "error"], name
         assert result.html[name].stat().st_size > 10_000
-    assert "produced 3,000 of 3,000 records" in stdout_text(result.notebooks["02_producer"])
+    produced = stdout_text(result.notebooks["02_producer"])
+    settings = flow[0]
+    news = int(re.search(rf"'{settings.news_topic}' \(([\d,]+)\)", produced)[1].replace(",", ""))
+    assert f"'{settings.topic}' (3,000)" in produced and news > 0  # ticks, and news among them
+    assert f"produced {3_000 + news:,} of {3_000 + news:,} records" in produced
     consumer_out = stdout_text(result.notebooks["03_consumer"])
-    assert "consumed 3,000 records" in consumer_out
+    assert f"consumed 3,000 records from '{settings.topic}'" in consumer_out
+    assert f"consumed {news:,} records from '{settings.news_topic}'" in consumer_out
     assert "batch 1:" not in consumer_out  # calm: one status line unless verbose
     tables = [
         o["data"].get("text/html", "")
@@ -59,7 +74,6 @@ def test_every_notebook_ran_without_error_and_was_exported(flow):
     assert any("assigned" in t for t in tables)  # what the group gave this member
     letters = next(t for t in tables if "reason" in t and "stage" in t)
     assert "close" in letters and "12.5" in letters  # the deliberately bad tick, with why
-    settings = flow[0]
     partitions = describe_cluster(settings, [settings.topic]).partitions
     assert len(partitions) == 3 and all(p.messages > 0 for p in partitions)  # keys spread
 
@@ -68,17 +82,20 @@ def test_analysis_holds_figures_and_its_count_matches_bigquery(flow):
     settings, result = flow
     analysis = result.notebooks["04_analysis"]
     pngs = [o["data"]["image/png"] for o in outputs(analysis) if "image/png" in o.get("data", {})]
-    assert len(pngs) == 2  # Close/Volume and candles
+    assert len(pngs) == 3  # Close/Volume, candles, news over close
     assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs)
-    printed = next(
-        line for line in stdout_text(analysis).splitlines() if line.startswith("events_in_bigquery")
-    )
+    lines = stdout_text(analysis).splitlines()
+    printed = next(line for line in lines if line.startswith("events_in_bigquery"))
     assert int(printed.split("=")[1]) == len(bq_event_ids(settings)) == 3_000
+    stories = next(line for line in lines if line.startswith("stories_in_bigquery"))
+    produced = stdout_text(result.notebooks["02_producer"])
+    sent = re.search(rf"'{settings.news_topic}' \(([\d,]+)\)", produced)[1].replace(",", "")
+    assert int(stories.split("=")[1]) == int(sent) > 0
+    tables = [o["data"].get("text/html", "") for o in outputs(analysis) if "data" in o]
+    assert any("next minute" in t and "correlation" in t for t in tables)  # the lead-lag table
 
 
 def test_html_exports_fetch_nothing_from_the_internet(flow):
-    import re
-
     _, result = flow
     for path in result.html.values():
         html = path.read_text()
@@ -86,7 +103,7 @@ def test_html_exports_fetch_nothing_from_the_internet(flow):
         assert remote == [], (path.name, remote)
     analysis = result.html["04_analysis"].read_text()
     figures = re.findall(r'<img[^>]+src="data:image/png;base64,', analysis)
-    assert len(figures) == 2  # the figures are inside the page
+    assert len(figures) == 3  # the figures are inside the page
 
 
 def test_secrets_never_reach_executed_notebooks(flow):
