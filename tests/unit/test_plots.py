@@ -77,6 +77,28 @@ def test_failover_figure_marks_each_event_inside_the_axes():
     assert max(heights) == 300 and sum(heights) == 800
 
 
+def run_in_own_loop(coroutine) -> None:
+    """asyncio.run on a thread of its own: in a full run, the browser tier's Playwright
+    (sync API) keeps an event loop running on the main thread."""
+    import asyncio
+    import threading
+
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as error:
+            failures.append(error)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    if failures:
+        raise failures[0]
+
+
 def test_live_widget_rereads_symbols_and_keeps_one_loop_per_kernel():
     import asyncio
 
@@ -98,7 +120,7 @@ def test_live_widget_rereads_symbols_and_keeps_one_loop_per_kernel():
         await asyncio.sleep(1.1)
         assert not again.looping
 
-    asyncio.run(scenario())
+    run_in_own_loop(scenario())
 
 
 def test_empty_close_volume_figure_says_waiting_and_draws_no_axes():
@@ -135,3 +157,48 @@ def test_tables_read_as_a_person_expects():
     html = table(frame).to_html()
     assert "1,234,567" in html and "+1.50 %" in html and "28.1%" in html
     assert "EDT" in html and "nan" not in html.lower() and "–" in html
+
+
+def stories():
+    start = datetime(2024, 7, 1, 13, 30, tzinfo=UTC)
+    return pd.DataFrame(
+        {
+            "ts": [start + timedelta(minutes=m) for m in (5, 20, 40, 500)],  # last: off-chart
+            "headline": ["good", "bad", "meh", "later"],
+            "sentiment": [0.6, -0.7, 0.0, 0.5],
+            "sentiment_label": ["positive", "negative", "neutral", "positive"],
+        }
+    )
+
+
+def test_news_markers_sit_on_the_close_line_by_polarity():
+    figure = plots.close_volume_figure(ticks(), "AAPL", news=stories())
+    price = figure.axes[0]
+    labels = [c.get_label() for c in price.collections]
+    assert labels == ["positive news", "negative news", "neutral news"]  # the 4th is outside
+    legend = [t.get_text() for t in price.get_legend().get_texts()]
+    assert "negative news" in legend
+    assert is_png(plots.figure_png(figure))
+
+
+def test_news_figure_shows_close_over_scores_and_says_when_there_is_no_news():
+    figure = plots.news_figure(ticks(), stories(), "AAPL")
+    price, scores = figure.axes
+    assert scores.get_ylim() == (-1.05, 1.05) and "sentiment" in scores.get_ylabel()
+    assert len(price.collections) == 3 and len(scores.collections) >= 2
+    quiet = plots.news_figure(ticks(), stories().iloc[0:0], "AAPL")
+    assert "no news in this window" in [t.get_text() for t in quiet.axes[1].texts]
+    assert is_png(plots.figure_png(plots.news_figure(ticks(0), stories(), "X")))
+
+
+def test_live_widget_asks_for_news_since_the_first_tick_shown():
+    asked = []
+
+    def news(symbol, since):
+        asked.append((symbol, since))
+        return stories()
+
+    live = plots.LiveCloseVolume(lambda s, w: ticks(), ["AAPL"], news=news)
+    live.redraw()
+    assert asked == [("AAPL", pd.Timestamp(ticks()["ts"].iloc[0]))]
+    assert "120 ticks and 4 stories of AAPL" in live.status.value
