@@ -93,3 +93,33 @@ def test_hostile_symbol_never_reaches_the_network(fake, tmp_path):
     with pytest.raises(InvalidRecord):
         client(fake, tmp_path).intraday("x'); DROP TABLE t;--")
     assert fake.requests == []
+
+
+def test_news_source_over_http_uses_one_cached_call_for_all_tickers(fake, tmp_path):
+    from pipeline_lib.sources.alphavantage import AlphaVantageNewsSource
+
+    source = AlphaVantageNewsSource(client(fake, tmp_path), ["ibm", "AAPL"])
+    stories = list(source)
+    assert [(s.symbol, s.provider_sentiment) for s in stories] == [("AAPL", -0.38), ("IBM", 0.52)]
+    assert len(source.problems) == 2  # the untitled story and the malformed time, skipped
+    request = fake.requests[0]
+    assert (request["function"], request["tickers"], request["sort"]) == (
+        "NEWS_SENTIMENT",
+        "IBM,AAPL",
+        "LATEST",
+    )
+    again = list(AlphaVantageNewsSource(client(fake, tmp_path), ["IBM", "AAPL"]))
+    assert again == stories and len(fake.requests) == 1  # the day's cache, no second call
+
+
+def test_news_error_bodies_and_budget_over_http(fake, tmp_path):
+    from pipeline_lib.sources.alphavantage import AlphaVantageNewsSource
+
+    with pytest.raises(RateLimitError, match="25 requests per day") as caught:
+        list(AlphaVantageNewsSource(client(fake, tmp_path), ["LIMIT"]))
+    assert "SECRETKEY" not in str(caught.value)
+    with pytest.raises(RateLimitError, match="limit 1"):
+        list(AlphaVantageNewsSource(client(fake, tmp_path, limit=1), ["IBM", "AAPL"]))
+    with pytest.raises(InvalidRecord):
+        list(AlphaVantageNewsSource(client(fake, tmp_path), ["x'; DROP TABLE t;--"]))
+    assert len(fake.requests) == 1  # the budget and the symbol check spent no call
