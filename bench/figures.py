@@ -719,6 +719,94 @@ def failover(size: str) -> dict:
     }
 
 
+def sentiment_rate(size: str) -> dict:
+    """Headlines scored per second on one core (VADER + the finance lexicon), side by
+    side with the news simulator's stories per second (scoring included)."""
+    from pipeline_lib.sentiment import score
+    from pipeline_lib.sources.news_simulator import BACKGROUND, NEGATIVE, POSITIVE, NewsSimulator
+
+    n = _count(size, 50_000, 500)
+    names = ("Apple", "Johnson & Johnson", "Exxon Mobil", "Nvidia")
+    headlines = [t.format(co=c) for t in (*POSITIVE, *NEGATIVE, *BACKGROUND) for c in names]
+    score(headlines[0])  # load the lexicon before the clock starts
+    started = time.perf_counter()
+    for i in range(n):
+        score(headlines[i % len(headlines)])
+    scored_per_s = n / (time.perf_counter() - started)
+    symbols = ["AAPL", "MSFT", "GOOGL", "META", "NVDA", "AMZN", "KO", "JPM", "XOM", "JNJ"]
+    stories = _rate(NewsSimulator(symbols, 1, START), max(200, n // 10))
+    return {
+        "name": "sentiment_rate",
+        "headlines": n,
+        "headlines_scored_per_s": round(scored_per_s),
+        "simulated_stories_per_s": round(stories),
+        "goal": ">= 5,000 headlines/s on one core (AlphaVantage sends at most 1,000 per call)",
+        "met": scored_per_s >= 5_000,
+    }
+
+
+def two_streams(size: str) -> dict:
+    """End to end with both streams: ticks and the news among them produced in one run,
+    then `consume` (one member per stream) lands both; records/s of each phase, beside
+    the same ticks alone on the same services (alternated, best of two)."""
+    from pipeline_lib.producer import produce
+    from pipeline_lib.sources import source_from_parameters, stream
+
+    n = _count(size, 100_000, 2_000)
+    base = services().fresh("streams")
+    records = list(
+        stream(source_from_parameters(base, stream="both", seed=4, start=START), max_records=n)
+    )
+    news = sum(1 for r in records if not hasattr(r, "event_id"))
+    ticks_only = [r for r in records if hasattr(r, "event_id")]
+    runs: dict[str, list[float]] = {"both": [], "ticks": []}
+    produced: dict[str, list[float]] = {"both": [], "ticks": []}
+    for _ in range(2):
+        for label, batch, choice in (("both", records, "both"), ("ticks", ticks_only, "ticks")):
+            settings = services().fresh(f"streams-{label}")
+            produced[label].append(produce(settings, batch).rate)
+            started = time.perf_counter()
+            reports = _json_result(
+                _python(
+                    [
+                        "-m",
+                        "pipeline_lib",
+                        "consume",
+                        "--stream",
+                        choice,
+                        "--until-idle",
+                        "2",
+                        "--json",
+                        "--quiet",
+                        "--batch-size",
+                        "10000",
+                    ],
+                    settings,
+                )
+            )
+            wall = time.perf_counter() - started
+            reports = reports if choice == "both" else {"ticks": reports}
+            landed = sum(r["written"] for r in reports.values())
+            if landed != len(batch):
+                raise RuntimeError(f"{label}: landed {landed} of {len(batch)}")
+            active = max(r["active_seconds"] for r in reports.values()) or wall
+            runs[label].append(landed / active)
+    both, alone = max(runs["both"]), max(runs["ticks"])
+    return {
+        "name": "two_streams",
+        "ticks": n,
+        "news": news,
+        "produce_both_records_per_s": round(max(produced["both"])),
+        "produce_ticks_only_records_per_s": round(max(produced["ticks"])),
+        "consume_both_records_per_s": round(both),
+        "consume_ticks_only_records_per_s": round(alone),
+        "ratio_both_to_ticks_only": round(both / alone, 3),
+        "goal": "measured, no goal: what a second stream costs (a second group member, "
+        "topic and table)",
+        "met": True,
+    }
+
+
 FIGURES = {
     "simulator_rate": simulator_rate,
     "end_to_end": end_to_end,
@@ -728,5 +816,7 @@ FIGURES = {
     "backlog": backlog,
     "replication_cost": replication_cost,
     "failover": failover,
+    "sentiment_rate": sentiment_rate,
+    "two_streams": two_streams,
 }
-PIPELINE_FIGURES = set(FIGURES) - {"simulator_rate"}
+PIPELINE_FIGURES = set(FIGURES) - {"simulator_rate", "sentiment_rate"}

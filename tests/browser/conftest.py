@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ import pytest
 from pipeline_lib.config import Settings
 from pipeline_lib.consumer import SinkConsumer
 from pipeline_lib.local.process import port_open
+from pipeline_lib.news import make_news_id, scored
+from pipeline_lib.producer import produce
 from tests.browser.pages import FIRST_TICKS, SEED
 from tests.conftest import REPO
 from tests.helpers import produce_ticks, simulated
@@ -47,8 +50,23 @@ def landed(services: Settings) -> Settings:
     from tests.conftest import own_names
 
     settings = own_names(services)
-    produce_ticks(settings, simulated(FIRST_TICKS, seed=SEED))
+    ticks = simulated(FIRST_TICKS, seed=SEED)
+    produce_ticks(settings, ticks)
     SinkConsumer(settings).run(until_idle=2)
+    # Two stories about the first symbol shown, inside the run, to see the markers.
+    news = settings.for_stream("news")
+    tag = ticks[0].event_id.split(":")[0]
+    stories = [
+        scored(
+            make_news_id(tag, "AAPL", headline), "AAPL", ticks[0].ts + delay, headline, "simulator"
+        )
+        for delay, headline in (
+            (timedelta(seconds=30), "Apple beats estimates and raises guidance"),
+            (timedelta(seconds=70), "Apple shares plunge after weak outlook"),
+        )
+    ]
+    produce(news, stories)
+    SinkConsumer(news).run(until_idle=2)
     return settings
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.browser.pages import land_more, screenshot
 
-STATUS = re.compile(r"([\d,]+) ticks of (\S+), redrawn")
+STATUS = re.compile(r"([\d,]+) ticks(?: and ([\d,]+) stories)? of (\S+), redrawn")
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +48,17 @@ def analysis(lab, browser):
 
 
 def status_of(page) -> tuple[int, str]:
-    text = page.locator(".widget-label", has_text="ticks of").first.inner_text()
+    text = page.locator(".widget-label", has_text="redrawn").first.inner_text()
     match = STATUS.search(text)
     assert match, text
-    return int(match.group(1).replace(",", "")), match.group(2)
+    return int(match.group(1).replace(",", "")), match.group(3)
+
+
+def stories_of(page) -> int:
+    text = page.locator(".widget-label", has_text="redrawn").first.inner_text()
+    match = STATUS.search(text)
+    assert match and match.group(2), text
+    return int(match.group(2))
 
 
 def widget_png(page) -> str:
@@ -66,12 +73,17 @@ def test_the_live_widget_and_the_figures_render(analysis):
     assert width > 500  # a real rendered figure, not a broken image
     count, symbol = status_of(page)
     assert count == 100 and symbol  # 1,200 ticks over 12 symbols landed before the run
+    assert symbol == "AAPL" and stories_of(page) == 2  # the two stories, marked
     figures = page.locator(".jp-OutputArea-output img")
-    assert figures.count() >= 2  # the widget's image and the candlestick figure
+    assert figures.count() >= 3  # the widget's image, the candles and the news figure
     outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
     assert not [text for text in outputs if "Traceback" in text]
     screenshot(page, "04_analysis_live_widget")
     screenshot(widget, "live_widget")
+    lead_lag = page.locator(".jp-OutputArea-output", has_text="next minute").first
+    lead_lag.scroll_into_view_if_needed()
+    assert "correlation" in lead_lag.inner_text()  # the news section ran in the browser too
+    screenshot(page, "04_analysis_news")
 
 
 def test_live_mode_shows_ticks_that_land_while_it_runs(analysis, landed):

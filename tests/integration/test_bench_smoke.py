@@ -19,6 +19,8 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
         "backlog",
         "replication_cost",
         "failover",
+        "sentiment_rate",
+        "two_streams",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
@@ -28,6 +30,11 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
     assert figures["backlog"]["records_per_s"] > 0
     assert figures["replication_cost"]["ratio_rf3_to_rf1"] > 0
     assert 0 < figures["failover"]["median_s"] < 60
+    assert figures["sentiment_rate"]["headlines_scored_per_s"] > 0
+    assert (
+        figures["two_streams"]["news"] > 0
+        and figures["two_streams"]["ratio_both_to_ticks_only"] > 0
+    )
     cpu = figures["end_to_end"]["cpu_s_per_100k_records"]
     assert set(cpu) == {"consumer", "kafka", "gcs", "bigquery"} and cpu["consumer"] > 0
     assert {"poll", "decode", "sink:gcs", "sink:bigquery", "commit"} <= set(
