@@ -796,19 +796,18 @@ def consume_streams(
     from pipeline_lib.sinks.gcs import GcsSink
 
     if len(streams) == 1:
-        only = streams[0]
         return {
-            only: consume(
+            streams[0]: consume(
                 settings,
-                max_records,
-                until_idle,
-                duration,
-                batch_size,
-                flush_interval,
-                progress,
-                file_format,
-                on_batch,
-                only,
+                max_records=max_records,
+                until_idle=until_idle,
+                duration=duration,
+                batch_size=batch_size,
+                flush_interval=flush_interval,
+                progress=progress,
+                file_format=file_format,
+                on_batch=on_batch,
+                stream=streams[0],
             )
         }
     consumers: dict[str, SinkConsumer] = {}
