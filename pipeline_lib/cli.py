@@ -348,7 +348,7 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
         if hasattr(source, "seed") and hasattr(source, "start"):  # the simulator
             options += [f"--seed {source.seed}", f"--start {source.start.isoformat()}"]
         if args.max_records is not None:
-            options.append(f"--max-records {args.skip + args.max_records - resume}")
+            options.append(f"--max-records {args.max_records - report.counted_before_resume}")
         print(f"resume with: python -m pipeline_lib produce {' '.join(options)}")
     return 0 if report.ok else 1
 

@@ -51,6 +51,10 @@ class ProduceReport:
     interrupted: bool = False
     stopped_because: str = ""
     first_unacknowledged: int | None = None
+    # Of the records sent before first_unacknowledged, how many counted towards
+    # max_records (with ticks and news merged, only the ticks do): what a resume
+    # subtracts from the bound.
+    counted_before_resume: int = 0
     skipped: int = 0
     sent_by_topic: dict[str, int] = field(default_factory=dict)
 
@@ -165,13 +169,15 @@ def produce(
     for _ in range(skip):
         if next(source, None) is None:
             break
+    counted_type = getattr(records, "counted", None)
+    counted_flags = bytearray()  # per record sent: does it count towards max_records?
     stream = bounded(
         paced(source, rate=rate, speed=speed),
         max_records=max_records,
         duration=duration,
         progress=progress,
         description=f"produce → {topic or settings.topic}",
-        counted=getattr(records, "counted", None),
+        counted=counted_type,
     )
     started = time.perf_counter()
     index = skip
@@ -198,6 +204,7 @@ def produce(
             future.add_callback(delivered, index).add_errback(failed, index)
             report.sent += 1
             report.sent_by_topic[target] += 1
+            counted_flags.append(counted_type is None or isinstance(record, counted_type))
             index += 1
     except KeyboardInterrupt:
         report.interrupted = True
@@ -209,6 +216,8 @@ def produce(
         pending = min(unacknowledged, default=None)
         candidates = [i for i in (pending, *first_failed) if i is not None]
         report.first_unacknowledged = min(candidates) if candidates else None
+        resume = report.first_unacknowledged
+        report.counted_before_resume = sum(counted_flags[: (resume or index) - skip])
     return report
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -88,3 +89,39 @@ def test_a_healthy_run_is_ok():
 def test_skip_must_not_be_negative():
     with pytest.raises(ProducerError, match="skip"):
         run(OutageProducer(healthy=1), skip=-1)
+
+
+def test_ticks_and_news_go_to_their_topics_and_a_resume_bound_counts_ticks_only():
+    from pipeline_lib.news import News
+    from pipeline_lib.schema import Tick
+    from pipeline_lib.sources import source_from_parameters
+
+    fake = OutageProducer(healthy=20_000)
+    topics: list[str] = []
+    send = fake.send
+    fake.send = lambda topic, key=None, value=None: topics.append(topic) or send(topic, key, value)
+    producer_module.kafka_producer = lambda settings, **kw: fake
+    settings = fake_settings()
+    source = source_from_parameters(settings, stream="both", seed=3, start=START)
+    try:
+        report = produce(settings, source, max_records=24_000, ensure=False)
+    finally:
+        from pipeline_lib.clients import kafka_producer
+
+        producer_module.kafka_producer = kafka_producer
+    records = list(
+        itertools.islice(
+            source_from_parameters(settings, "simulator", stream="both", seed=3, start=START),
+            report.sent,
+        )
+    )
+    news = sum(isinstance(r, News) for r in records)
+    assert news > 0 and report.sent == 24_000 + news
+    assert report.sent_by_topic == {settings.topic: 24_000, settings.news_topic: news}
+    assert [t for t, r in zip(topics, records, strict=True) if isinstance(r, Tick)] == [
+        settings.topic
+    ] * 24_000
+    resume = report.first_unacknowledged
+    assert resume == 20_000
+    ticks_before = sum(isinstance(r, Tick) for r in records[:resume])
+    assert report.counted_before_resume == ticks_before < resume  # news did not count
