@@ -234,17 +234,22 @@ def with_indicators(bars: pd.DataFrame, short: int = 5, long: int = 20) -> pd.Da
     return out
 
 
-def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
-    """Per symbol (of one ``run``, or all with ""): return over the data, volatility of
-    minute returns (annualised)."""
-    sql = f"""
-        WITH bars AS (
+def _minute_closes(settings: Settings) -> str:
+    """SQL: the last close of each symbol and minute in the run (``@run``)."""
+    return f"""
           SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute,
                  ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close
           FROM {_view(settings)}
           WHERE {RUN_FILTER}
           GROUP BY symbol, minute
-        ),
+    """  # noqa: S608
+
+
+def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
+    """Per symbol (of one ``run``, or all with ""): return over the data, volatility of
+    minute returns (annualised)."""
+    sql = f"""
+        WITH bars AS ({_minute_closes(settings)}),
         rets AS (
           SELECT symbol, minute, close,
                  LN(close / LAG(close) OVER (PARTITION BY symbol ORDER BY minute)) AS r
@@ -331,13 +336,7 @@ def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
     functions, news per minute, joined on (symbol, minute).
     """
     sql = f"""
-        WITH bars AS (
-          SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute,
-                 ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close
-          FROM {_view(settings)}
-          WHERE {RUN_FILTER}
-          GROUP BY symbol, minute
-        ),
+        WITH bars AS ({_minute_closes(settings)}),
         moves AS (
           SELECT symbol, minute, close,
                  LN(close / LAG(close) OVER (PARTITION BY symbol ORDER BY minute)) AS return_0,

@@ -741,6 +741,26 @@ def _progress_bar(total: int | None, topic: str) -> Any:
     return tqdm(total=total, desc=f"consume ← {topic}", unit="rec", mininterval=0.5)
 
 
+def _landing_consumer(
+    settings: Settings,
+    file_format: str,
+    batch_size: int,
+    flush_interval: float,
+    on_batch: Callable[[BatchReport], None] | None,
+) -> SinkConsumer:
+    """A SinkConsumer of the settings' stream into GCS and BigQuery."""
+    from pipeline_lib.sinks.bigquery import BigQuerySink
+    from pipeline_lib.sinks.gcs import GcsSink
+
+    return SinkConsumer(
+        settings,
+        sinks=[GcsSink(settings, file_format=file_format), BigQuerySink(settings)],  # type: ignore[arg-type]
+        batch_size=batch_size,
+        flush_interval=flush_interval,
+        on_batch=on_batch,
+    )
+
+
 def consume(
     settings: Settings,
     max_records: int | None = None,
@@ -755,16 +775,8 @@ def consume(
 ) -> ConsumeReport:
     """Run one consumer of ``stream`` ("ticks" or "news") into GCS and BigQuery until a
     bound is reached."""
-    from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink
-
-    settings = settings.for_stream(stream)
-    consumer = SinkConsumer(
-        settings,
-        sinks=[GcsSink(settings, file_format=file_format), BigQuerySink(settings)],  # type: ignore[arg-type]
-        batch_size=batch_size,
-        flush_interval=flush_interval,
-        on_batch=on_batch,
+    consumer = _landing_consumer(
+        settings.for_stream(stream), file_format, batch_size, flush_interval, on_batch
     )
     return consumer.run(
         max_records=max_records, until_idle=until_idle, duration=duration, progress=progress
@@ -792,9 +804,6 @@ def consume_streams(
     each flushing and committing its open batch. An error in one stops the others
     and is raised once they have closed.
     """
-    from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink
-
     if len(streams) == 1:
         return {
             streams[0]: consume(
@@ -810,16 +819,12 @@ def consume_streams(
                 stream=streams[0],
             )
         }
-    consumers: dict[str, SinkConsumer] = {}
-    for name in streams:
-        scoped = settings.for_stream(name)
-        consumers[name] = SinkConsumer(
-            scoped,
-            sinks=[GcsSink(scoped, file_format=file_format), BigQuerySink(scoped)],  # type: ignore[arg-type]
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            on_batch=on_batch,
+    consumers = {
+        name: _landing_consumer(
+            settings.for_stream(name), file_format, batch_size, flush_interval, on_batch
         )
+        for name in streams
+    }
     reports: dict[str, ConsumeReport] = {}
     errors: list[BaseException] = []
 

@@ -27,6 +27,7 @@ from pipeline_lib.schema import (
     InvalidRecord,
     _check_symbol,
     _timestamp,
+    decode_json,
     iso,
 )
 
@@ -55,7 +56,6 @@ NEWS_FIELDS: tuple[Field, ...] = (
 NEWS_FIELD_NAMES = tuple(f.name for f in NEWS_FIELDS)
 _REQUIRED = frozenset(f.name for f in NEWS_FIELDS if f.required)
 _ALL = frozenset(NEWS_FIELD_NAMES)
-_KIND = {f.name: f.kind for f in NEWS_FIELDS}
 _LIMITS = {"headline": MAX_HEADLINE_CHARS, "summary": MAX_SUMMARY_CHARS}
 
 
@@ -170,18 +170,7 @@ def encode(news: News, produced_at: datetime | None = None) -> bytes:
 
 def decode(payload: bytes | None) -> News:
     """Parse a Kafka message value; any failure is an :class:`InvalidRecord`."""
-    if payload is None:
-        raise InvalidRecord("empty message (null value)")
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError as error:
-        raise InvalidRecord(f"malformed JSON: {str(error)[:200]}") from None
-    try:
-        return parse_news(data)
-    except InvalidRecord:
-        raise
-    except Exception as error:  # hostile input must never stop the consumer
-        raise InvalidRecord(f"cannot be read as news: {type(error).__name__}: {error}") from None
+    return decode_json(payload, parse_news, "news")
 
 
 def scored(

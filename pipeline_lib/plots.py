@@ -67,6 +67,21 @@ def _time_axis(axis: Any) -> None:
     axis.set_xlabel("time (New York)")
 
 
+def _waiting(figure: Figure, symbol: str) -> None:
+    """The empty state: no axes, one line saying what the figure waits for."""
+    for axis in figure.axes:
+        axis.set_axis_off()
+    figure.text(
+        0.5,
+        0.5,
+        f"waiting for data: no ticks of {symbol} landed yet",
+        ha="center",
+        va="center",
+        fontsize="large",
+        color=VOLUME,
+    )
+
+
 def close_volume_figure(
     ticks: pd.DataFrame,
     symbol: str,
@@ -80,17 +95,7 @@ def close_volume_figure(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     if ticks.empty:
-        for axis in (price_axis, volume_axis):
-            axis.set_axis_off()
-        figure.text(
-            0.5,
-            0.5,
-            f"waiting for data: no ticks of {symbol} landed yet",
-            ha="center",
-            va="center",
-            fontsize="large",
-            color=VOLUME,
-        )
+        _waiting(figure, symbol)
         figure.suptitle(title or f"{symbol}: close and volume")
         return figure
     frame = with_tick_overlays(to_market_time(ticks))
@@ -136,17 +141,7 @@ def news_figure(ticks: pd.DataFrame, news: pd.DataFrame, symbol: str) -> Figure:
     )
     figure.suptitle(f"{symbol}: close and news sentiment (event time, New York)")
     if ticks.empty:
-        for axis in (price_axis, score_axis):
-            axis.set_axis_off()
-        figure.text(
-            0.5,
-            0.5,
-            f"waiting for data: no ticks of {symbol} landed yet",
-            ha="center",
-            va="center",
-            fontsize="large",
-            color=VOLUME,
-        )
+        _waiting(figure, symbol)
         return figure
     frame = to_market_time(ticks)
     price_axis.plot(frame["ts"], frame["close"], color=PRICE, linewidth=1.2, label="close")

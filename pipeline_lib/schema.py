@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
 from pipeline_lib.errors import PipelineError
 
+T = TypeVar("T")
 SOURCES = frozenset({"simulator", "csv", "alphavantage"})
 
 # Exchange symbols as data vendors spell them: AAPL, BRK.B, BRK-B, ^GSPC, EURUSD=X.
@@ -341,12 +343,10 @@ def encode(tick: Tick, produced_at: datetime | None = None) -> bytes:
     return orjson.dumps(data, option=_JSON_OPTIONS)
 
 
-def decode(payload: bytes | None) -> Tick:
-    """Parse a Kafka message value; :class:`InvalidRecord` says what is wrong with it.
-
-    Any failure of parsing or validation (whatever its type) is an InvalidRecord, so a
-    message can never stop the consumer.
-    """
+def decode_json(payload: bytes | None, parse: Callable[[Any], T], what: str) -> T:
+    """Parse a Kafka message value with ``parse``; any failure of parsing or validation
+    (whatever its type) is an :class:`InvalidRecord`, so a message can never stop the
+    consumer. ``what`` names the record type in messages."""
     if payload is None:
         raise InvalidRecord("empty message (null value)")
     try:
@@ -354,8 +354,13 @@ def decode(payload: bytes | None) -> Tick:
     except orjson.JSONDecodeError as error:
         raise InvalidRecord(f"malformed JSON: {str(error)[:200]}") from None
     try:
-        return parse_tick(data)
+        return parse(data)
     except InvalidRecord:
         raise
     except Exception as error:  # e.g. OverflowError, RecursionError on hostile input
-        raise InvalidRecord(f"cannot be read as a tick: {type(error).__name__}: {error}") from None
+        raise InvalidRecord(f"cannot be read as {what}: {type(error).__name__}: {error}") from None
+
+
+def decode(payload: bytes | None) -> Tick:
+    """Parse a Kafka message value; :class:`InvalidRecord` says what is wrong with it."""
+    return decode_json(payload, parse_tick, "a tick")
