@@ -168,7 +168,8 @@ class ConsumeReport:
             f"{self.seconds:.1f}s ({self.rate:,.0f}/s); stopped: {self.stopped_because}",
             f"  landed {self.written:,} records in {self.batches} batches; "
             f"{self.dead_letters:,} to the dead-letter topic; {self.discarded:,} left "
-            f"uncommitted (read again later); {self.rebalances} rebalances; "
+            f"uncommitted (read again later); {self.rebalances} assignments from the group "
+            "(the first is the join); "
             f"lag now: {'unknown' if self.lag is None else f'{self.lag:,}'}",
             f"  GCS: {len(objects)} objects" + (f", last {objects[-1]}" if objects else ""),
             f"  BigQuery: {', '.join(t[5:] for t in tables) or '-'}",
@@ -713,7 +714,8 @@ class _RebalanceListener(ConsumerRebalanceListener):
         with self._lock:
             self._changed = True
             self._lost = self._lost or lost
-            self.events.append((kind, sorted(tp.partition for tp in partitions)))
+            if partitions or kind == "assigned":  # kafka-python revokes nothing before a join
+                self.events.append((kind, sorted(tp.partition for tp in partitions)))
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         self._note("revoked", revoked)
