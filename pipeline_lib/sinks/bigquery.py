@@ -42,6 +42,7 @@ from pipeline_lib.sinks import (
 from pipeline_lib.streams import TICKS, Stream, get_stream
 
 LOAD_TIMEOUT_S = 120
+QUICK_POLL_S, QUICK_POLL_FOR_S = 0.025, 2.0  # how wait_for_job checks a fresh load job
 # Bisecting costs one load job per step: past this many, the table (not a few rows)
 # is the problem, and the consumer stops instead of dead-lettering everything.
 MAX_BISECT_LOADS = 40
@@ -66,15 +67,20 @@ def _quick_retry():
 
 def wait_for_job(job: Any, timeout: float) -> None:
     """Wait for a job, checking often: the client's own polling sleeps 1 s after the
-    first check, which alone would put a fresh tick a second behind. Raises the
-    job's error (e.g. BadRequest for refused rows) like ``job.result()``."""
-    deadline = time.monotonic() + timeout
+    first check, which alone would put a fresh tick a second behind. Every
+    ``QUICK_POLL_S`` during the first ``QUICK_POLL_FOR_S`` (a micro-batch's load takes
+    tens to hundreds of milliseconds: doubling waits would overshoot its end by up to
+    as much again), then backing off to 0.5 s for long jobs. Raises the job's error
+    (e.g. BadRequest for refused rows) like ``job.result()``."""
+    started = time.monotonic()
+    deadline = started + timeout
     delay = 0.01
     while not job.done(retry=_quick_retry(), timeout=30):
         if time.monotonic() + delay > deadline:
             raise TimeoutError(f"BigQuery job {job.job_id} not done after {timeout:g}s")
         time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        quick = time.monotonic() - started < QUICK_POLL_FOR_S
+        delay = min(delay * 2, QUICK_POLL_S if quick else 0.5)
     job.result(retry=_quick_retry(), timeout=30)
 
 

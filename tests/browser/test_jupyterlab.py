@@ -120,6 +120,44 @@ def test_choosing_another_symbol_redraws_it(analysis):
     screenshot(page, "04_analysis_other_symbol")
 
 
+LOOPS = (
+    "import asyncio\n"
+    "print('refresh loops:', sum(1 for t in asyncio.all_tasks(asyncio.get_event_loop())\n"
+    "      if t.get_coro().__qualname__.endswith('LiveCloseVolume._loop') and not t.done()))"
+)
+
+
+def refresh_loops(page) -> int:
+    """Ask the kernel, from a new cell at the end, how many widget refresh loops run."""
+    page.locator(".jp-Notebook .jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")  # a new cell below
+    page.keyboard.press("Enter")
+    page.keyboard.insert_text(LOOPS)
+    page.keyboard.press("Shift+Enter")
+    answer = page.locator(".jp-Notebook .jp-Cell", has_text="refresh loops:").locator(
+        ".jp-OutputArea-output"
+    )
+    answer.last.wait_for(timeout=30_000)
+    return int(answer.last.inner_text().split(":")[1])
+
+
+def test_running_the_widget_cell_again_leaves_one_refresh_loop(analysis):
+    page, _ = analysis
+    live = page.locator("button.widget-toggle-button", has_text="live")
+    live.first.click()  # the first widget refreshes
+    page.wait_for_timeout(1_500)
+    cell = page.locator(".jp-CodeCell", has_text="LiveCloseVolume(").first
+    cell.locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")  # the cell run again: a new widget
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
+    page.locator("button.widget-toggle-button", has_text="live").first.click()  # start it
+    page.wait_for_timeout(2_500)  # the old loop notices within one refresh (1 s)
+    assert refresh_loops(page) == 1
+    screenshot(page, "04_analysis_cell_run_again")
+    page.locator("button.widget-toggle-button", has_text="live").first.click()  # stop
+
+
 def test_no_widget_errors_in_the_browser_console(analysis):
     _, console = analysis
     errors = [

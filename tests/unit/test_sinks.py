@@ -108,3 +108,45 @@ def test_the_bigquery_schema_and_arrow_columns_come_from_the_one_field_table():
     assert {r["ingested_at"] for r in rows} == {closed}
     assert {r["kafka_topic"] for r in rows} == {"stock-ticks"}
     assert str(table.schema.field("ts").type) == "timestamp[us, tz=UTC]"
+
+
+def test_a_load_job_is_checked_often_at_first_then_with_backoff(monkeypatch):
+    """A fresh micro-batch's load ends within tens or hundreds of milliseconds: its end
+    is noticed within 25 ms (not up to twice its length), a long job is polled gently."""
+    from pipeline_lib.sinks import bigquery as sink
+
+    class Clock:
+        def __init__(self):
+            self.now = 0.0
+            self.sleeps: list[float] = []
+
+        def monotonic(self):
+            return self.now
+
+        def sleep(self, seconds):
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    clock = Clock()
+    monkeypatch.setattr(sink, "time", clock)
+
+    class Job:
+        job_id = "j"
+
+        def __init__(self, ends_at):
+            self.ends_at = ends_at
+
+        def done(self, retry=None, timeout=None):
+            return clock.now >= self.ends_at
+
+        def result(self, retry=None, timeout=None):
+            return None
+
+    sink.wait_for_job(Job(0.33), timeout=60)
+    assert 0.33 <= clock.now <= 0.33 + sink.QUICK_POLL_S
+    clock.now, clock.sleeps = 0.0, []
+    sink.wait_for_job(Job(30.0), timeout=60)
+    assert max(clock.sleeps) == 0.5 and len(clock.sleeps) < 150  # backed off after 2 s
+    clock.now = 0.0
+    with pytest.raises(TimeoutError):
+        sink.wait_for_job(Job(100.0), timeout=5)
