@@ -526,19 +526,13 @@ def producer_ceiling(size: str) -> dict:
     }
 
 
-def freshness(size: str) -> dict:
-    """Figure 4: at a steady 1,000 ticks/s, tick creation → a BigQuery query returns it.
-
-    Producer (``--rate``) and consumer run as processes; this process polls BigQuery
-    for rows ingested since its last poll and stamps each row when the query returns.
-    """
+def _freshness_round(seconds: float, rate: int) -> tuple[float, float, int]:
+    """One round of :func:`freshness`: (p50, p99, rows seen)."""
     from google.cloud import bigquery
 
     from pipeline_lib.clients import bigquery_client, ensure_topic
     from pipeline_lib.sinks.bigquery import BigQuerySink
 
-    seconds = 30.0 if size == "full" else 3.0
-    rate = 1000 if size == "full" else 200
     settings = services().fresh("fresh")
     ensure_topic(settings)
     BigQuerySink(settings).setup()
@@ -605,15 +599,33 @@ def freshness(size: str) -> dict:
     latencies.sort()
     p50 = latencies[len(latencies) // 2]
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return p50, p99, len(latencies)
+
+
+def freshness(size: str) -> dict:
+    """Figure 4: at a steady 1,000 ticks/s, tick creation → a BigQuery query returns it.
+
+    Producer (``--rate``) and consumer run as processes; this process polls BigQuery
+    for rows ingested since its last poll and stamps each row when the query returns.
+    Three rounds at full size (one run swings by ±0.15 s on a shared 2-core machine):
+    each round's p50 and p99, and the goal judged on the median p99.
+    """
+    seconds = 30.0 if size == "full" else 3.0
+    rate = 1000 if size == "full" else 200
+    rounds = [_freshness_round(seconds, rate) for _ in range(3 if size == "full" else 1)]
+    p99s = [p99 for _, p99, _ in rounds]
+    median_p99 = statistics.median(p99s)
     return {
         "name": "freshness",
         "ticks_per_s": rate,
         "seconds": seconds,
-        "rows_seen": len(latencies),
-        "p50_s": round(p50, 3),
-        "p99_s": round(p99, 3),
-        "goal": "p99 < 1 s",
-        "met": p99 < 1.0,
+        "rounds": len(rounds),
+        "rows_seen": [rows for _, _, rows in rounds],
+        "p50_s": [round(p50, 3) for p50, _, _ in rounds],
+        "p99_s": [round(p99, 3) for p99 in p99s],
+        "median_p99_s": round(median_p99, 3),
+        "goal": "p99 < 1 s (median of the rounds)",
+        "met": median_p99 < 1.0,
     }
 
 
