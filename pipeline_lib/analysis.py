@@ -194,7 +194,9 @@ def table(frame: pd.DataFrame) -> Any:
             formats[column] = "{:,}"
         elif pd.api.types.is_float_dtype(dtype):
             formats[column] = "{:,.2f}"
-    return frame.style.format(formats, na_rep="–").hide(axis="index")
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]  # read left
+    styled = frame.style.format(formats, na_rep="–").hide(axis="index")
+    return styled.set_properties(subset=text, **{"text-align": "left"}) if text else styled
 
 
 def with_tick_overlays(ticks: pd.DataFrame, sma: int = 20) -> pd.DataFrame:

@@ -400,7 +400,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(result.summary())
     print(format_status(status_document(settings)))
-    print(f"\nopen {result.html['04_analysis']} for the Close/Volume figure")
+    print(f"\nopen {result.html['04_analysis']} for the Close/Volume figure and the news section")
     return 0
 
 
