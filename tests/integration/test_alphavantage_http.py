@@ -123,3 +123,23 @@ def test_news_error_bodies_and_budget_over_http(fake, tmp_path):
     with pytest.raises(InvalidRecord):
         list(AlphaVantageNewsSource(client(fake, tmp_path), ["x'; DROP TABLE t;--"]))
     assert len(fake.requests) == 1  # the budget and the symbol check spent no call
+
+
+def test_prices_and_news_from_alphavantage_merge_in_event_order(fake, tmp_path):
+    from pipeline_lib.config import Settings
+    from pipeline_lib.news import News
+    from pipeline_lib.sources import source_from_parameters
+
+    settings = Settings.from_env(
+        {
+            "PIPELINE_HOME": str(tmp_path),
+            "ALPHAVANTAGE_API_KEY": "SECRETKEY",
+            "ALPHAVANTAGE_BASE_URL": fake.url,
+        }
+    )
+    source = source_from_parameters(settings, source="alphavantage", symbols="ibm", stream="both")
+    records = list(source)
+    assert [type(r).__name__ for r in records] == ["Tick", "Tick", "Tick", "News"]
+    assert [r.ts for r in records] == sorted(r.ts for r in records)
+    assert isinstance(records[-1], News) and records[-1].symbol == "IBM"
+    assert {q["function"] for q in fake.requests} == {"TIME_SERIES_INTRADAY", "NEWS_SENTIMENT"}
