@@ -130,7 +130,11 @@ def parse_news(data: Any) -> News:
     unknown = sorted(data.keys() - _ALL)
     if unknown:
         raise InvalidRecord(f"unknown field(s): {', '.join(unknown)[:200]}")
-    news_id = _line(data["news_id"], "news_id", MAX_EVENT_ID_LENGTH, True)
+    news_id = data["news_id"]  # an id is checked, never rewritten
+    if type(news_id) is not str:
+        raise InvalidRecord(f"expected a string, got {type(news_id).__name__}", "news_id")
+    if not 0 < len(news_id) <= MAX_EVENT_ID_LENGTH or not news_id.isprintable():
+        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} printable characters", "news_id")
     symbol = _check_symbol(data["symbol"])
     source = data["source"]
     if type(source) is not str or source not in NEWS_SOURCES:
@@ -148,7 +152,7 @@ def parse_news(data: Any) -> News:
         values[name] = None if raw is None else _score(raw, name, low)
     produced_at = data.get("produced_at")
     return News(
-        news_id=news_id,  # type: ignore[arg-type]
+        news_id=news_id,
         symbol=symbol,
         ts=_timestamp(data["ts"], "ts"),
         headline=_line(data["headline"], "headline", MAX_HEADLINE_CHARS, True),  # type: ignore[arg-type]

@@ -92,6 +92,10 @@ def test_news_ids_are_stable_and_differ_per_symbol_and_story():
         (orjson.dumps(story(relevance=-0.1)), "relevance"),
         (orjson.dumps(story(source="twitter")), "source"),
         (orjson.dumps(story(headline="line\x00break")), "headline"),
+        (orjson.dumps(story(news_id="")), "news_id"),
+        (orjson.dumps(story(news_id="a\nb")), "news_id"),
+        (orjson.dumps(story(news_id="x" * 129)), "news_id"),
+        (orjson.dumps(story(news_id=7)), "news_id"),
     ],
 )
 def test_bad_news_is_refused_with_the_field_to_blame(raw, field):
