@@ -776,13 +776,19 @@ def consume(
     stream: str = "ticks",
 ) -> ConsumeReport:
     """Run one consumer of ``stream`` ("ticks" or "news") into GCS and BigQuery until a
-    bound is reached."""
-    consumer = _landing_consumer(
-        settings.for_stream(stream), file_format, batch_size, flush_interval, on_batch
-    )
-    return consumer.run(
-        max_records=max_records, until_idle=until_idle, duration=duration, progress=progress
-    )
+    bound is reached (with Ctrl-C / SIGTERM handling): :func:`consume_streams` of one."""
+    return consume_streams(
+        settings,
+        (stream,),
+        max_records=max_records,
+        until_idle=until_idle,
+        duration=duration,
+        batch_size=batch_size,
+        flush_interval=flush_interval,
+        progress=progress,
+        file_format=file_format,
+        on_batch=on_batch,
+    )[stream]
 
 
 def consume_streams(
@@ -806,27 +812,19 @@ def consume_streams(
     each flushing and committing its open batch. An error in one stops the others
     and is raised once they have closed.
     """
-    if len(streams) == 1:
-        return {
-            streams[0]: consume(
-                settings,
-                max_records=max_records,
-                until_idle=until_idle,
-                duration=duration,
-                batch_size=batch_size,
-                flush_interval=flush_interval,
-                progress=progress,
-                file_format=file_format,
-                on_batch=on_batch,
-                stream=streams[0],
-            )
-        }
     consumers = {
         name: _landing_consumer(
             settings.for_stream(name), file_format, batch_size, flush_interval, on_batch
         )
         for name in streams
     }
+    if len(consumers) == 1:  # on this thread, with its own signal handling
+        ((name, only),) = consumers.items()
+        return {
+            name: only.run(
+                max_records=max_records, until_idle=until_idle, duration=duration, progress=progress
+            )
+        }
     reports: dict[str, ConsumeReport] = {}
     errors: list[BaseException] = []
 

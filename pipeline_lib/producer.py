@@ -22,7 +22,7 @@ from pipeline_lib.clients import PRODUCER_DEFAULTS, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.sources.base import bounded, paced
-from pipeline_lib.streams import Stream, stream_of
+from pipeline_lib.streams import stream_of
 
 __all__ = ["PRODUCER_DEFAULTS", "ProduceReport", "ProducerError", "kafka_producer", "produce"]
 log = logging.getLogger(__name__)
@@ -117,10 +117,9 @@ def produce(
     (``speed=60``: a minute of events per second); ``max_records`` and
     ``duration`` bound the run (with ticks and news merged, ``max_records`` counts
     the ticks and the news published among them ride along); ``skip`` drops that
-    many records of the source first
-    (to resume after a failure). Each record goes to its stream's topic (``topic``
-    sends every record there instead); ``ensure`` creates a topic before its first
-    record.
+    many records of the source first (to resume after a failure). Each record goes
+    to its stream's topic (``topic`` sends every record there instead); ``ensure``
+    creates a topic before its first record.
     ``on_acknowledged`` is called (on the client's I/O thread) with the source position
     of each record Kafka acknowledged: what a caller may count on having landed.
 
@@ -132,19 +131,19 @@ def produce(
 
     if skip < 0:
         raise ProducerError(f"skip must be >= 0, got {skip}")
-    fixed_topic = topic
-    topics: dict[Stream, str] = {}
+    routes: dict[type, tuple[str, Callable[..., bytes]]] = {}  # record type -> topic, encoder
 
-    def topic_of(record: Any) -> str:
-        kind = stream_of(record)
-        name = topics.get(kind)
-        if name is None:
-            name = fixed_topic or settings.for_stream(kind.name).topic
+    def route(record: Any) -> tuple[str, Callable[..., bytes]]:
+        """Where a record goes and how it is encoded, looked up once per record type."""
+        found = routes.get(type(record))
+        if found is None:
+            kind = stream_of(record)
+            name = topic or settings.for_stream(kind.name).topic
             if ensure:
                 ensure_topic(settings, name)
-            topics[kind] = name
             report.sent_by_topic.setdefault(name, 0)
-        return name
+            found = routes[type(record)] = (name, kind.encode)
+        return found
 
     report = ProduceReport(topic=topic or settings.topic, skipped=skip)
     producer = kafka_producer(settings, **producer_overrides)
@@ -183,8 +182,8 @@ def produce(
     index = skip
     try:
         for record in stream:
-            target = topic_of(record)
-            value = stream_of(record).encode(record, produced_at=datetime.now(UTC))
+            target, encode = route(record)
+            value = encode(record, produced_at=datetime.now(UTC))
             try:
                 future = producer.send(target, key=record.symbol.encode(), value=value)
             except KafkaTimeoutError as error:

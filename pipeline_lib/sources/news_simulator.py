@@ -22,7 +22,6 @@ Headlines come from templates written to exercise the scorer: finance verbs
 from __future__ import annotations
 
 import functools
-import heapq
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -237,8 +236,3 @@ class NewsSimulator:
                 if published >= start_us:
                     yield story
             hour += 1
-
-
-def with_news(ticks: Iterator, news: Iterator) -> Iterator:
-    """Ticks and news merged in event-time order (ticks first at equal times)."""
-    return heapq.merge(ticks, news, key=lambda record: record.ts)
