@@ -263,11 +263,18 @@ class SinkConsumer:
             client_id=f"stock-pipeline-sink-{self.group}",
             max_poll_records=min(self.batch_size, 5000),
         )
-        # Load the topic's metadata before joining: a group leader without it assigns
-        # nothing ("No partition metadata") and, in kafka-python 3, may not ask again
-        # until the next periodic metadata refresh, minutes later.
-        consumer.partitions_for_topic(self.topic)
         consumer.subscribe([self.topic], listener=listener)
+        # Fetch the metadata after subscribing and before the first poll joins the
+        # group. A leader without the topic's partitions assigns nothing ("No partition
+        # metadata"). And kafka-python 3.0 notes the partition count it assigned by
+        # only when metadata arrives for a subscribed topic. If that happens after the
+        # first join, the change of count makes it join a second time, revoking
+        # everything. A short poll can give up waiting on that second join, and the
+        # next poll never collects it: the member stays "rebalancing", with every
+        # partition unfetchable, until our stall check replaces the client (seen in
+        # about one run in three on a freshly started broker: 30 s before the first
+        # record).
+        consumer.topics()
         return consumer
 
     # --- the loop -------------------------------------------------------------------
@@ -407,8 +414,9 @@ class SinkConsumer:
 
     def _reconnect(self, lag: int, stalled: float) -> None:
         """Records wait on owned partitions, yet none arrived for ``stall_s``: replace
-        the Kafka consumer. Seen with kafka-python 3 after a group join, a fetch that
-        never completes keeps poll() busy forever. Nothing is held (checked by the
+        the Kafka consumer. A safety net: kafka-python 3.0.12 was seen to drop the
+        answer to a second join and stay "rebalancing" with nothing fetchable (the
+        cause :meth:`_kafka_consumer` now avoids). Nothing is held (checked by the
         caller), so the new member resumes from the committed offsets."""
         log.warning(
             "no record for %.0fs while %d wait on this consumer's partitions; "

@@ -2,6 +2,7 @@
 
 import io
 import json
+from datetime import UTC, datetime
 
 from google.cloud import bigquery
 
@@ -64,3 +65,53 @@ def test_partitioned_table_load_and_parameterised_query(settings):
         assert result[0].volume == sum(r["volume"] for r in rows if r["symbol"] == symbol)
     # The hostile text was data, not SQL: the table is intact.
     assert client.get_table(created).num_rows == 100
+
+
+def test_writes_do_not_copy_the_table_and_time_travel_is_refused(settings):
+    """The emulator as pipeline_lib starts it: a write costs the batch, not the table.
+
+    Stock bqemulator copies the whole table after each write to serve time travel: 30
+    one-row loads after a 50,000-row one would copy 1.5 million rows into its file.
+    """
+    from google.api_core.exceptions import GoogleAPICallError
+
+    from pipeline_lib.schema import encode
+    from pipeline_lib.sinks import Batch, PartitionBatch
+    from pipeline_lib.sinks.bigquery import BigQuerySink
+    from tests.helpers import simulated
+
+    ticks = simulated(50_030)
+
+    def batch_of(first: int, count: int) -> Batch:
+        part = PartitionBatch(settings.topic, 0, first)
+        part.records.extend(ticks[first : first + count])
+        part.values.extend(encode(t) for t in part.records)
+        part.offsets.extend(range(first, first + count))
+        return Batch([part], datetime.now(UTC))
+
+    sink = BigQuerySink(settings)
+    sink.setup()
+    data = settings.home / "bigquery" / "data"
+
+    def size() -> int:
+        return sum(f.stat().st_size for f in data.iterdir() if f.is_file())
+
+    sink.write(batch_of(0, 50_000))
+    before = size()
+    for n in range(30):
+        sink.write(batch_of(50_000 + n, 1))
+    grown = size() - before
+    # Each copy of 50k ticks takes over 1 MB in DuckDB's file: 30 would add 30+ MB.
+    assert grown < 8 * 2**20, f"the emulator's file grew {grown / 2**20:.1f} MiB"
+
+    client = bigquery_client(settings)
+    sql = (
+        f"SELECT COUNT(*) AS n FROM {settings.table_sql} "  # noqa: S608 - validated identifier
+        "FOR SYSTEM_TIME AS OF TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 1 SECOND)"
+    )
+    try:
+        rows = list(client.query(sql).result(timeout=30))
+    except GoogleAPICallError as error:
+        assert "retention" in str(error).lower() or "system_time" in str(error).lower()
+    else:
+        raise AssertionError(f"time travel answered {rows}: expected a refusal")

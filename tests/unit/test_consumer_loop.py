@@ -298,3 +298,39 @@ def test_a_consumer_stalled_with_records_waiting_is_replaced():
     report = consumer.run(until_idle=3, handle_signals=False)
     assert report.reconnects == 1 and len(made) == 2 and made[0].closed
     assert_all_landed(group, sink, letters)
+
+
+def test_the_kafka_consumer_learns_its_topic_after_subscribing_before_joining(monkeypatch):
+    """kafka-python 3.0 compares the partition count it assigned by with the one it
+    learns from metadata fetched *while subscribed*. Fetched only before subscribe(),
+    the first join used a stale count, a second join followed, and a short poll could
+    lose it: 30 s with every partition unfetchable. So: subscribe, then fetch."""
+    import pipeline_lib.consumer as consumer_module
+
+    calls: list[str] = []
+
+    class Client:
+        def subscribe(self, topics, listener=None):
+            calls.append(f"subscribe {topics}")
+
+        def topics(self):
+            calls.append("topics")
+            return set()
+
+        def partitions_for_topic(self, topic):
+            calls.append("partitions_for_topic")
+            return set()
+
+        def poll(self, timeout_ms=0):
+            calls.append("poll")
+            return {}
+
+    monkeypatch.setattr(consumer_module, "kafka_consumer", lambda *a, **k: Client())
+    consumer = SinkConsumer(
+        fake_settings(),
+        sinks=[RecordingSink()],
+        dead_letters=RecordingDeadLetters(),
+        create_topics=False,
+    )
+    consumer._kafka_consumer(listener=None)
+    assert calls == [f"subscribe {[consumer.topic]}", "topics"]

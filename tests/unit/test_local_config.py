@@ -75,3 +75,57 @@ def test_stale_state_file_is_not_a_running_service(tmp_path):
     service.state_path.write_text(json.dumps({"pid": 999_999_999, "ports": {}}))
     assert service.running_pid() is None
     assert not service.state_path.exists()
+
+
+def test_the_bigquery_emulator_makes_no_table_copy_per_write(monkeypatch, tmp_path):
+    """bqemulator copies the whole table after each write (time travel); ours must
+    still announce the change (query cache, materialized views) but copy nothing."""
+    from bqemulator.domain.events import TableDataChanged
+    from bqemulator.versioning.snapshots import SnapshotManager
+
+    from pipeline_lib.local.bigquery import BigQueryEmulator, without_table_copies
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[object] = []
+
+        def execute(self, sql, parameters=None):
+            self.calls.append(sql)
+
+        def publish(self, event):
+            self.calls.append(event)
+
+        def get_table(self, *names):
+            return object()  # the table exists: the original would copy it
+
+        def create_snapshot(self, meta):
+            self.calls.append(meta)
+
+    engine, events = Recorder(), Recorder()
+
+    def manager():
+        return SnapshotManager(engine, engine, None, events, retention_days=0)
+
+    # The emulator's own behaviour, so this test notices if a new version drops it.
+    from datetime import UTC, datetime
+
+    class Clock:
+        def now(self):
+            return datetime.now(UTC)
+
+    original = SnapshotManager(engine, engine, Clock(), events, retention_days=0)
+    original.record_change("p", "d", "t")
+    assert any("CREATE TABLE" in str(c) for c in engine.calls)
+
+    engine.calls.clear()
+    events.calls.clear()
+    monkeypatch.setattr(SnapshotManager, "record_change", SnapshotManager.record_change)
+    without_table_copies()
+    manager().record_change("p", "d", "t")
+    assert engine.calls == []
+    assert events.calls == [TableDataChanged("p", "d", "t")]
+
+    command = BigQueryEmulator(_settings(tmp_path)).command()
+    assert "from pipeline_lib.local.bigquery import serve; serve()" in command
+    environment = BigQueryEmulator(_settings(tmp_path)).environment()
+    assert environment["BQEMU_TIME_TRAVEL_RETENTION_DAYS"] == "0"
