@@ -73,8 +73,7 @@ class BigQueryEmulator(LocalService):
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["HOME"] = str(self.home_dir)
-        # No time travel: a query AS OF a past time is refused with a clear error, and
-        # the snapshots an older run left behind are dropped at start-up.
+        # No time travel: a query AS OF a past time is refused with a clear error.
         env["BQEMU_TIME_TRAVEL_RETENTION_DAYS"] = "0"
         return env
 
