@@ -205,8 +205,9 @@ class KafkaBroker(LocalService):
                 f"{self.libs_dir}/*",
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                identifier,
+                # One argument: a base64 id may start with "-" (1 in 64), which the
+                # tool would read as an option of its own after a separate "-t".
+                f"--cluster-id={identifier}",
                 "-c",
                 str(self.folder / "server.properties"),
                 "--ignore-formatted",

@@ -89,3 +89,23 @@ def test_a_refused_up_leaves_nothing_running(tmp_path, base_settings):
             local.up(settings)
         assert not any(s.running for s in local.status(settings))
         assert not port_open(29292) and not port_open(29250)
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path, services):
+    """Kafka cluster ids are URL-safe base64, so 1 in 64 starts with "-": formatting
+    must not read it as an option (it did: a fresh home failed `up` now and then)."""
+    import json
+
+    from pipeline_lib.config import KAFKA_LAYOUT_FILE
+    from pipeline_lib.local.kafka import KafkaBroker
+
+    settings = services.with_overrides(
+        home=tmp_path, kafka_bootstrap_servers="127.0.0.1:29392", kafka_controller_port=29393
+    )
+    identifier = "-AbCdEfGhIjKlMnOpQrStU"
+    (tmp_path / KAFKA_LAYOUT_FILE).write_text(json.dumps({"brokers": 1, "cluster_id": identifier}))
+    broker = KafkaBroker(settings)
+    broker.data_dir.mkdir(parents=True)  # what up() does before prepare()
+    broker.prepare()  # formats the storage with Kafka's own tool; nothing is started
+    meta = (broker.data_dir / "meta.properties").read_text()
+    assert f"cluster.id={identifier}" in meta.splitlines()
