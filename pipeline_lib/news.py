@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from pipeline_lib.schema import (
-    MAX_EVENT_ID_LENGTH,
     Field,
     InvalidRecord,
     _check_symbol,
     _timestamp,
+    check_id,
     decode_json,
     iso,
 )
@@ -130,11 +130,7 @@ def parse_news(data: Any) -> News:
     unknown = sorted(data.keys() - _ALL)
     if unknown:
         raise InvalidRecord(f"unknown field(s): {', '.join(unknown)[:200]}")
-    news_id = data["news_id"]  # an id is checked, never rewritten
-    if type(news_id) is not str:
-        raise InvalidRecord(f"expected a string, got {type(news_id).__name__}", "news_id")
-    if not 0 < len(news_id) <= MAX_EVENT_ID_LENGTH or not news_id.isprintable():
-        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} printable characters", "news_id")
+    news_id = check_id(data["news_id"], "news_id")
     symbol = _check_symbol(data["symbol"])
     source = data["source"]
     if type(source) is not str or source not in NEWS_SOURCES:

@@ -237,6 +237,15 @@ def _text(value: Any, field: str) -> str:
     return value
 
 
+def check_id(value: Any, field: str) -> str:
+    """An event or story id: 1-128 printable characters, checked and never rewritten
+    (it is what the dedup view keys on)."""
+    value = _text(value, field)
+    if not 0 < len(value) <= MAX_EVENT_ID_LENGTH or not value.isprintable():
+        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} printable characters", field)
+    return value
+
+
 _known_symbols: set[str] = set()  # symbols that passed the pattern (bounded cache)
 _new_tick = tuple.__new__  # NamedTuple's own __new__ is a Python function: 3x slower
 
@@ -286,9 +295,7 @@ def parse_tick(data: Any) -> Tick:
         raise _field_errors(data) or InvalidRecord("missing fields") from None
 
     symbol = _check_symbol(symbol)
-    event_id = _text(event_id, "event_id")
-    if not 0 < len(event_id) <= MAX_EVENT_ID_LENGTH or not event_id.isprintable():
-        raise InvalidRecord(f"must be 1-{MAX_EVENT_ID_LENGTH} printable characters", "event_id")
+    event_id = check_id(event_id, "event_id")
     if type(source) is not str or source not in SOURCES:
         source = _text(source, "source")
         raise InvalidRecord(f"{source!r} is not one of {sorted(SOURCES)}", "source")

@@ -80,6 +80,8 @@ def test_stale_state_file_is_not_a_running_service(tmp_path):
 def test_the_bigquery_emulator_makes_no_table_copy_per_write(monkeypatch, tmp_path):
     """bqemulator copies the whole table after each write (time travel); ours must
     still announce the change (query cache, materialized views) but copy nothing."""
+    from datetime import UTC, datetime
+
     from bqemulator.domain.events import TableDataChanged
     from bqemulator.versioning.snapshots import SnapshotManager
 
@@ -101,31 +103,29 @@ def test_the_bigquery_emulator_makes_no_table_copy_per_write(monkeypatch, tmp_pa
         def create_snapshot(self, meta):
             self.calls.append(meta)
 
-    engine, events = Recorder(), Recorder()
-
-    def manager():
-        return SnapshotManager(engine, engine, None, events, retention_days=0)
-
-    # The emulator's own behaviour, so this test notices if a new version drops it.
-    from datetime import UTC, datetime
-
     class Clock:
         def now(self):
             return datetime.now(UTC)
 
-    original = SnapshotManager(engine, engine, Clock(), events, retention_days=0)
-    original.record_change("p", "d", "t")
+    engine, events = Recorder(), Recorder()
+
+    def record_change() -> None:
+        manager = SnapshotManager(engine, engine, Clock(), events, retention_days=0)
+        manager.record_change("p", "d", "t")
+
+    # The emulator's own behaviour, so this test notices if a new version drops it.
+    record_change()
     assert any("CREATE TABLE" in str(c) for c in engine.calls)
 
     engine.calls.clear()
     events.calls.clear()
     monkeypatch.setattr(SnapshotManager, "record_change", SnapshotManager.record_change)
     without_table_copies()
-    manager().record_change("p", "d", "t")
+    record_change()
     assert engine.calls == []
     assert events.calls == [TableDataChanged("p", "d", "t")]
 
-    command = BigQueryEmulator(_settings(tmp_path)).command()
-    assert "from pipeline_lib.local.bigquery import serve; serve()" in command
-    environment = BigQueryEmulator(_settings(tmp_path)).environment()
+    emulator = BigQueryEmulator(_settings(tmp_path))
+    assert "from pipeline_lib.local.bigquery import serve; serve()" in emulator.command()
+    environment = emulator.environment()
     assert environment["BQEMU_TIME_TRAVEL_RETENTION_DAYS"] == "0"
