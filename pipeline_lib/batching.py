@@ -93,6 +93,10 @@ class SealedBatch:
     committable: bool = True  # False once the group membership it was read under is lost
 
     @property
+    def generation(self) -> int:
+        return self.batch.generation
+
+    @property
     def records(self) -> int:
         return len(self.batch)
 
@@ -109,6 +113,7 @@ class Counts:
     gaps: int = 0
     rebalances: int = 0
     refused_commits: int = 0
+    fenced: int = 0  # batches dropped because the membership they were read in moved on
     batches: int = 0
 
 
@@ -238,8 +243,14 @@ class Batcher:
         """Fewer than ``max_inflight`` batches are being written."""
         return len(self.inflight) < self.max_inflight
 
-    def seal(self, closed_at: datetime) -> SealedBatch | None:
-        """Close the open batch (None if empty); it joins the batches in flight."""
+    def seal(
+        self, closed_at: datetime, group: str = "", generation: int = -1
+    ) -> SealedBatch | None:
+        """Close the open batch (None if empty); it joins the batches in flight.
+
+        ``generation``: the group generation the batch is read in; it is written and
+        committed only in that generation (see :mod:`pipeline_lib.membership`).
+        """
         if not self.can_seal:
             raise RuntimeError(
                 f"{len(self.inflight)} sealed batches are in flight: complete the oldest first"
@@ -251,7 +262,7 @@ class Batcher:
         self._sealed += 1
         sealed = SealedBatch(
             number=self._sealed,
-            batch=Batch([b.part for b in buffers], closed_at),
+            batch=Batch([b.part for b in buffers], closed_at, group, generation),
             dead_letters=[d for b in buffers for d in b.dead],
             offsets={b.part.partition: b.next_offset for b in buffers},
             first_offsets={b.part.partition: b.first_offset for b in buffers},
@@ -299,9 +310,13 @@ class Batcher:
         self.counts.batches += 1
         return sealed
 
-    def rewind(self, owned: set[int]) -> dict[int, int | None]:
-        """A commit was refused: drop everything held; seek every partition to its commit."""
-        self.counts.refused_commits += 1
+    def rewind(self, owned: set[int], fenced: bool = False) -> dict[int, int | None]:
+        """A commit was refused (or ``fenced``: the membership the batch was read in
+        moved on): drop everything held; seek every partition to its commit."""
+        if fenced:
+            self.counts.fenced += 1
+        else:
+            self.counts.refused_commits += 1
         self._drop_all()
         return dict.fromkeys(sorted(owned))
 

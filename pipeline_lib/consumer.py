@@ -20,8 +20,12 @@ dead letters and commits stay on the consumer's own thread, strictly in the orde
 the batches were sealed.
 
 A crash anywhere before 4 means the batch is read again: GCS objects are named by
-partition and first offset (the replay overwrites them) and BigQuery queries go
-through the dedup view, so each event is seen exactly once. A sink that stays down
+partition and first offset (a later owner's replay replaces them, a late writer's
+never shrinks them: :mod:`pipeline_lib.sinks.gcs`) and BigQuery queries go through
+the dedup view, so each event is seen exactly once. A batch is sealed only while
+the group membership is confirmed, and written and committed only in the group
+generation it was sealed in (:mod:`pipeline_lib.membership`): a member frozen past
+its session timeout drops what it held when it wakes up instead of landing it. A sink that stays down
 stops the consumer with :class:`~pipeline_lib.sinks.SinkUnavailable`, uncommitted.
 """
 
@@ -45,6 +49,7 @@ from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
 from pipeline_lib.sinks import Batch, Sink, WriteResult
 from pipeline_lib.streams import get_stream
 
@@ -131,6 +136,10 @@ class ConsumeReport:
         return self.counts.refused_commits
 
     @property
+    def fenced(self) -> int:
+        return self.counts.fenced
+
+    @property
     def rate(self) -> float:
         return self.consumed / self.seconds if self.seconds else 0.0
 
@@ -150,6 +159,7 @@ class ConsumeReport:
             "batches": self.batches,
             "rebalances": self.rebalances,
             "refused_commits": self.refused_commits,
+            "fenced": self.fenced,
             "reconnects": self.reconnects,
             "seconds": round(self.seconds, 3),
             "active_seconds": round(self.active_seconds, 3),
@@ -170,7 +180,12 @@ class ConsumeReport:
             f"{self.dead_letters:,} to the dead-letter topic; {self.discarded:,} left "
             f"uncommitted (read again later); {self.rebalances} assignments from the group "
             "(the first is the join); "
-            f"lag now: {'unknown' if self.lag is None else f'{self.lag:,}'}",
+            f"lag now: {'unknown' if self.lag is None else f'{self.lag:,}'}"
+            + (
+                f"; {self.fenced} batches dropped uncommitted (the group had moved on)"
+                if self.fenced
+                else ""
+            ),
             f"  GCS: {len(objects)} objects" + (f", last {objects[-1]}" if objects else ""),
             f"  BigQuery: {', '.join(t[5:] for t in tables) or '-'}",
             f"  committed offsets: {dict(sorted(self.committed.items()))}",
@@ -244,6 +259,8 @@ class SinkConsumer:
         self._last_commit_at = 0.0
         self._writing: deque[tuple[SealedBatch, list[Future]]] = deque()  # oldest first
         self._writer = self._writer_pool()
+        self.fence = Fence(self._member_state, stale_after=SESSION_TIMEOUT_S / 2)
+        self._unconfirmed_since: float | None = None
 
     # --- control --------------------------------------------------------------------
 
@@ -350,7 +367,8 @@ class SinkConsumer:
                 if self.core.due():
                     while not self.core.can_seal and self._writing:
                         self._complete()  # at most max_inflight batches in flight
-                    self._seal()
+                    if not self._seal():
+                        self._stop.wait(0.05)  # do not spin on zero-timeout polls
                 draining = self._drain.is_set() and self.core.idle and not self._writing
                 since_check = now - last_lag_check
                 if since_check > 2 or (draining and report.lag != 0 and since_check > 0.5):
@@ -499,19 +517,38 @@ class SinkConsumer:
         workers = max(1, len(self.sinks)) * self.core.max_inflight
         return ThreadPoolExecutor(workers, thread_name_prefix="sink-writer")
 
-    def _seal(self) -> None:
-        """Close the open batch and start writing it in the background.
+    def _seal(self) -> bool:
+        """Close the open batch and start writing it in the background; False while the
+        group membership is unconfirmed (the batch stays open).
 
         Up to ``max_inflight`` batches are written at once while the main thread keeps
         polling and decoding; commits stay on the main thread, strictly in the order
         the batches were sealed, each after its writes (see :meth:`_complete`).
         """
-        sealed = self.core.seal(datetime.now(UTC))
+        generation = self.fence.confirmed_generation()
+        if generation is None:
+            # Unconfirmed (rejoining, or no heartbeat answered lately: perhaps frozen past
+            # the session timeout). Hold the batch; the next polls either confirm the
+            # membership or report it lost, and the core then drops what it held.
+            if self._unconfirmed_since is None:
+                self._unconfirmed_since = time.monotonic()
+                log.info("group membership unconfirmed: holding the open batch")
+            return False
+        self._unconfirmed_since = None
+        sealed = self.core.seal(datetime.now(UTC), self.group, generation)
         if sealed is not None:
             futures = [self._writer.submit(self._write_one, s, sealed) for s in self.sinks]
             self._writing.append((sealed, futures))
+        return True
+
+    def _member_state(self) -> MemberState:
+        consumer = self._consumer
+        if consumer is None:  # closed: a write still running must not land
+            return MemberState(NO_GENERATION, False, float("inf"))
+        return member_state(consumer)
 
     def _write_one(self, sink: Sink, sealed: SealedBatch) -> WriteResult:
+        self.fence.check(sealed.generation, f"writing batch {sealed.number} to {sink.name}")
         started = time.monotonic()
         result = sink.write(sealed.batch)
         self._time(f"sink:{sink.name}", started)
@@ -551,7 +588,13 @@ class SinkConsumer:
             if not block and not all(f.done() for f in futures):
                 return
             # re-raises SinkUnavailable: this batch and the later ones stay uncommitted
-            results = [f.result() for f in futures]
+            try:
+                results = [f.result() for f in futures]
+            except Fenced as error:
+                self._writing.popleft()
+                if sealed is self.core.oldest:
+                    self._drop_fenced(error)
+                continue
             self._writing.popleft()
             if sealed is not self.core.oldest:
                 continue  # dropped meanwhile (membership lost): its partitions are re-read
@@ -559,7 +602,18 @@ class SinkConsumer:
             if block:
                 return
 
+    def _drop_fenced(self, error: Fenced) -> None:
+        """The batch may belong to a membership the group has ended: drop everything
+        held, uncommitted, and read again from the committed offsets."""
+        log.warning("%s; dropping what is held and re-reading from the last commit", error)
+        self._seek(self.core.rewind(self._owned(), fenced=True))
+
     def _commit_written(self, sealed: SealedBatch, results: list[WriteResult]) -> None:
+        try:
+            self.fence.check(sealed.generation, f"committing batch {sealed.number}")
+        except Fenced as error:
+            self._drop_fenced(error)
+            return
         self._send_dead_letters(sealed, results)
         if self.before_commit is not None:
             self.before_commit(sealed.batch)
@@ -643,7 +697,9 @@ class SinkConsumer:
         while self._writing:
             self._complete()
         if not self.core.idle:
-            self._seal()
+            deadline = time.monotonic() + self.fence.stale_after
+            while not self._seal() and time.monotonic() < deadline:
+                time.sleep(0.1)  # the heartbeat thread confirms a live membership
             while self._writing:
                 self._complete()
 

@@ -17,6 +17,7 @@ from kafka.errors import CommitFailedError
 from kafka.structs import TopicPartition
 
 from pipeline_lib.config import Settings
+from pipeline_lib.membership import MemberState
 from pipeline_lib.sinks import Batch, Rejected, Sink, SinkUnavailable, WriteResult
 
 Record = namedtuple("Record", "topic partition offset key value")
@@ -47,6 +48,8 @@ class FakeConsumer:
         self.closed = False
         self.seeks: list[tuple[int, int]] = []
         self._pending_assign = True  # the first poll joins the group
+        self.generation = 0  # the group generation: +1 at every assignment
+        self.heartbeat_age = 0.0  # a test sets it high to play a member frozen too long
 
     # --- what the test scripts ------------------------------------------------------
 
@@ -61,6 +64,7 @@ class FakeConsumer:
             if p not in owned or not keep_positions:
                 del self.positions[p]
         self.owned = set(owned)
+        self.generation += 1
         self.listener.on_partitions_assigned({TopicPartition(TOPIC, p) for p in owned})
 
     # --- the KafkaConsumer surface the loop uses ------------------------------------
@@ -69,6 +73,7 @@ class FakeConsumer:
         self.polls += 1
         if self._pending_assign:
             self._pending_assign = False
+            self.generation += 1
             self.listener.on_partitions_assigned({TopicPartition(TOPIC, p) for p in self.owned})
         if self.polls in self.script:
             self.script[self.polls](self)
@@ -118,6 +123,9 @@ class FakeConsumer:
 
     def close(self, autocommit: bool = False) -> None:
         self.closed = True
+
+    def member_state(self) -> MemberState:
+        return MemberState(self.generation, stable=True, heartbeat_age=self.heartbeat_age)
 
 
 class RecordingSink(Sink):

@@ -44,10 +44,14 @@ class PartitionBatch:
 
 @dataclass
 class Batch:
-    """One micro-batch: a part per partition, closed at ``closed_at`` (UTC)."""
+    """One micro-batch: a part per partition, closed at ``closed_at`` (UTC), read by
+    consumer group ``group`` in its generation ``generation`` (-1: no group), which
+    the GCS sink stores with each object to tell a late writer from a later one."""
 
     parts: list[PartitionBatch]
     closed_at: datetime
+    group: str = ""
+    generation: int = -1
 
     def __len__(self) -> int:
         return sum(len(p.records) for p in self.parts)

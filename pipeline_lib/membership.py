@@ -1,0 +1,132 @@
+"""Is this consumer still the group member that read what it holds? The zombie check.
+
+A member frozen past its session timeout (a closed laptop lid, a paused VM, a long
+GC pause, SIGSTOP) is removed from the group and its partitions go to another
+member. When it wakes up, its Kafka client still believes in the old generation
+until a heartbeat is answered, and its threads carry on where they stopped: a
+batch it read before the freeze would be written over what the new owner wrote.
+
+:class:`Fence` answers, before a batch is sealed, before each sink writes it and
+before its offsets are committed: is the membership confirmed (joined, stable, a
+heartbeat answered recently) and is it still the generation the batch was sealed
+in? A batch is only written and committed in the generation it was sealed in.
+
+What no client-side check can close: a write already on its way to a sink when
+the member freezes lands when it wakes up. The GCS sink's replace rule
+(:mod:`pipeline_lib.sinks.gcs`) makes such a late write harmless.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline_lib.errors import PipelineError
+
+NO_GENERATION = -1
+
+
+class Fenced(PipelineError):
+    """This member may no longer own what it read: its batch is neither written nor
+    committed, and whoever owns the partitions now reads them again."""
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """What the Kafka client knows of its group membership right now."""
+
+    generation: int  # the group generation joined; NO_GENERATION when not a member
+    stable: bool  # joined, and no rebalance in progress
+    heartbeat_age: float  # seconds since the coordinator last confirmed the membership
+
+
+def member_state(consumer: Any) -> MemberState:
+    """The membership of a kafka-python consumer (or of any consumer with its own
+    ``member_state()``: test doubles, another client's adapter).
+
+    kafka-python 3.0 exposes the generation publicly (``group_metadata()``), the
+    time of the last answered heartbeat only on its coordinator; a unit test fails
+    if a new version moves either.
+    """
+    own = getattr(consumer, "member_state", None)
+    if own is not None:
+        return own()
+    from kafka.structs import MemberState as KafkaState
+
+    meta = consumer.group_metadata()
+    heartbeat = consumer._coordinator.heartbeat
+    confirmed = max(heartbeat.last_receive, heartbeat.last_reset)
+    return MemberState(
+        generation=meta.generation_id if meta.generation_id is not None else NO_GENERATION,
+        stable=meta.state is KafkaState.STABLE,
+        heartbeat_age=time.monotonic() - confirmed,
+    )
+
+
+def _suspended_seconds() -> float:
+    """Seconds the whole machine has slept since boot (Linux), which the monotonic
+    clock, and so kafka-python's heartbeat age, does not count. 0 elsewhere."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return 0.0
+    return time.clock_gettime(boottime) - time.monotonic()
+
+
+class Fence:
+    """Refuses writes and commits of a member that may have been replaced.
+
+    ``stale_after``: a membership whose last heartbeat answer is older than this is
+    unconfirmed. Half the session timeout: the coordinator expires a member one
+    session timeout after the last heartbeat it received, which is before the
+    answer we saw, and a healthy member is answered every heartbeat interval.
+    """
+
+    def __init__(
+        self,
+        state: Callable[[], MemberState],
+        stale_after: float,
+        suspended: Callable[[], float] = _suspended_seconds,
+    ) -> None:
+        self._state = state
+        self.stale_after = stale_after
+        self._suspended = suspended
+        self._lock = threading.Lock()  # checked from the consumer and the writer threads
+        # The machine's sleep counter when the heartbeat age was last seen to drop.
+        self._last_age = float("inf")
+        self._slept_at_confirm = suspended()
+
+    def _age(self, state: MemberState) -> float:
+        """The heartbeat age plus any machine sleep since that heartbeat was seen."""
+        slept = self._suspended()
+        with self._lock:
+            if state.heartbeat_age < self._last_age:  # a new answer since the last look
+                self._slept_at_confirm = slept
+            self._last_age = state.heartbeat_age
+            return state.heartbeat_age + max(0.0, slept - self._slept_at_confirm)
+
+    def confirmed_generation(self) -> int | None:
+        """The generation a batch sealed now belongs to, or None while the membership
+        is unconfirmed (hold the batch: the next polls settle it one way or the other)."""
+        state = self._state()
+        age = self._age(state)
+        if state.generation == NO_GENERATION or not state.stable or age > self.stale_after:
+            return None
+        return state.generation
+
+    def check(self, generation: int, before: str) -> None:
+        """Raise :class:`Fenced` unless the membership is confirmed in ``generation``."""
+        state = self._state()
+        age = self._age(state)
+        if state.generation != generation:
+            raise Fenced(
+                f"not {before}: the batch was read in group generation {generation}, "
+                f"the member is now in {state.generation}"
+            )
+        if age > self.stale_after:
+            raise Fenced(
+                f"not {before}: no heartbeat answered for {age:.1f}s (the group may have "
+                "given this member's partitions to another)"
+            )
