@@ -25,8 +25,9 @@ never shrinks them: :mod:`pipeline_lib.sinks.gcs`) and BigQuery queries go throu
 the dedup view, so each event is seen exactly once. A batch is sealed only while
 the group membership is confirmed, and written and committed only in the group
 generation it was sealed in (:mod:`pipeline_lib.membership`): a member frozen past
-its session timeout drops what it held when it wakes up instead of landing it. A sink that stays down
-stops the consumer with :class:`~pipeline_lib.sinks.SinkUnavailable`, uncommitted.
+its session timeout drops what it held when it wakes up instead of landing it. A
+sink that stays down stops the consumer with
+:class:`~pipeline_lib.sinks.SinkUnavailable`, uncommitted.
 """
 
 from __future__ import annotations
