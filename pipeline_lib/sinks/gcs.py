@@ -1,4 +1,4 @@
-"""GCS sink: one object per partition batch, named so a replay overwrites, never adds.
+"""GCS sink: one object per partition batch, named so a replay replaces, never adds.
 
 Name: ``<prefix>/topic=<topic>/date=<YYYY-MM-DD>/partition=<p>/<first offset>.<ext>``
 (Hive-style keys, so BigQuery external tables, pyarrow and Spark read the tree as a
@@ -6,6 +6,17 @@ partitioned dataset). A partition batch is split by event date (UTC), so every
 record sits under its own date; the first offset of each piece is zero-padded, so
 names sort in time order and a redelivered batch, which starts at the same
 committed offset, lands on the same names.
+
+Two writes of one name start at the same offset of the same partition and date, so
+one holds the other's records plus more. A write never removes records another
+member wrote: each object carries a stamp (consumer group, group generation, last
+offset) in its metadata, writes are create-only, and an object that exists is
+replaced, conditionally on its GCS generation, only by a write that holds more
+records or comes from a later (or the same) group generation, i.e. from the
+partition's current owner, which goes on writing from where its batch ends. A late
+write of a member the group has replaced (frozen past its session timeout, or a
+slow upload across a rebalance) thus finds a later generation's object and leaves
+it as it is, or replaces it with more records: never fewer. See :func:`may_replace`.
 
 Objects hold newline-delimited JSON, one line per record: the message value when it
 already is the record's canonical one-line JSON (what the producer sends), else the
@@ -18,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Literal
 
 from pipeline_lib.clients import storage_client
@@ -28,13 +41,63 @@ from pipeline_lib.sinks import (
     PartitionBatch,
     Sink,
     SinkError,
+    SinkUnavailable,
     WriteResult,
     reraise_refusal,
     with_retries,
 )
 from pipeline_lib.streams import TICKS, Stream, get_stream
 
+log = logging.getLogger(__name__)
+
 UPLOAD_TIMEOUT_S = 30
+RACING_WRITES = 5  # conditional writes lost to another writer before giving up
+
+
+@dataclass(frozen=True)
+class ObjectStamp:
+    """Who wrote an object and how far it reaches, kept in the object's metadata."""
+
+    group: str
+    generation: int
+    last_offset: int
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "kafka-group": self.group,
+            "kafka-generation": str(self.generation),
+            "kafka-last-offset": str(self.last_offset),
+        }
+
+    @classmethod
+    def read(cls, metadata: dict[str, str] | None) -> ObjectStamp | None:
+        """The stamp in an object's metadata; None for objects written without one."""
+        try:
+            return cls(
+                metadata["kafka-group"],  # type: ignore[index]
+                int(metadata["kafka-generation"]),  # type: ignore[index]
+                int(metadata["kafka-last-offset"]),  # type: ignore[index]
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def may_replace(ours: ObjectStamp, existing: ObjectStamp | None) -> bool:
+    """Whether a write stamped ``ours`` may replace an object of the same name.
+
+    Both start at the same offset, so the shorter holds a prefix of the longer's
+    records. Replace when ours holds more (nothing is lost), or when ours comes from
+    the same group in the same or a later generation: the partition's owner, which
+    writes on from where its batch ends, so the records past it land again. Keep the
+    object when it holds the same records, or when a later generation wrote it:
+    ours is then a late write of a replaced member, and its records are in it.
+    Objects without a stamp (older versions of the pipeline) are replaced.
+    """
+    if existing is None or ours.last_offset > existing.last_offset:
+        return True
+    if ours.last_offset == existing.last_offset:
+        return False
+    return ours.group == existing.group and ours.generation >= existing.generation
 
 
 def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
@@ -119,7 +182,7 @@ class GcsSink(Sink):
 
         with_retries(create, f"creating bucket gs://{self.settings.gcs_bucket}")
 
-    def _upload(self, part: PartitionBatch) -> str:
+    def _upload(self, part: PartitionBatch, group: str, generation: int) -> str:
         if self.file_format == "parquet":
             data, extension, content_type = parquet_bytes(part), "parquet", "application/parquet"
         else:
@@ -129,14 +192,9 @@ class GcsSink(Sink):
                 "application/x-ndjson",
             )
         name = object_name(part, self.prefix, extension)
-        blob = self.bucket.blob(name)
+        stamp = ObjectStamp(group, generation, part.offsets[-1])
         try:
-            with_retries(
-                lambda: blob.upload_from_string(
-                    data, content_type=content_type, timeout=UPLOAD_TIMEOUT_S, retry=None
-                ),
-                f"uploading gs://{self.settings.gcs_bucket}/{name}",
-            )
+            self._put(name, data, content_type, stamp)
         except Exception as error:
             reraise_refusal(
                 error,
@@ -145,13 +203,59 @@ class GcsSink(Sink):
             )
         return f"gs://{self.settings.gcs_bucket}/{name}"
 
+    def _put(self, name: str, data: bytes, content_type: str, stamp: ObjectStamp) -> None:
+        """Create the object, or replace the one there if :func:`may_replace` allows.
+
+        Every write is conditional on the object's GCS generation (0: must not exist),
+        so a writer that races another decides again on what is there now.
+        """
+        from google.api_core.exceptions import PreconditionFailed
+
+        where = f"gs://{self.settings.gcs_bucket}/{name}"
+        expected = 0
+        for _ in range(RACING_WRITES):
+            blob = self.bucket.blob(name)
+            blob.metadata = stamp.metadata()
+            try:
+                with_retries(
+                    lambda blob=blob, expected=expected: blob.upload_from_string(
+                        data,
+                        content_type=content_type,
+                        timeout=UPLOAD_TIMEOUT_S,
+                        retry=None,
+                        if_generation_match=expected,
+                    ),
+                    f"uploading {where}",
+                )
+                return
+            except PreconditionFailed:
+                existing = with_retries(
+                    lambda: self.bucket.get_blob(name, timeout=UPLOAD_TIMEOUT_S, retry=None),
+                    f"reading {where}",
+                )
+            if existing is None:  # deleted meanwhile
+                expected = 0
+            elif may_replace(stamp, ObjectStamp.read(existing.metadata)):
+                expected = existing.generation
+            else:
+                log.info("%s already holds these records (stamp %s); kept", where, stamp)
+                return
+        raise SinkUnavailable(
+            f"{where}: {RACING_WRITES} conditional writes lost to other writers in a row"
+        )
+
     def write(self, batch: Batch) -> WriteResult:
         parts = [piece for p in batch.parts if p.records for piece in split_by_date(p)]
         if not parts:
             return WriteResult(self.name, 0)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel_uploads, thread_name_prefix="gcs")
-        locations = list(self._pool.map(self._upload, parts))
+        locations = list(
+            self._pool.map(
+                lambda p: self._upload(p, batch.group, batch.generation),
+                parts,
+            )
+        )
         return WriteResult(self.name, sum(len(p.records) for p in parts), locations)
 
     def close(self) -> None:
