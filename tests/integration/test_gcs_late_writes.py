@@ -64,9 +64,7 @@ def test_an_object_without_a_stamp_is_replaced(settings):
     sink = GcsSink(settings)
     sink.setup()
     try:
-        (name,) = [
-            loc.split("/", 3)[3] for loc in sink.write(batch(9, generation=1)).locations
-        ]
+        (name,) = [loc.split("/", 3)[3] for loc in sink.write(batch(9, generation=1)).locations]
         sink.bucket.blob(name).upload_from_string(b'{"event_id": "old"}\n')
         sink.write(batch(4, generation=1))
         ids, stamp = only_object(settings)
