@@ -51,9 +51,11 @@ def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
     return next(iter(bigquery_client(settings).query(sql, job_config=config).result())).n
 
 
-def consumer_process(settings: Settings, *args: str, script: str | None = None) -> subprocess.Popen:
-    """`python -m pipeline_lib consume --stream ticks --json --quiet ARGS` (or a script)
-    with these settings."""
+def consumer_process(
+    settings: Settings, *args: str, script: str | None = None, stream: str = "ticks"
+) -> subprocess.Popen:
+    """`python -m pipeline_lib consume --stream STREAM --json --quiet ARGS` (or a
+    script) with these settings."""
     env = {**os.environ, **settings.to_env()}
     command = (
         [sys.executable, "-c", script]
@@ -64,7 +66,7 @@ def consumer_process(settings: Settings, *args: str, script: str | None = None) 
             "pipeline_lib",
             "consume",
             "--stream",
-            "ticks",
+            stream,
             "--json",
             "--quiet",
             *args,
