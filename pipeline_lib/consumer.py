@@ -675,7 +675,7 @@ class SinkConsumer:
             ) as error:
                 # The group moved partitions meanwhile: the batch is in the sinks but not
                 # committed; everything held is re-read from the last commit (the sinks
-                # overwrite / de-duplicate it), so nothing is skipped.
+                # replace / de-duplicate it), so nothing is skipped.
                 log.warning(
                     "commit refused by the group (%s); re-reading from the last commit",
                     type(error).__name__,
