@@ -113,7 +113,7 @@ class Counts:
     gaps: int = 0
     rebalances: int = 0
     refused_commits: int = 0
-    fenced: int = 0  # batches dropped because the membership they were read in moved on
+    fenced: int = 0  # times all held was dropped: the membership it was read in moved on
     batches: int = 0
 
 

@@ -38,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -183,7 +183,8 @@ class ConsumeReport:
             "(the first is the join); "
             f"lag now: {'unknown' if self.lag is None else f'{self.lag:,}'}"
             + (
-                f"; {self.fenced} batches dropped uncommitted (the group had moved on)"
+                f"; {self.fenced} times what was held was dropped uncommitted (the group "
+                "had moved on, or the membership was unconfirmed)"
                 if self.fenced
                 else ""
             ),
@@ -217,6 +218,7 @@ class SinkConsumer:
         create_topics: bool = True,
         commit_retry_s: float = 30.0,
         max_inflight: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if batch_size < 1 or not flush_interval > 0:
             raise ConsumerError("batch_size must be >= 1 and flush_interval > 0")
@@ -254,13 +256,14 @@ class SinkConsumer:
         self._stop = threading.Event()
         self._drain = threading.Event()
         self._consumer: Any = None
-        self._listener = _RebalanceListener()
+        self.clock = clock  # of the membership checks (a test's fake clock)
+        self._listener = _RebalanceListener(clock)
         self._report: ConsumeReport | None = None
         self._assigned_at = 0.0
         self._last_commit_at = 0.0
         self._writing: deque[tuple[SealedBatch, list[Future]]] = deque()  # oldest first
         self._writer = self._writer_pool()
-        self.fence = Fence(self._member_state, stale_after=SESSION_TIMEOUT_S / 2)
+        self.fence = Fence(self._member_state, stale_after=SESSION_TIMEOUT_S / 2, clock=clock)
         self._unconfirmed_since: float | None = None
 
     # --- control --------------------------------------------------------------------
@@ -450,7 +453,7 @@ class SinkConsumer:
         except Exception as error:  # a broken client may fail to close cleanly
             log.info("closing the stalled consumer failed: %s", error)
         events = self._listener.events
-        self._listener = _RebalanceListener()
+        self._listener = _RebalanceListener(self.clock)
         self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = time.monotonic()
@@ -526,14 +529,23 @@ class SinkConsumer:
         polling and decoding; commits stay on the main thread, strictly in the order
         the batches were sealed, each after its writes (see :meth:`_complete`).
         """
+        # Writes of dropped batches finish first: a late write of this member must not
+        # land after a newer one of the same objects (same generation, fewer records).
+        while any(not sealed.committable for sealed, _ in self._writing):
+            self._complete()
         generation = self.fence.confirmed_generation()
         if generation is None:
-            # Unconfirmed (rejoining, or no heartbeat answered lately: perhaps frozen past
-            # the session timeout). Hold the batch; the next polls either confirm the
-            # membership or report it lost, and the core then drops what it held.
+            # Unconfirmed (rejoining, or no answer from the coordinator lately: perhaps
+            # frozen past the session timeout). Hold the batch; the next polls either
+            # confirm the membership or report it lost, and the core then drops what it
+            # held. Unconfirmed for a whole session timeout: drop it now (bounds memory).
+            now = self.clock()
             if self._unconfirmed_since is None:
-                self._unconfirmed_since = time.monotonic()
+                self._unconfirmed_since = now
                 log.info("group membership unconfirmed: holding the open batch")
+            elif now - self._unconfirmed_since > SESSION_TIMEOUT_S:
+                self._unconfirmed_since = None
+                self._drop_fenced(Fenced(f"membership unconfirmed for {SESSION_TIMEOUT_S:g}s"))
             return False
         self._unconfirmed_since = None
         sealed = self.core.seal(datetime.now(UTC), self.group, generation)
@@ -545,8 +557,13 @@ class SinkConsumer:
     def _member_state(self) -> MemberState:
         consumer = self._consumer
         if consumer is None:  # closed: a write still running must not land
-            return MemberState(NO_GENERATION, False, float("inf"))
-        return member_state(consumer)
+            return MemberState(NO_GENERATION, False, float("-inf"))
+        state = member_state(consumer)
+        # A join's answer confirms the membership as a heartbeat's does.
+        joined = self._listener.assigned_at
+        if joined > state.confirmed_at:
+            return MemberState(state.generation, state.stable, joined)
+        return state
 
     def _write_one(self, sink: Sink, sealed: SealedBatch) -> WriteResult:
         self.fence.check(sealed.generation, f"writing batch {sealed.number} to {sink.name}")
@@ -592,6 +609,7 @@ class SinkConsumer:
             try:
                 results = [f.result() for f in futures]
             except Fenced as error:
+                wait(futures)  # the other sinks of the batch finish (or are fenced) first
                 self._writing.popleft()
                 if sealed is self.core.oldest:
                     self._drop_fenced(error)
@@ -769,11 +787,13 @@ class _RebalanceListener(ConsumerRebalanceListener):
     seeks there, so no client-side position survives a rebalance unchecked.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._changed = False
         self._lost = False
         self.events: list[tuple[str, list[int]]] = []
+        self.assigned_at = float("-inf")
 
     def _note(self, kind: str, partitions: Any, lost: bool = False) -> None:
         with self._lock:
@@ -789,6 +809,7 @@ class _RebalanceListener(ConsumerRebalanceListener):
         self._note("lost", lost, lost=True)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assigned_at = self._clock()  # the coordinator just answered a join
         self._note("assigned", assigned)
 
     def take_change(self) -> bool:

@@ -6,10 +6,11 @@ member. When it wakes up, its Kafka client still believes in the old generation
 until a heartbeat is answered, and its threads carry on where they stopped: a
 batch it read before the freeze would be written over what the new owner wrote.
 
-:class:`Fence` answers, before a batch is sealed, before each sink writes it and
-before its offsets are committed: is the membership confirmed (joined, stable, a
-heartbeat answered recently) and is it still the generation the batch was sealed
-in? A batch is only written and committed in the generation it was sealed in.
+:class:`Fence` answers, before a batch is sealed: is the membership confirmed
+(joined, stable, and the coordinator answered a heartbeat or a join lately)? And
+before each sink writes the batch and before its offsets are committed: is the
+member still in the generation the batch was sealed in, and confirmed lately? A
+batch is only written and committed in the generation it was sealed in.
 
 What no client-side check can close: a write already on its way to a sink when
 the member freezes lands when it wakes up. The GCS sink's replace rule
@@ -40,16 +41,19 @@ class MemberState:
 
     generation: int  # the group generation joined; NO_GENERATION when not a member
     stable: bool  # joined, and no rebalance in progress
-    heartbeat_age: float  # seconds since the coordinator last confirmed the membership
+    confirmed_at: float  # time.monotonic() of the coordinator's last answer (-inf: none)
 
 
 def member_state(consumer: Any) -> MemberState:
     """The membership of a kafka-python consumer (or of any consumer with its own
     ``member_state()``: test doubles, another client's adapter).
 
-    kafka-python 3.0 exposes the generation publicly (``group_metadata()``), the
-    time of the last answered heartbeat only on its coordinator; a unit test fails
-    if a new version moves either.
+    ``confirmed_at`` is the last answered heartbeat only: kafka-python also resets
+    its session timer when it finds the coordinator again, which a member waking up
+    from a freeze does before any answer about its membership. A join's answer is
+    added by the consumer (the time its partitions were assigned). kafka-python 3.0
+    exposes the generation publicly (``group_metadata()``), the heartbeat time only
+    on its coordinator; a unit test fails if a new version moves either.
     """
     own = getattr(consumer, "member_state", None)
     if own is not None:
@@ -57,18 +61,17 @@ def member_state(consumer: Any) -> MemberState:
     from kafka.structs import MemberState as KafkaState
 
     meta = consumer.group_metadata()
-    heartbeat = consumer._coordinator.heartbeat
-    confirmed = max(heartbeat.last_receive, heartbeat.last_reset)
     return MemberState(
         generation=meta.generation_id if meta.generation_id is not None else NO_GENERATION,
         stable=meta.state is KafkaState.STABLE,
-        heartbeat_age=time.monotonic() - confirmed,
+        confirmed_at=consumer._coordinator.heartbeat.last_receive,
     )
 
 
 def _suspended_seconds() -> float:
     """Seconds the whole machine has slept since boot (Linux), which the monotonic
-    clock, and so kafka-python's heartbeat age, does not count. 0 elsewhere."""
+    clock, and so kafka-python's heartbeat times, does not count. 0 elsewhere
+    (macOS: a suspended machine's sleep is not seen; see the README)."""
     boottime = getattr(time, "CLOCK_BOOTTIME", None)
     if boottime is None:
         return 0.0
@@ -78,7 +81,7 @@ def _suspended_seconds() -> float:
 class Fence:
     """Refuses writes and commits of a member that may have been replaced.
 
-    ``stale_after``: a membership whose last heartbeat answer is older than this is
+    ``stale_after``: a membership whose last confirmation is older than this is
     unconfirmed. Half the session timeout: the coordinator expires a member one
     session timeout after the last heartbeat it received, which is before the
     answer we saw, and a healthy member is answered every heartbeat interval.
@@ -89,37 +92,42 @@ class Fence:
         state: Callable[[], MemberState],
         stale_after: float,
         suspended: Callable[[], float] = _suspended_seconds,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._state = state
         self.stale_after = stale_after
         self._suspended = suspended
-        self._lock = threading.Lock()  # checked from the consumer and the writer threads
-        # The machine's sleep counter when the heartbeat age was last seen to drop.
-        self._last_age = float("inf")
-        self._slept_at_confirm = suspended()
+        self._clock = clock
+        self._lock = threading.Lock()  # looked at from the consumer and writer threads
+        # The latest confirmation seen (only moves forward), and the machine's sleep
+        # counter when it was seen: sleep after it makes the confirmation older.
+        self._confirmed_at = float("-inf")
+        self._slept_at_confirm = 0.0
 
-    def _age(self, state: MemberState) -> float:
-        """The heartbeat age plus any machine sleep since that heartbeat was seen."""
+    def _look(self) -> tuple[MemberState, float]:
+        """The membership now, and the age of its last confirmation in seconds."""
+        state = self._state()
         slept = self._suspended()
+        now = self._clock()
         with self._lock:
-            if state.heartbeat_age < self._last_age:  # a new answer since the last look
+            if state.confirmed_at > self._confirmed_at:
+                self._confirmed_at = state.confirmed_at
                 self._slept_at_confirm = slept
-            self._last_age = state.heartbeat_age
-            return state.heartbeat_age + max(0.0, slept - self._slept_at_confirm)
+            return state, now - self._confirmed_at + max(0.0, slept - self._slept_at_confirm)
 
     def confirmed_generation(self) -> int | None:
         """The generation a batch sealed now belongs to, or None while the membership
         is unconfirmed (hold the batch: the next polls settle it one way or the other)."""
-        state = self._state()
-        age = self._age(state)
+        state, age = self._look()
         if state.generation == NO_GENERATION or not state.stable or age > self.stale_after:
             return None
         return state.generation
 
     def check(self, generation: int, before: str) -> None:
-        """Raise :class:`Fenced` unless the membership is confirmed in ``generation``."""
-        state = self._state()
-        age = self._age(state)
+        """Raise :class:`Fenced` unless the member is still in ``generation`` and was
+        confirmed lately (a rebalance in progress is no reason to stop: the member
+        owns its partitions until it rejoins, and the commit is refused meanwhile)."""
+        state, age = self._look()
         if state.generation != generation:
             raise Fenced(
                 f"not {before}: the batch was read in group generation {generation}, "
@@ -127,6 +135,6 @@ class Fence:
             )
         if age > self.stale_after:
             raise Fenced(
-                f"not {before}: no heartbeat answered for {age:.1f}s (the group may have "
-                "given this member's partitions to another)"
+                f"not {before}: no answer from the group coordinator for {age:.1f}s (the "
+                "group may have given this member's partitions to another)"
             )

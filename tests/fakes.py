@@ -9,6 +9,7 @@ across the rebalance keep their fetch position unless the caller seeks.
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class FakeConsumer:
         self._pending_assign = True  # the first poll joins the group
         self.generation = 0  # the group generation: +1 at every assignment
         self.heartbeat_age = 0.0  # a test sets it high to play a member frozen too long
+        self.clock = time.monotonic  # the consumer's clock, when a test gives it one
 
     # --- what the test scripts ------------------------------------------------------
 
@@ -125,7 +127,7 @@ class FakeConsumer:
         self.closed = True
 
     def member_state(self) -> MemberState:
-        return MemberState(self.generation, stable=True, heartbeat_age=self.heartbeat_age)
+        return MemberState(self.generation, True, self.clock() - self.heartbeat_age)
 
 
 class RecordingSink(Sink):

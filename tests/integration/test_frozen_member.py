@@ -21,7 +21,14 @@ from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic
 from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.news import News
 from pipeline_lib.producer import produce
-from tests.helpers import START, SYMBOLS, consumer_process, finish, simulated
+from tests.helpers import (
+    START,
+    SYMBOLS,
+    committed_offsets,
+    consumer_process,
+    finish,
+    simulated,
+)
 
 RECORDS = 12_000
 RATE = 1_000
@@ -61,7 +68,11 @@ def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
         return consumer_process(settings, *args, stream=stream)
 
     a = member("--batch-size", "1000", "--until-idle", "10")
-    time.sleep(6)
+    deadline = time.monotonic() + 60
+    while not any(committed_offsets(scoped).values()):  # A has joined and lands
+        assert time.monotonic() < deadline, "A never committed"
+        time.sleep(0.5)
+    time.sleep(1.5)
     a.send_signal(signal.SIGSTOP)  # the lid closes
     try:
         b = member("--batch-size", "10000", "--until-idle", "10")

@@ -3,22 +3,34 @@ loop of a member frozen past its session timeout, on fakes."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import pytest
 
+from pipeline_lib.consumer import SinkConsumer
 from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
 from pipeline_lib.sinks.gcs import ObjectStamp, may_replace
-from tests.fakes import RecordingSink
+from tests.fakes import FakeConsumer, RecordingDeadLetters, RecordingSink, fake_settings
 from tests.unit.test_consumer_loop import assert_all_landed, log_of, run
 
 
 class Clock:
+    """The member's view, on a fake clock: generation 3, answered 1 s ago."""
+
     def __init__(self) -> None:
-        self.state = MemberState(3, stable=True, heartbeat_age=1.0)
+        self.now = 100.0
         self.slept = 0.0
+        self.state = MemberState(3, stable=True, confirmed_at=99.0)
+
+    def answered(self, ago: float, generation: int = 3, stable: bool = True) -> None:
+        self.state = MemberState(generation, stable, self.now - ago)
 
 
 def fence_of(clock: Clock) -> Fence:
-    return Fence(lambda: clock.state, stale_after=7.5, suspended=lambda: clock.slept)
+    return Fence(
+        lambda: clock.state, stale_after=7.5, suspended=lambda: clock.slept, clock=lambda: clock.now
+    )
 
 
 def test_a_confirmed_membership_seals_and_passes_in_its_generation():
@@ -29,16 +41,16 @@ def test_a_confirmed_membership_seals_and_passes_in_its_generation():
 
 
 @pytest.mark.parametrize(
-    "state",
+    ("ago", "generation", "stable"),
     [
-        MemberState(3, stable=True, heartbeat_age=9.0),  # frozen: no answer for 9 s
-        MemberState(3, stable=False, heartbeat_age=1.0),  # rejoining
-        MemberState(NO_GENERATION, stable=False, heartbeat_age=0.0),  # dropped by the group
+        (9.0, 3, True),  # frozen: no answer for 9 s
+        (1.0, 3, False),  # rejoining
+        (0.0, NO_GENERATION, False),  # dropped by the group
     ],
 )
-def test_an_unconfirmed_membership_seals_nothing(state):
+def test_an_unconfirmed_membership_seals_nothing(ago, generation, stable):
     clock = Clock()
-    clock.state = state
+    clock.answered(ago, generation, stable)
     assert fence_of(clock).confirmed_generation() is None
 
 
@@ -47,8 +59,8 @@ def test_a_batch_of_an_older_generation_or_a_stale_membership_is_fenced():
     fence = fence_of(clock)
     with pytest.raises(Fenced, match="read in group generation 2, the member is now in 3"):
         fence.check(2, "committing")
-    clock.state = MemberState(3, stable=True, heartbeat_age=20.0)
-    with pytest.raises(Fenced, match=r"no heartbeat answered for 20\.0s"):
+    clock.now += 20.0  # frozen for 20 s: the last answer is 21 s old
+    with pytest.raises(Fenced, match=r"no answer from the group coordinator for 21\.0s"):
         fence.check(3, "writing")
 
 
@@ -57,10 +69,23 @@ def test_machine_sleep_counts_although_the_monotonic_clock_missed_it():
     clock = Clock()
     fence = fence_of(clock)
     assert fence.confirmed_generation() == 3
-    clock.slept = 60.0  # the heartbeat age (monotonic) did not move
+    clock.slept = 60.0  # the monotonic clock did not move
     assert fence.confirmed_generation() is None
-    clock.state = MemberState(3, stable=True, heartbeat_age=0.2)  # answered since
+    clock.answered(0.2)  # the coordinator answered since
     assert fence.confirmed_generation() == 3
+
+
+def test_an_older_view_read_late_does_not_erase_counted_sleep():
+    """Threads look concurrently: a stale snapshot must not move the confirmation back
+    and then make the next look count as a fresh answer."""
+    clock = Clock()
+    fence = fence_of(clock)
+    fence.confirmed_generation()
+    clock.slept = 60.0
+    clock.answered(5.0)  # older than the answer already seen
+    assert fence.confirmed_generation() is None
+    clock.answered(1.0)  # still before the sleep
+    assert fence.confirmed_generation() is None
 
 
 def test_kafka_python_still_exposes_what_member_state_reads():
@@ -69,10 +94,12 @@ def test_kafka_python_still_exposes_what_member_state_reads():
     consumer = KafkaConsumer(group_id="g", bootstrap_servers="127.0.0.1:1", api_version=(3, 0))
     try:
         state = member_state(consumer)
+        consumer._coordinator.heartbeat.received_heartbeat()
+        answered = member_state(consumer)
     finally:
         consumer.close()
-    assert state.generation == NO_GENERATION and not state.stable
-    assert state.heartbeat_age >= 0
+    assert state == MemberState(NO_GENERATION, False, float("-inf"))
+    assert answered.confirmed_at > state.confirmed_at
 
 
 ZOMBIE = ObjectStamp("g", 4, 49)
@@ -100,31 +127,52 @@ def test_object_stamps_survive_metadata_and_garbage_reads_as_none():
     assert ObjectStamp.read(None) is None
 
 
-class WatchfulSink(RecordingSink):
-    """Fails the test if it is asked to write while its member looks frozen."""
+class SealTimes(RecordingSink):
+    """Notes when each batch it writes was sealed."""
 
-    consumer = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.sealed: list[datetime] = []
 
     def write(self, batch):
-        assert self.consumer is None or self.consumer.heartbeat_age == 0, "zombie write"
+        self.sealed.append(batch.closed_at)
         return super().write(batch)
 
 
-def test_a_member_frozen_past_its_session_timeout_writes_nothing_it_held():
+class LidClock:
+    """The monotonic clock, plus the time a closed lid lasted."""
+
+    def __init__(self) -> None:
+        self.closed_for = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.closed_for
+
+
+def test_a_member_frozen_past_its_session_timeout_seals_nothing_while_unconfirmed():
     group = log_of(2, 300)
-    sink = WatchfulSink()
+    sink = SealTimes()
+    clock = LidClock()
+    frozen: dict[str, datetime] = {}
+
+    def joined(c):
+        c.clock = clock
 
     def freeze(c):
-        sink.consumer = c
-        c.heartbeat_age = 60.0  # woke up: no heartbeat answered for a minute
+        frozen["from"] = datetime.now(UTC)
+        clock.closed_for = 60.0  # a minute passes; the coordinator answered before it
+        c.heartbeat_age = 60.0
 
     def dropped(c):
+        frozen["to"] = datetime.now(UTC)
         c.heartbeat_age = 0.0  # the client learned the group moved on, and rejoined
         c.rebalance({0, 1}, lost=True)
 
-    script = {3: freeze, 9: dropped}
-    report, sink, letters, _ = run(group, script=script, sink=sink, batch_size=40)
-    assert report.discarded > 0  # what it held when frozen was dropped, unwritten
+    script = {1: joined, 3: freeze, 9: dropped}
+    options = {"batch_size": 40, "clock": clock}
+    report, sink, letters, _ = run(group, script=script, sink=sink, consumer_options=options)
+    assert sink.sealed and not [t for t in sink.sealed if frozen["from"] < t < frozen["to"]]
+    assert report.discarded > 0
     assert_all_landed(group, sink, letters)
     assert report.consumed == report.written + report.dead_letters + report.discarded
 
@@ -150,3 +198,85 @@ def test_a_batch_whose_generation_ended_while_it_was_written_is_not_committed():
     assert all(c for c in group.commits)
     assert_all_landed(group, sink, letters)
     assert len(sink.written) > len(set(sink.written)), "the fenced batch is read again"
+
+
+class FencedOnce(RecordingSink):
+    """Its first write finds the membership moved on."""
+
+    name = "fenced-once"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def write(self, batch):
+        self.calls += 1
+        if self.calls == 1:
+            raise Fenced("not writing: the group moved on")
+        return super().write(batch)
+
+
+class SlowFirst(RecordingSink):
+    """Its first write takes a while; notes when each write starts and ends."""
+
+    name = "slow-first"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+        self.calls = 0
+
+    def write(self, batch):
+        self.calls += 1
+        number = self.calls
+        self.events.append(("start", number))
+        if number == 1:
+            time.sleep(0.3)
+        result = super().write(batch)
+        self.events.append(("end", number))
+        return result
+
+
+def test_a_dropped_batch_finishes_writing_before_its_records_are_written_again():
+    """Else its late write could replace the objects of the re-read batch, which
+    holds more records, in the same generation: a shrink the GCS rule would allow."""
+    group = log_of(2, 200)
+    fenced, slow = FencedOnce(), SlowFirst()
+    member = SinkConsumer(
+        fake_settings(),
+        sinks=[fenced, slow],
+        consumer_factory=lambda listener: FakeConsumer(group, listener, {0, 1}),
+        dead_letters=RecordingDeadLetters(),
+        create_topics=False,
+        batch_size=50,
+        flush_interval=0.01,
+    )
+    report = member.run(until_idle=0.05, handle_signals=False)
+    assert report.fenced == 1
+    assert slow.events.index(("end", 1)) < slow.events.index(("start", 2))
+    assert group.committed == {0: 200, 1: 200}
+
+
+def test_a_membership_unconfirmed_for_a_session_timeout_drops_what_it_held(caplog):
+    """The coordinator stays silent (and the group never says the member is gone):
+    the member stops holding an ever larger batch after one session timeout."""
+    group = log_of(2, 300)
+    clock = LidClock()
+
+    def joined(c):
+        c.clock = clock
+
+    def silent(c):
+        clock.closed_for += 10.0
+        c.heartbeat_age += 10.0
+
+    def answered(c):
+        c.heartbeat_age = 0.0
+
+    script = {1: joined, 3: silent, 5: silent, 7: silent, 12: answered}
+    options = {"batch_size": 40, "clock": clock}
+    with caplog.at_level("WARNING", logger="pipeline_lib.consumer"):
+        report, sink, letters, _ = run(group, script=script, consumer_options=options)
+    assert "membership unconfirmed for 15s; dropping what is held" in caplog.text
+    assert report.fenced >= 1 and report.discarded > 0
+    assert_all_landed(group, sink, letters)
