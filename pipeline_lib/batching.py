@@ -195,6 +195,7 @@ class Batcher:
         part.records.append(record)
         part.values.append(message.value)  # type: ignore[arg-type]
         part.offsets.append(message.offset)
+        part.keys.append(message.key)
         self._buffered += 1
 
     def _dead(

@@ -36,163 +36,32 @@ import logging
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from pipeline_lib.batching import Batcher, Counts, DeadLetterRecord, SealedBatch
+from pipeline_lib.batching import Batcher, Counts
 from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
+from pipeline_lib.committer import Committer, ConsumerError, owned, seek
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
-from pipeline_lib.errors import PipelineError
 from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
-from pipeline_lib.sinks import Batch, Sink, WriteResult
+from pipeline_lib.reports import BatchReport, ConsumeReport
+from pipeline_lib.sinks import Batch, Sink
 from pipeline_lib.streams import get_stream
 
+__all__ = [
+    "BatchReport",
+    "ConsumeReport",
+    "ConsumerError",
+    "SinkConsumer",
+    "consume",
+    "consume_streams",
+]
+
 log = logging.getLogger(__name__)
-
-
-class ConsumerError(PipelineError):
-    """The consumer cannot go on (bad bounds, commits failing); nothing was skipped."""
-
-
-@dataclass
-class BatchReport:
-    """What one committed batch did, passed to ``on_batch`` callbacks.
-
-    ``records`` is the number of messages the commit covers (landed records plus dead
-    letters), ``committed`` the offsets committed per partition, ``seconds`` the time
-    spent writing and committing, ``age`` how long the batch's oldest record had
-    waited when the batch closed.
-    """
-
-    number: int
-    records: int
-    dead_letters: int
-    results: list[WriteResult]
-    committed: dict[int, int]
-    seconds: float
-    age: float
-
-
-@dataclass
-class ConsumeReport:
-    """What a consumer run did.
-
-    Every message read ends in exactly one of ``written`` (landed in the sinks and
-    committed), ``dead_letters`` (on the dead-letter topic, committed) or
-    ``discarded`` (dropped uncommitted after a rebalance, a refused commit or an
-    error: whoever reads the partition next reads it again), so
-    ``consumed == written + dead_letters + discarded``.
-    """
-
-    topic: str
-    group: str
-    counts: Counts = field(default_factory=Counts)  # the consumer core's, live
-    reconnects: int = 0  # stalled Kafka consumers replaced
-    seconds: float = 0.0
-    locations: list[str] = field(default_factory=list)
-    committed: dict[int, int] = field(default_factory=dict)
-    stopped_because: str = ""
-    lag: int | None = None
-    active_seconds: float = 0.0  # first record received → last commit
-    # Where the time went: poll and decode on the consumer thread, each sink and the
-    # dead letters on the writer thread (overlapping the next poll), commits.
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    # What the group told this member, in order: ("assigned" | "revoked" | "lost",
-    # partitions). The first "assigned" is the join; later ones are rebalances.
-    assignments: list[tuple[str, list[int]]] = field(default_factory=list)
-
-    @property
-    def consumed(self) -> int:
-        return self.counts.read
-
-    @property
-    def written(self) -> int:
-        return self.counts.landed
-
-    @property
-    def dead_letters(self) -> int:
-        return self.counts.dead_letters
-
-    @property
-    def discarded(self) -> int:
-        return self.counts.discarded
-
-    @property
-    def batches(self) -> int:
-        return self.counts.batches
-
-    @property
-    def rebalances(self) -> int:
-        return self.counts.rebalances
-
-    @property
-    def refused_commits(self) -> int:
-        return self.counts.refused_commits
-
-    @property
-    def fenced(self) -> int:
-        return self.counts.fenced
-
-    @property
-    def rate(self) -> float:
-        return self.consumed / self.seconds if self.seconds else 0.0
-
-    @property
-    def active_rate(self) -> float:
-        """Records per second while there was work (excludes group join and idle time)."""
-        return self.consumed / self.active_seconds if self.active_seconds else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "group": self.group,
-            "consumed": self.consumed,
-            "written": self.written,
-            "dead_letters": self.dead_letters,
-            "discarded": self.discarded,
-            "batches": self.batches,
-            "rebalances": self.rebalances,
-            "refused_commits": self.refused_commits,
-            "fenced": self.fenced,
-            "reconnects": self.reconnects,
-            "seconds": round(self.seconds, 3),
-            "active_seconds": round(self.active_seconds, 3),
-            "objects": [x for x in self.locations if x.startswith("gs://")],
-            "committed": {str(p): o for p, o in sorted(self.committed.items())},
-            "stopped_because": self.stopped_because,
-            "lag": self.lag,
-            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-        }
-
-    def summary(self) -> str:
-        objects = [x for x in self.locations if x.startswith("gs://")]
-        tables = sorted({x for x in self.locations if x.startswith("bq://")})
-        lines = [
-            f"consumed {self.consumed:,} records from {self.topic!r} (group {self.group!r}) in "
-            f"{self.seconds:.1f}s ({self.rate:,.0f}/s); stopped: {self.stopped_because}",
-            f"  landed {self.written:,} records in {self.batches} batches; "
-            f"{self.dead_letters:,} to the dead-letter topic; {self.discarded:,} left "
-            f"uncommitted (read again later); {self.rebalances} assignments from the group "
-            "(the first is the join); "
-            f"lag now: {'unknown' if self.lag is None else f'{self.lag:,}'}"
-            + (
-                f"; {self.fenced} times what was held was dropped uncommitted (the group "
-                "had moved on, or the membership was unconfirmed)"
-                if self.fenced
-                else ""
-            ),
-            f"  GCS: {len(objects)} objects" + (f", last {objects[-1]}" if objects else ""),
-            f"  BigQuery: {', '.join(t[5:] for t in tables) or '-'}",
-            f"  committed offsets: {dict(sorted(self.committed.items()))}",
-        ]
-        return "\n".join(lines)
 
 
 class SinkConsumer:
@@ -228,18 +97,14 @@ class SinkConsumer:
         self.group = group or settings.consumer_group
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.on_batch = on_batch
-        self.before_commit = before_commit
         if sinks is None:
             from pipeline_lib.sinks.bigquery import BigQuerySink
             from pipeline_lib.sinks.gcs import GcsSink
 
             sinks = [GcsSink(settings), BigQuerySink(settings)]
         self.sinks = list(sinks)
-        self.dead_letters = dead_letters if dead_letters is not None else DeadLetterWriter(settings)
         self.consumer_factory = consumer_factory or self._kafka_consumer
         self.create_topics = create_topics
-        self.commit_retry_s = commit_retry_s
         # How long past ``until_idle`` to wait for an assignment (a dead member's
         # partitions move only once its session expires).
         self.no_assignment_grace_s = 2 * SESSION_TIMEOUT_S
@@ -251,20 +116,29 @@ class SinkConsumer:
             batch_size,
             flush_interval,
             decode=self.stream.decode,
+            clock=clock,
             max_inflight=max_inflight,
         )
         self._stop = threading.Event()
         self._drain = threading.Event()
         self._consumer: Any = None
-        self.clock = clock  # of the membership checks (a test's fake clock)
+        self.clock = clock  # of the loop, the core, the fence and the committer
         self._listener = _RebalanceListener(clock)
         self._report: ConsumeReport | None = None
         self._assigned_at = 0.0
-        self._last_commit_at = 0.0
-        self._writing: deque[tuple[SealedBatch, list[Future]]] = deque()  # oldest first
-        self._writer = self._writer_pool()
         self.fence = Fence(self._member_state, stale_after=SESSION_TIMEOUT_S / 2, clock=clock)
         self._unconfirmed_since: float | None = None
+        self.committer = Committer(
+            self.core,
+            self.sinks,
+            dead_letters if dead_letters is not None else DeadLetterWriter(settings),
+            self.fence,
+            lambda: self._consumer,
+            commit_retry_s=commit_retry_s,
+            clock=clock,
+            on_batch=on_batch,
+            before_commit=before_commit,
+        )
 
     # --- control --------------------------------------------------------------------
 
@@ -327,25 +201,25 @@ class SinkConsumer:
         for sink in self.sinks:
             sink.setup()
         self.core.counts = Counts()  # per run
-        report = self._report = ConsumeReport(
+        report = self._report = self.committer.report = ConsumeReport(
             topic=self.topic, group=self.group, counts=self.core.counts
         )
         self._listener.events = report.assignments
-        restore = self._install_signal_handlers() if handle_signals else None
+        restore = stop_on_sigterm([self]) if handle_signals else None
         bar = _progress_bar(max_records, self.topic) if progress else None
-        started = time.monotonic()
+        started = self.clock()
         last_message = started
         first_message: float | None = None
         last_lag_check = 0.0
         self._consumer = self.consumer_factory(self._listener)
-        self._connected_at = time.monotonic()
+        self._connected_at = self.clock()
         try:
             while True:
-                poll_started = time.monotonic()
+                poll_started = self.clock()
                 timeout = self.core.poll_timeout()
                 polled = self._consumer.poll(timeout_ms=int(timeout * 1000))
                 self._time("poll", poll_started)
-                if not polled and time.monotonic() - poll_started < timeout / 2:
+                if not polled and self.clock() - poll_started < timeout / 2:
                     # kafka-python returns at once when nothing is assigned (more members
                     # than partitions): wait here instead of spinning a core.
                     self._stop.wait(timeout)
@@ -355,10 +229,10 @@ class SinkConsumer:
                     polled = {}
                     self._apply_rebalance()
                 received = 0
-                decode_started = time.monotonic()
+                decode_started = self.clock()
                 for tp, messages in polled.items():
                     received += self.core.add(tp.partition, messages)
-                now = time.monotonic()
+                now = self.clock()
                 if polled:
                     self._time("decode", decode_started, now)
                 if received:
@@ -367,13 +241,13 @@ class SinkConsumer:
                         first_message = poll_started
                     if bar is not None:
                         bar.update(received)
-                self._complete(block=False)
+                self.committer.complete(block=False)
                 if self.core.due():
-                    while not self.core.can_seal and self._writing:
-                        self._complete()  # at most max_inflight batches in flight
+                    while not self.core.can_seal and self.committer.busy:
+                        self.committer.complete()  # at most max_inflight batches in flight
                     if not self._seal():
                         self._stop.wait(0.05)  # do not spin on zero-timeout polls
-                draining = self._drain.is_set() and self.core.idle and not self._writing
+                draining = self._drain.is_set() and self.core.idle and not self.committer.busy
                 since_check = now - last_lag_check
                 if since_check > 2 or (draining and report.lag != 0 and since_check > 0.5):
                     last_lag_check = now
@@ -422,17 +296,16 @@ class SinkConsumer:
                 report.lag = self.lag()
             finally:
                 self.core.abandon()  # whatever is still held was not committed
-                if first_message is not None and self._last_commit_at:
-                    report.active_seconds = max(0.0, self._last_commit_at - first_message)
+                last_commit = self.committer.last_commit_at
+                if first_message is not None and last_commit:
+                    report.active_seconds = max(0.0, last_commit - first_message)
                 self._close(restore, bar)
-                report.seconds = time.monotonic() - started
+                report.seconds = self.clock() - started
         return report
 
     def _time(self, stage: str, started: float, ended: float | None = None) -> None:
-        report = self._report
-        if report is not None:
-            spent = (ended if ended is not None else time.monotonic()) - started
-            report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + spent
+        if self._report is not None:
+            self._report.add_time(stage, (ended if ended is not None else self.clock()) - started)
 
     def _reconnect(self, lag: int, stalled: float) -> None:
         """Records wait on owned partitions, yet none arrived for ``stall_s``: replace
@@ -456,12 +329,12 @@ class SinkConsumer:
         self._listener = _RebalanceListener(self.clock)
         self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
-        self._connected_at = time.monotonic()
+        self._connected_at = self.clock()
 
     def _abandon(self) -> None:
         """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""
         self.core.abandon()
-        self._writing.clear()
+        self.committer.abandon()
 
     def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
@@ -478,7 +351,7 @@ class SinkConsumer:
         lasts well past the session timeout (more members than partitions).
         """
         idle = now - last_activity
-        if idle < until_idle or not self.core.idle or self._writing:
+        if idle < until_idle or not self.core.idle or self.committer.busy:
             return None
         if self._consumer.assignment():
             return f"caught up and idle for {until_idle:g}s" if self.lag() == 0 else None
@@ -487,39 +360,20 @@ class SinkConsumer:
         return None
 
     def _owned(self) -> set[int]:
-        return {tp.partition for tp in self._consumer.assignment() if tp.topic == self.topic}
+        return owned(self._consumer, self.topic)
 
     def _apply_rebalance(self) -> None:
         lost = self._listener.take_lost()
         owned = self._owned()
         targets = self.core.rebalance(owned, lost=lost)
-        self._assigned_at = time.monotonic()
+        self._assigned_at = self.clock()
         log.info(
             "assignment of %s: partitions %s%s",
             self.topic,
             sorted(owned),
             " (membership was lost)" if lost else "",
         )
-        self._seek(targets)
-
-    def _seek(self, targets: dict[int, int | None]) -> None:
-        """Seek each partition to an offset, or to its committed offset for ``None``."""
-        from kafka.structs import TopicPartition
-
-        for partition, offset in targets.items():
-            tp = TopicPartition(self.topic, partition)
-            if offset is None:
-                offset = self._consumer.committed(tp)
-            if offset is None:
-                self._consumer.seek_to_beginning(tp)  # nothing committed: auto_offset_reset
-            else:
-                self._consumer.seek(tp, offset)
-
-    def _writer_pool(self) -> ThreadPoolExecutor:
-        # One thread per sink per batch in flight: the sinks of a batch run side by
-        # side, and the next batch is written while a slow load job finishes.
-        workers = max(1, len(self.sinks)) * self.core.max_inflight
-        return ThreadPoolExecutor(workers, thread_name_prefix="sink-writer")
+        seek(self._consumer, self.topic, targets)
 
     def _seal(self) -> bool:
         """Close the open batch and start writing it in the background; False while the
@@ -531,8 +385,7 @@ class SinkConsumer:
         """
         # Writes of dropped batches finish first: a late write of this member must not
         # land after a newer one of the same objects (same generation, fewer records).
-        while any(not sealed.committable for sealed, _ in self._writing):
-            self._complete()
+        self.committer.settle()
         generation = self.fence.confirmed_generation()
         if generation is None:
             # Unconfirmed (rejoining, or no answer from the coordinator lately: perhaps
@@ -545,13 +398,12 @@ class SinkConsumer:
                 log.info("group membership unconfirmed: holding the open batch")
             elif now - self._unconfirmed_since > SESSION_TIMEOUT_S:
                 self._unconfirmed_since = None
-                self._drop_fenced(Fenced(f"membership unconfirmed for {SESSION_TIMEOUT_S:g}s"))
+                self.committer.drop(Fenced(f"membership unconfirmed for {SESSION_TIMEOUT_S:g}s"))
             return False
         self._unconfirmed_since = None
         sealed = self.core.seal(datetime.now(UTC), self.group, generation)
         if sealed is not None:
-            futures = [self._writer.submit(self._write_one, s, sealed) for s in self.sinks]
-            self._writing.append((sealed, futures))
+            self.committer.write(sealed)
         return True
 
     def _member_state(self) -> MemberState:
@@ -565,162 +417,14 @@ class SinkConsumer:
             return MemberState(state.generation, state.stable, joined)
         return state
 
-    def _write_one(self, sink: Sink, sealed: SealedBatch) -> WriteResult:
-        self.fence.check(sealed.generation, f"writing batch {sealed.number} to {sink.name}")
-        started = time.monotonic()
-        result = sink.write(sealed.batch)
-        self._time(f"sink:{sink.name}", started)
-        return result
-
-    def _send_dead_letters(self, sealed: SealedBatch, results: list[WriteResult]) -> int:
-        """On the consumer thread, in commit order: the batch's dead letters, flushed."""
-        started = time.monotonic()
-        for letter in sealed.dead_letters:
-            self.dead_letters.send(letter)
-        for result in results:
-            for rejected in result.rejected:
-                self.dead_letters.send(
-                    DeadLetterRecord(
-                        rejected.topic,
-                        rejected.partition,
-                        rejected.offset,
-                        None,
-                        rejected.value,
-                        rejected.reason,
-                        None,
-                        result.sink,
-                    )
-                )
-        flushed = self.dead_letters.flush()
-        self._time("dead_letters", started)
-        return flushed
-
-    def _complete(self, block: bool = True) -> None:
-        """Commit finished batches, oldest first (raise if a sink failed).
-
-        ``block``: wait for the oldest batch in flight and commit it; else commit, in
-        order, only what is already written.
-        """
-        while self._writing:
-            sealed, futures = self._writing[0]
-            if not block and not all(f.done() for f in futures):
-                return
-            # re-raises SinkUnavailable: this batch and the later ones stay uncommitted
-            try:
-                results = [f.result() for f in futures]
-            except Fenced as error:
-                wait(futures)  # the other sinks of the batch finish (or are fenced) first
-                self._writing.popleft()
-                if sealed is self.core.oldest:
-                    self._drop_fenced(error)
-                continue
-            self._writing.popleft()
-            if sealed is not self.core.oldest:
-                continue  # dropped meanwhile (membership lost): its partitions are re-read
-            self._commit_written(sealed, results)
-            if block:
-                return
-
-    def _drop_fenced(self, error: Fenced) -> None:
-        """The batch may belong to a membership the group has ended: drop everything
-        held, uncommitted, and read again from the committed offsets."""
-        log.warning("%s; dropping what is held and re-reading from the last commit", error)
-        self._seek(self.core.rewind(self._owned(), fenced=True))
-
-    def _commit_written(self, sealed: SealedBatch, results: list[WriteResult]) -> None:
-        try:
-            self.fence.check(sealed.generation, f"committing batch {sealed.number}")
-        except Fenced as error:
-            self._drop_fenced(error)
-            return
-        self._send_dead_letters(sealed, results)
-        if self.before_commit is not None:
-            self.before_commit(sealed.batch)
-        offsets = self.core.commit_plan(self._owned())
-        commit_started = time.monotonic()
-        committed = not offsets or self._commit(offsets)
-        self._time("commit", commit_started)
-        if not committed:
-            self._seek(self.core.rewind(self._owned()))
-            return
-        rejected = sum(1 for r in results for x in r.rejected if x.partition in offsets)
-        self.core.committed_inflight(offsets, rejected=rejected)
-        self._last_commit_at = time.monotonic()
-        report = self._report
-        if report is None:
-            return
-        report.committed.update(offsets)
-        report.locations.extend(loc for r in results for loc in r.locations)
-        if self.on_batch is not None:
-            covered = sum(offsets[p] - sealed.first_offsets[p] for p in offsets)
-            self.on_batch(
-                BatchReport(
-                    sealed.number,
-                    covered,
-                    sum(1 for d in sealed.dead_letters if d.partition in offsets) + rejected,
-                    results,
-                    dict(offsets),
-                    time.monotonic() - sealed.sealed_at,
-                    sealed.age,
-                )
-            )
-
-    def _commit(self, offsets: dict[int, int]) -> bool:
-        """Commit; False if the group refused it (a rebalance), retry transient errors."""
-        from kafka.errors import (
-            CommitFailedError,
-            IllegalGenerationError,
-            KafkaError,
-            RebalanceInProgressError,
-            UnknownMemberIdError,
-        )
-        from kafka.structs import OffsetAndMetadata, TopicPartition
-
-        plan = {
-            TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
-        }
-        deadline = time.monotonic() + self.commit_retry_s
-        delay = 0.2
-        while True:
-            try:
-                self._consumer.commit(plan)
-                return True
-            except (
-                CommitFailedError,
-                RebalanceInProgressError,
-                IllegalGenerationError,
-                UnknownMemberIdError,
-            ) as error:
-                # The group moved partitions meanwhile: the batch is in the sinks but not
-                # committed; everything held is re-read from the last commit (the sinks
-                # replace / de-duplicate it), so nothing is skipped.
-                log.warning(
-                    "commit refused by the group (%s); re-reading from the last commit",
-                    type(error).__name__,
-                )
-                return False
-            except KafkaError as error:
-                if time.monotonic() + delay > deadline:
-                    raise ConsumerError(
-                        f"could not commit offsets {offsets} of {self.topic!r} for "
-                        f"{self.commit_retry_s:g}s ({type(error).__name__}: {error}). The "
-                        "batch is in the sinks; a restart re-reads it from the last commit "
-                        "and the dedup view hides the copies. Check the brokers."
-                    ) from error
-                log.warning("commit failed (%s), retrying in %.1fs", error, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
     def _flush(self) -> None:
         """Write and commit everything read so far (waits for the batches in flight)."""
-        while self._writing:
-            self._complete()
+        self.committer.flush()
         if not self.core.idle:
-            deadline = time.monotonic() + self.fence.stale_after
-            while not self._seal() and time.monotonic() < deadline:
+            deadline = self.clock() + self.fence.stale_after
+            while not self._seal() and self.clock() < deadline:
                 time.sleep(0.1)  # the heartbeat thread confirms a live membership
-            while self._writing:
-                self._complete()
+            self.committer.flush()
 
     def lag(self) -> int | None:
         """Messages not yet read on the assigned partitions; with no assignment, the
@@ -755,27 +459,13 @@ class SinkConsumer:
                 self._consumer.close(autocommit=False)
         finally:
             self._consumer = None
-            self._writer.shutdown(wait=True)
-            self._writer = self._writer_pool()
-            self.dead_letters.close()
-            for sink in self.sinks:
-                sink.close()
-            if bar is not None:
-                bar.close()
-            if restore is not None:
-                restore()
-
-    def _install_signal_handlers(self) -> Callable[[], None] | None:
-        """SIGTERM (and SIGINT outside Jupyter) → flush, commit, return."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-        previous = signal.getsignal(signal.SIGTERM)
-
-        def on_term(signum: int, frame: Any) -> None:
-            self._stop.set()
-
-        signal.signal(signal.SIGTERM, on_term)
-        return lambda: signal.signal(signal.SIGTERM, previous)
+            try:
+                self.committer.close()
+            finally:
+                if bar is not None:
+                    bar.close()
+                if restore is not None:
+                    restore()
 
 
 class _RebalanceListener(ConsumerRebalanceListener):
@@ -936,7 +626,7 @@ def consume_streams(
     threads = [
         threading.Thread(target=run, args=(name,), name=f"consume-{name}") for name in streams
     ]
-    restore = _stop_on_sigterm(consumers.values())
+    restore = stop_on_sigterm(consumers.values())
     try:
         for thread in threads:
             thread.start()
@@ -956,10 +646,12 @@ def consume_streams(
     return {name: reports[name] for name in streams}
 
 
-def _stop_on_sigterm(consumers: Iterable[SinkConsumer]) -> Callable[[], None] | None:
+def stop_on_sigterm(members: Iterable[SinkConsumer]) -> Callable[[], None] | None:
+    """SIGTERM → every member flushes, commits and returns; the restore function, or
+    None off the main thread (only it may install signal handlers)."""
     if threading.current_thread() is not threading.main_thread():
         return None
-    members = list(consumers)
+    members = list(members)
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum: int, frame: Any) -> None:

@@ -150,9 +150,11 @@ class RecordingSink(Sink):
             raise SinkUnavailable("the sink is down")
         rejected = []
         for part in batch.parts:
-            for tick, offset, value in zip(part.records, part.offsets, part.values, strict=True):
+            for tick, offset, key, value in zip(
+                part.records, part.offsets, part.keys, part.values, strict=True
+            ):
                 if self.refuse and self.refuse(tick):
-                    rejected.append(Rejected(part.topic, part.partition, offset, value, "no"))
+                    rejected.append(Rejected(part.topic, part.partition, offset, key, value, "no"))
                 else:
                     self.written.append((part.partition, offset))
         return WriteResult(self.name, len(self.written), [], rejected)

@@ -32,7 +32,8 @@ class SinkUnavailable(SinkError):
 
 @dataclass
 class PartitionBatch:
-    """Consecutive valid records of one partition, with their original message bytes."""
+    """Consecutive valid records of one partition, with their original message key and
+    value bytes (a dead letter for a record a sink refuses keeps both)."""
 
     topic: str
     partition: int
@@ -40,6 +41,7 @@ class PartitionBatch:
     records: list[Any] = field(default_factory=list)  # Tick or News
     values: list[bytes] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Rejected:
     topic: str
     partition: int
     offset: int
+    key: bytes | None
     value: bytes
     reason: str
 

@@ -236,7 +236,7 @@ class BigQuerySink(Sink):
     def _load_isolating_bad_rows(
         self,
         rows: list[bytes],
-        origins: list[tuple[str, int, int, bytes]],
+        origins: list[tuple[str, int, int, bytes | None, bytes]],
         budget: list[int],
     ) -> list[Rejected]:
         """Load; on an invalid-data refusal, bisect to find and return the bad rows."""
@@ -256,9 +256,9 @@ class BigQuerySink(Sink):
                     "or point BQ_TABLE at a new one. Nothing was committed."
                 ) from error
             if len(rows) == 1:
-                topic, partition, offset, value = origins[0]
+                topic, partition, offset, key, value = origins[0]
                 reason = f"BigQuery rejected the row: {error.message}"[:1000]
-                return [Rejected(topic, partition, offset, value, reason)]
+                return [Rejected(topic, partition, offset, key, value, reason)]
             middle = len(rows) // 2
             return self._load_isolating_bad_rows(
                 rows[:middle], origins[:middle], budget
@@ -313,17 +313,22 @@ class BigQuerySink(Sink):
         """NDJSON rows; refused rows are isolated by bisection and returned as rejected."""
         ingested_at = iso(batch.closed_at)
         rows: list[bytes] = []
-        origins: list[tuple[str, int, int, bytes]] = []
+        origins: list[tuple[str, int, int, bytes | None, bytes]] = []
         unencodable: list[Rejected] = []
         for part in batch.parts:
-            for record, offset, value in zip(part.records, part.offsets, part.values, strict=True):
+            keys = part.keys or [None] * len(part.records)
+            for record, offset, key, value in zip(
+                part.records, part.offsets, keys, part.values, strict=True
+            ):
                 try:
                     rows.append(row_bytes(record, part.topic, part.partition, offset, ingested_at))
                 except (TypeError, ValueError) as error:  # never let one record stop the flow
                     reason = f"cannot encode as a BigQuery row: {error}"
-                    unencodable.append(Rejected(part.topic, part.partition, offset, value, reason))
+                    unencodable.append(
+                        Rejected(part.topic, part.partition, offset, key, value, reason)
+                    )
                     continue
-                origins.append((part.topic, part.partition, offset, value))
+                origins.append((part.topic, part.partition, offset, key, value))
         rejected = unencodable
         if rows:
             rejected += self._load_isolating_bad_rows(rows, origins, [MAX_BISECT_LOADS])

@@ -112,7 +112,10 @@ def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
 def split_by_date(part: PartitionBatch) -> list[PartitionBatch]:
     """The records of ``part`` grouped by event date (UTC), in offset order per group."""
     groups: dict[object, PartitionBatch] = {}
-    for record, value, offset in zip(part.records, part.values, part.offsets, strict=True):
+    keys = part.keys or [None] * len(part.records)
+    for record, value, offset, key in zip(
+        part.records, part.values, part.offsets, keys, strict=True
+    ):
         day = record.ts.date()
         group = groups.get(day)
         if group is None:
@@ -120,6 +123,7 @@ def split_by_date(part: PartitionBatch) -> list[PartitionBatch]:
         group.records.append(record)
         group.values.append(value)
         group.offsets.append(offset)
+        group.keys.append(key)
     return list(groups.values())
 
 

@@ -340,6 +340,7 @@ def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
     letters = unique_dead_letters(settings)
     assert {letter.stage for letter in letters} == {"bigquery"}
     assert all("BigQuery rejected the row" in letter.reason for letter in letters)
+    assert {letter.key for letter in letters} == {b"AAPL"}  # the original key, kept
     assert sorted(orjson.loads(letter.value)["event_id"] for letter in letters) == sorted(
         ticks[i].event_id for i in refused
     )

@@ -334,3 +334,14 @@ def test_the_kafka_consumer_learns_its_topic_after_subscribing_before_joining(mo
     )
     consumer._kafka_consumer(listener=None)
     assert calls == [f"subscribe {[consumer.topic]}", "topics"]
+
+
+def test_a_refused_row_becomes_a_dead_letter_with_its_original_key_and_value():
+    """The README promises the original key and value on the dead-letter topic, for
+    rows a sink refuses as for messages that fail to decode."""
+    group = log_of(1, 100)
+    sink = RecordingSink(refuse=lambda tick: tick.symbol == "AAPL")
+    _, sink, letters, _ = run(group, sink=sink)
+    refused = [d for d in letters.sent if d.stage == "recording"]
+    assert refused and {d.key for d in refused} == {b"K"}
+    assert all(d.value == group.log[0][d.offset] for d in refused)

@@ -20,6 +20,7 @@ def part(ticks, first=120):
         batch.records.append(tick)
         batch.values.append(b"{}")
         batch.offsets.append(first + i)
+        batch.keys.append(tick.symbol.encode())
     return batch
 
 
@@ -67,6 +68,7 @@ def test_unencodable_record_is_rejected_not_fatal():
     result = sink.write(Batch([part([huge])], WHEN))
     assert result.rows == 0
     assert [r.offset for r in result.rejected] == [120]
+    assert result.rejected[0].key == b"AAPL"
     assert "cannot encode" in result.rejected[0].reason
 
 
