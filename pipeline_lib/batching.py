@@ -91,6 +91,8 @@ class SealedBatch:
     age: float  # how long the oldest message waited before the seal
     sealed_at: float
     committable: bool = True  # False once the group membership it was read under is lost
+    # The sinks' writes of this batch (futures, one per sink), set by whoever writes it.
+    writes: list[Any] = field(default_factory=list)
 
     @property
     def generation(self) -> int:
@@ -136,6 +138,9 @@ class Batcher:
         self._buffered = 0  # valid records in the open buffers
         self._sealed = 0
         self.inflight: list[SealedBatch] = []  # oldest first
+        # Dropped uncommitted while their writes may still run; the writer waits for
+        # them before writing the same records again, then clears the list.
+        self.dropped: list[SealedBatch] = []
         self.committed: dict[int, int] = {}
 
     # --- reading ------------------------------------------------------------------
@@ -360,6 +365,7 @@ class Batcher:
         for sealed in self.inflight:
             sealed.committable = False
             self.counts.discarded += sealed.messages
+        self.dropped.extend(self.inflight)
         self.inflight = []
 
     @property

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from pipeline_lib.batching import Batcher, DeadLetterRecord, SealedBatch
@@ -86,15 +85,17 @@ class Committer:
         self.before_commit = before_commit
         self.report: ConsumeReport | None = None  # of the current run
         self.last_commit_at = 0.0
-        self._writing: deque[tuple[SealedBatch, list[Future]]] = deque()  # oldest first
         self._pool = self._new_pool()
 
     # --- writing ------------------------------------------------------------------
 
     @property
     def busy(self) -> bool:
-        """Some batch is being written or waits for its commit."""
-        return bool(self._writing)
+        """Some batch is being written or waits for its commit (the core's batches in
+        flight, and dropped ones whose writes still run)."""
+        return bool(self.core.inflight) or any(
+            not f.done() for sealed in self.core.dropped for f in sealed.writes
+        )
 
     def _new_pool(self) -> ThreadPoolExecutor:
         # One thread per sink per batch in flight: the sinks of a batch run side by
@@ -104,8 +105,7 @@ class Committer:
 
     def write(self, sealed: SealedBatch) -> None:
         """Start writing a sealed batch to every sink, in the background."""
-        futures = [self._pool.submit(self._write_one, sink, sealed) for sink in self.sinks]
-        self._writing.append((sealed, futures))
+        sealed.writes = [self._pool.submit(self._write_one, sink, sealed) for sink in self.sinks]
 
     def _write_one(self, sink: Sink, sealed: SealedBatch) -> WriteResult:
         self.fence.check(sealed.generation, f"writing batch {sealed.number} to {sink.name}")
@@ -116,9 +116,11 @@ class Committer:
 
     def settle(self) -> None:
         """Wait for the writes of dropped batches: a late write of this member must
-        not land after a newer one of the same objects (same generation, fewer records)."""
-        while any(not sealed.committable for sealed, _ in self._writing):
-            self.complete()
+        not land after a newer one of the same objects (same generation, fewer records).
+        Their outcome does not matter: they are not committed, and are read again."""
+        for sealed in self.core.dropped:
+            wait(sealed.writes)
+        self.core.dropped.clear()
 
     def _time(self, stage: str, started: float) -> None:
         if self.report is not None:
@@ -132,29 +134,24 @@ class Committer:
         ``block``: wait for the oldest batch in flight and commit it; else commit, in
         order, only what is already written.
         """
-        while self._writing:
-            sealed, futures = self._writing[0]
-            if not block and not all(f.done() for f in futures):
+        while self.core.inflight:
+            sealed = self.core.inflight[0]
+            if not block and not all(f.done() for f in sealed.writes):
                 return
             # re-raises SinkUnavailable: this batch and the later ones stay uncommitted
             try:
-                results = [f.result() for f in futures]
+                results = [f.result() for f in sealed.writes]
             except Fenced as error:
-                wait(futures)  # the other sinks of the batch finish (or are fenced) first
-                self._writing.popleft()
-                if sealed is self.core.oldest:
-                    self.drop(error)
+                wait(sealed.writes)  # the other sinks of the batch finish (or are fenced)
+                self.drop(error)  # everything in flight is dropped with it
                 continue
-            self._writing.popleft()
-            if sealed is not self.core.oldest:
-                continue  # dropped meanwhile (membership lost): its partitions are re-read
             self._commit_written(sealed, results)
             if block:
                 return
 
     def flush(self) -> None:
         """Commit every batch in flight (waits for their writes)."""
-        while self._writing:
+        while self.core.inflight:
             self.complete()
 
     def drop(self, error: Fenced) -> None:
@@ -273,10 +270,6 @@ class Committer:
                 delay = min(delay * 2, 5.0)
 
     # --- ending -------------------------------------------------------------------
-
-    def abandon(self) -> None:
-        """Forget the batches in flight (uncommitted: they are read again)."""
-        self._writing.clear()
 
     def close(self) -> None:
         """Wait for the writer threads, then close the dead-letter writer and the sinks.

@@ -13,11 +13,13 @@ Per batch, in this order:
    dead-letter topic, flushed;
 4. only then are the offsets committed.
 
-The sinks of a batch write side by side on writer threads while the consumer keeps
-polling and decoding (``max_inflight`` batches in flight: 1 by default; 2 let a slow
-load job not hold back the next batch, but measured slower against the emulator);
-dead letters and commits stay on the consumer's own thread, strictly in the order
-the batches were sealed.
+The loop here polls, feeds the broker-free core (:class:`Batcher`: buffers, seals,
+positions) and hands sealed batches to the :class:`~pipeline_lib.committer.Committer`
+(writes, dead letters, commits). The sinks of a batch write side by side on writer
+threads while the consumer keeps polling and decoding (``max_inflight`` batches in
+flight: 1 by default; 2 let a slow load job not hold back the next batch, but
+measured slower against the emulator); dead letters and commits stay on the
+consumer's own thread, strictly in the order the batches were sealed.
 
 A crash anywhere before 4 means the batch is read again: GCS objects are named by
 partition and first offset (a later owner's replay replaces them, a late writer's
@@ -281,7 +283,7 @@ class SinkConsumer:
             report.stopped_because = "interrupted"
         except BaseException as error:
             report.stopped_because = f"error: {type(error).__name__}"
-            self._abandon()
+            self.core.abandon()  # uncommitted: whoever reads the partition next re-reads it
             raise
         finally:
             try:
@@ -291,7 +293,7 @@ class SinkConsumer:
                         self._flush()
                     except BaseException:
                         report.stopped_because = "error while flushing"
-                        self._abandon()
+                        self.core.abandon()
                         raise
                 report.lag = self.lag()
             finally:
@@ -330,11 +332,6 @@ class SinkConsumer:
         self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
-
-    def _abandon(self) -> None:
-        """Forget what is held (uncommitted: whoever reads the partition next re-reads it)."""
-        self.core.abandon()
-        self.committer.abandon()
 
     def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
@@ -381,7 +378,7 @@ class SinkConsumer:
 
         Up to ``max_inflight`` batches are written at once while the main thread keeps
         polling and decoding; commits stay on the main thread, strictly in the order
-        the batches were sealed, each after its writes (see :meth:`_complete`).
+        the batches were sealed, each after its writes (see :meth:`Committer.complete`).
         """
         # Writes of dropped batches finish first: a late write of this member must not
         # land after a newer one of the same objects (same generation, fewer records).
