@@ -47,15 +47,33 @@ class Field(NamedTuple):
     description: str
 
 
-# Python type and BigQuery type of each kind, in one table (validation is per kind
-# in parse_tick; JSON encoding of every timestamp goes through iso()).
-KINDS: dict[str, tuple[type, str]] = {
-    "text": (str, "STRING"),
-    "timestamp": (datetime, "TIMESTAMP"),
-    "price": (float, "FLOAT64"),
-    "count": (int, "INT64"),
-    "score": (float, "FLOAT64"),
+class Kind(NamedTuple):
+    """How a kind of field is typed in Python, in BigQuery and in Arrow."""
+
+    python: type
+    bigquery: str
+    arrow: str  # a pyarrow type alias; "timestamp" is µs in UTC (see arrow_type)
+
+
+# The one type table: every field's kind maps to its Python, BigQuery and Arrow type
+# here (validation is per kind in parse_tick / parse_news; JSON encoding of every
+# timestamp goes through iso()).
+KINDS: dict[str, Kind] = {
+    "text": Kind(str, "STRING", "string"),
+    "timestamp": Kind(datetime, "TIMESTAMP", "timestamp"),
+    "price": Kind(float, "FLOAT64", "float64"),
+    "count": Kind(int, "INT64", "int64"),
+    "score": Kind(float, "FLOAT64", "float64"),
 }
+
+
+def arrow_type(kind: str) -> Any:
+    """The pyarrow type of a field kind (pyarrow is imported only when asked)."""
+    import pyarrow as pa
+
+    alias = KINDS[kind].arrow
+    return pa.timestamp("us", tz="UTC") if alias == "timestamp" else pa.type_for_alias(alias)
+
 
 # The tick, field by field, in JSON and table column order. The record type, the
 # JSON encoding, the BigQuery schema and row encoder all derive from this table.
@@ -114,7 +132,7 @@ class Tick(NamedTuple):
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict in :data:`TICK_FIELDS` order (times via :func:`iso`).
 
-        Generated from the field table at import (see :func:`_compile_to_dict`).
+        Generated from the field table at import (see :func:`compile_to_dict`).
         """
         raise NotImplementedError  # replaced below
 
@@ -169,12 +187,13 @@ def _timestamp(value: Any, field: str) -> datetime:
     return parsed
 
 
-def _compile_to_dict(raw_times: bool) -> Any:
-    """A dict of the tick in :data:`TICK_FIELDS` order, written out from the table: a
-    literal dict display is ~40 % faster than a loop over the table, and the encoder
-    is on the hot path. ``raw_times`` keeps datetimes for orjson to format."""
+def compile_to_dict(fields: tuple[Field, ...], raw_times: bool) -> Any:
+    """A function giving a record's dict in ``fields`` order, written out from the
+    field table (the same for every record type): a literal dict display is ~40 %
+    faster than a loop over the table, and the encoder is on the hot path.
+    ``raw_times`` keeps datetimes for orjson to format."""
     items = []
-    for f in TICK_FIELDS:
+    for f in fields:
         value = f"self.{f.name}"
         if f.kind == "timestamp" and not raw_times:
             value = f"iso({value})" if f.required else f"(iso({value}) if {value} else None)"
@@ -185,12 +204,27 @@ def _compile_to_dict(raw_times: bool) -> Any:
     return namespace["to_dict"]
 
 
-_to_dict_doc = Tick.to_dict.__doc__
-Tick.to_dict = _compile_to_dict(raw_times=False)  # type: ignore[method-assign]
-Tick.to_dict.__doc__ = _to_dict_doc
-_fields_for_json = _compile_to_dict(raw_times=True)
-if set(Tick._fields) != set(FIELDS):  # pragma: no cover - a guard for maintainers
-    raise ImportError("Tick and TICK_FIELDS disagree")
+def record_codec(record: type, fields: tuple[Field, ...]) -> Callable[..., bytes]:
+    """Give ``record`` (a NamedTuple of ``fields``) its ``to_dict`` and return its
+    encoder: compact UTF-8 JSON in field-table order, ``produced_at`` stamped if given.
+    Every record type is encoded this way, so its bytes are the canonical form the GCS
+    sink compares message values with."""
+    if set(record._fields) != {f.name for f in fields}:  # type: ignore[attr-defined]
+        raise ImportError(f"{record.__name__} and its field table disagree")
+    doc = record.to_dict.__doc__  # type: ignore[attr-defined]
+    record.to_dict = compile_to_dict(fields, raw_times=False)  # type: ignore[attr-defined]
+    record.to_dict.__doc__ = doc  # type: ignore[attr-defined]
+    for_json = compile_to_dict(fields, raw_times=True)
+
+    def encode(value: Any, produced_at: datetime | None = None) -> bytes:
+        data = for_json(value)
+        if produced_at is not None:
+            data["produced_at"] = produced_at
+        return orjson.dumps(data, option=_JSON_OPTIONS)
+
+    encode.__doc__ = f"The Kafka message value of a {record.__name__}: compact UTF-8 JSON."
+    return encode
+
 
 _INF = float("inf")
 _ALL_FIELDS = frozenset(FIELDS)
@@ -338,16 +372,7 @@ def validate(tick: Tick) -> Tick:
     return parse_tick(data)
 
 
-def encode(tick: Tick, produced_at: datetime | None = None) -> bytes:
-    """The Kafka message value: compact UTF-8 JSON (``produced_at`` stamped if given).
-
-    This is the canonical form of a record: the GCS sink keeps a message value as it
-    is only when it equals this.
-    """
-    data = _fields_for_json(tick)
-    if produced_at is not None:
-        data["produced_at"] = produced_at
-    return orjson.dumps(data, option=_JSON_OPTIONS)
+encode = record_codec(Tick, TICK_FIELDS)
 
 
 def decode_json(payload: bytes | None, parse: Callable[[Any], T], what: str) -> T:

@@ -35,7 +35,12 @@ class Stream:
         """The table's columns: the record's fields, then where each row came from:
         (name, BigQuery type, mode, description)."""
         return tuple(
-            (f.name, KINDS[f.kind][1], "REQUIRED" if f.required else "NULLABLE", f.description)
+            (
+                f.name,
+                KINDS[f.kind].bigquery,
+                "REQUIRED" if f.required else "NULLABLE",
+                f.description,
+            )
             for f in (*self.fields, *LANDING_FIELDS)
         )
 

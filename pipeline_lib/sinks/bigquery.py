@@ -29,7 +29,7 @@ import orjson
 
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
-from pipeline_lib.schema import iso
+from pipeline_lib.schema import LANDING_FIELDS, arrow_type, iso
 from pipeline_lib.sinks import (
     Batch,
     Rejected,
@@ -50,12 +50,6 @@ MAX_BISECT_LOADS = 40
 # The tick table's columns: the tick fields, then where each row came from. Derived
 # from the one field table in pipeline_lib.schema: (name, BigQuery type, mode, description).
 TABLE_SCHEMA: tuple[tuple[str, str, str, str], ...] = TICKS.columns
-_ARROW_TYPES = {
-    "STRING": "string",
-    "TIMESTAMP": "timestamp",
-    "FLOAT64": "float64",
-    "INT64": "int64",
-}
 
 
 def _quick_retry():
@@ -94,19 +88,13 @@ def bigquery_schema(stream: Stream = TICKS) -> list:
 
 
 def arrow_schema(stream: Stream = TICKS) -> Any:
-    """The table's columns as an Arrow schema (timestamps in µs, UTC)."""
+    """The table's columns as an Arrow schema (types from the one table, schema.KINDS)."""
     import pyarrow as pa
 
-    types = {
-        "string": pa.string(),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "float64": pa.float64(),
-        "int64": pa.int64(),
-    }
     return pa.schema(
         [
-            pa.field(name, types[_ARROW_TYPES[kind]], nullable=mode != "REQUIRED")
-            for name, kind, mode, _ in stream.columns
+            pa.field(f.name, arrow_type(f.kind), nullable=not f.required)
+            for f in (*stream.fields, *LANDING_FIELDS)
         ]
     )
 
