@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from pipeline_lib.batches import Batch, DeadLetter, PartitionBatch
 from pipeline_lib.schema import InvalidRecord
-from pipeline_lib.sinks import Batch, PartitionBatch
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1000
@@ -47,20 +47,6 @@ class Message(Protocol):
     value: bytes | None
 
 
-@dataclass
-class DeadLetterRecord:
-    """A message (or a record a sink refused) bound for the dead-letter topic."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    reason: str
-    field: str | None
-    stage: str
-
-
 class _PartitionBuffer:
     """Consecutive messages of one partition read since the last seal."""
 
@@ -68,7 +54,7 @@ class _PartitionBuffer:
 
     def __init__(self, topic: str, partition: int, offset: int, opened: float) -> None:
         self.part = PartitionBatch(topic, partition, offset)
-        self.dead: list[DeadLetterRecord] = []
+        self.dead: list[DeadLetter] = []
         self.first_offset = offset
         self.next_offset = offset
         self.opened = opened
@@ -84,7 +70,7 @@ class SealedBatch:
 
     number: int
     batch: Batch
-    dead_letters: list[DeadLetterRecord]
+    dead_letters: list[DeadLetter]
     offsets: dict[int, int]  # partition -> offset to commit (after its last message)
     first_offsets: dict[int, int]
     messages: int  # messages covered by the commit: records + dead letters
@@ -207,7 +193,7 @@ class Batcher:
         self, buffer: _PartitionBuffer, message: Message, reason: str, field: str | None
     ) -> None:
         buffer.dead.append(
-            DeadLetterRecord(
+            DeadLetter(
                 self.topic,
                 buffer.part.partition,
                 message.offset,

@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from pipeline_lib.batching import Batcher, DeadLetterRecord, SealedBatch
+from pipeline_lib.batches import Batch, WriteResult
+from pipeline_lib.batching import Batcher, SealedBatch
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.membership import Fence, Fenced
 from pipeline_lib.reports import BatchReport, ConsumeReport
-from pipeline_lib.sinks import Batch, Sink, WriteResult
+from pipeline_lib.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -167,19 +168,8 @@ class Committer:
         for letter in sealed.dead_letters:
             self.dead_letters.send(letter)
         for result in results:
-            for rejected in result.rejected:
-                self.dead_letters.send(
-                    DeadLetterRecord(
-                        rejected.topic,
-                        rejected.partition,
-                        rejected.offset,
-                        rejected.key,
-                        rejected.value,
-                        rejected.reason,
-                        None,
-                        result.sink,
-                    )
-                )
+            for refused in result.rejected:
+                self.dead_letters.send(refused)
         flushed = self.dead_letters.flush()
         self._time("dead_letters", started)
         return flushed

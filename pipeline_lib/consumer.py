@@ -44,6 +44,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
+from pipeline_lib.batches import Batch
 from pipeline_lib.batching import Batcher, Counts
 from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
 from pipeline_lib.committer import Committer, ConsumerError, owned, seek
@@ -51,7 +52,7 @@ from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
 from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
 from pipeline_lib.reports import BatchReport, ConsumeReport
-from pipeline_lib.sinks import Batch, Sink
+from pipeline_lib.sinks import Sink
 from pipeline_lib.streams import get_stream
 
 __all__ = [

@@ -19,17 +19,14 @@ refuses even that (a smaller ``max.message.bytes``) gets a second try cut to
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipeline_lib.batches import DeadLetter
 from pipeline_lib.clients import kafka_consumer, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.schema import iso
 from pipeline_lib.sinks import SinkUnavailable
-
-if TYPE_CHECKING:
-    from pipeline_lib.batching import DeadLetterRecord
 
 log = logging.getLogger(__name__)
 MAX_VALUE_BYTES = 512 * 1024
@@ -38,25 +35,8 @@ FALLBACK_VALUE_BYTES = 16 * 1024
 MAX_HEADER_CHARS = 1000
 
 
-@dataclass
-class DeadLetter:
-    """One record read back from the dead-letter topic."""
-
-    reason: str
-    field: str
-    stage: str
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    dlq_offset: int
-    truncated: str = ""
-    original_value_bytes: int | None = None
-
-
 def dead_letter_message(
-    letter: DeadLetterRecord, max_value: int = MAX_VALUE_BYTES
+    letter: DeadLetter, max_value: int = MAX_VALUE_BYTES
 ) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
     """Key, value and headers of the dead letter for ``letter``, within the size bound."""
     key, value = letter.key, letter.value if letter.value is not None else b""
@@ -87,7 +67,8 @@ def dead_letter_message(
 class DeadLetterWriter:
     """Sends rejected records to the dead-letter topic; ``flush()`` before committing.
 
-    Used from one thread (the consumer's writer thread). No record, however large or
+    Used from one thread (the consumer's own: the committer sends and flushes a
+    batch's dead letters in commit order). No record, however large or
     strange, makes :meth:`send` raise: it is cut to size instead. Only a dead-letter
     topic that stays unreachable raises (from :meth:`flush`), and then nothing of
     the batch is committed.
@@ -97,9 +78,9 @@ class DeadLetterWriter:
         self.settings = settings
         self.topic = settings.dead_letter_topic
         self._producer: Any = None
-        self._pending: list[tuple[Any, DeadLetterRecord]] = []
+        self._pending: list[tuple[Any, DeadLetter]] = []
 
-    def _send(self, letter: DeadLetterRecord, max_value: int) -> Any:
+    def _send(self, letter: DeadLetter, max_value: int) -> Any:
         from kafka.errors import KafkaError
 
         if self._producer is None:
@@ -116,7 +97,7 @@ class DeadLetterWriter:
                 "committed."
             ) from error
 
-    def send(self, letter: DeadLetterRecord) -> None:
+    def send(self, letter: DeadLetter) -> None:
         """Queue one dead letter (acknowledged by :meth:`flush`)."""
         self._pending.append((self._send(letter, MAX_VALUE_BYTES), letter))
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline_lib.batches import WriteResult
 from pipeline_lib.batching import Counts
-from pipeline_lib.sinks import WriteResult
 
 
 @dataclass
@@ -53,8 +53,9 @@ class ConsumeReport:
     stopped_because: str = ""
     lag: int | None = None
     active_seconds: float = 0.0  # first record received → last commit
-    # Where the time went: poll and decode on the consumer thread, each sink and the
-    # dead letters on the writer thread (overlapping the next poll), commits.
+    # Where the time went: poll and decode on the consumer thread, each sink on the
+    # writer threads (overlapping the next poll), dead letters and commits back on
+    # the consumer thread.
     stage_seconds: dict[str, float] = field(default_factory=dict)
     # What the group told this member, in order: ("assigned" | "revoked" | "lost",
     # partitions). The first "assigned" is the join; later ones are rebalances.

@@ -1,6 +1,8 @@
-"""The one record type of the pipeline: an OHLCV tick/bar, its validation and JSON form.
+"""The tick (an OHLCV bar), its validation and JSON form; and what every record type
+shares: the field table's kinds (:data:`KINDS`: Python, BigQuery and Arrow types),
+timestamps (:func:`iso`) and the encoder built from a field table (:func:`record_codec`).
 
-Every source yields :class:`Tick`; Kafka carries its JSON (:func:`encode`); the
+Every price source yields :class:`Tick`; Kafka carries its JSON (:func:`encode`); the
 consumer parses untrusted bytes back with :func:`decode`, which raises
 :class:`InvalidRecord` with a reason a human can act on (the dead-letter topic keeps
 that reason next to the original bytes).

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from kafka.errors import CommitFailedError
 from kafka.structs import TopicPartition
 
+from pipeline_lib.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.config import Settings
 from pipeline_lib.membership import MemberState
-from pipeline_lib.sinks import Batch, Rejected, Sink, SinkUnavailable, WriteResult
+from pipeline_lib.sinks import Sink, SinkUnavailable
 
 Record = namedtuple("Record", "topic partition offset key value")
 TOPIC = "ticks"
@@ -154,7 +155,11 @@ class RecordingSink(Sink):
                 part.records, part.offsets, part.keys, part.values, strict=True
             ):
                 if self.refuse and self.refuse(tick):
-                    rejected.append(Rejected(part.topic, part.partition, offset, key, value, "no"))
+                    rejected.append(
+                        DeadLetter(
+                            part.topic, part.partition, offset, key, value, "no", stage=self.name
+                        )
+                    )
                 else:
                     self.written.append((part.partition, offset))
         return WriteResult(self.name, len(self.written), [], rejected)

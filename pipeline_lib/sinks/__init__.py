@@ -12,10 +12,9 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn, TypeVar
 
+from pipeline_lib.batches import Batch, WriteResult
 from pipeline_lib.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -28,57 +27,6 @@ class SinkError(PipelineError):
 
 class SinkUnavailable(SinkError):
     """A sink stayed unreachable through every retry; nothing was committed."""
-
-
-@dataclass
-class PartitionBatch:
-    """Consecutive valid records of one partition, with their original message key and
-    value bytes (a dead letter for a record a sink refuses keeps both)."""
-
-    topic: str
-    partition: int
-    first_offset: int
-    records: list[Any] = field(default_factory=list)  # Tick or News
-    values: list[bytes] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-
-
-@dataclass
-class Batch:
-    """One micro-batch: a part per partition, closed at ``closed_at`` (UTC), read by
-    consumer group ``group`` in its generation ``generation`` (-1: no group), which
-    the GCS sink stores with each object to tell a late writer from a later one."""
-
-    parts: list[PartitionBatch]
-    closed_at: datetime
-    group: str = ""
-    generation: int = -1
-
-    def __len__(self) -> int:
-        return sum(len(p.records) for p in self.parts)
-
-
-@dataclass
-class Rejected:
-    """A record a sink refused (it goes to the dead-letter topic with the reason)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    reason: str
-
-
-@dataclass
-class WriteResult:
-    """What a sink wrote for one batch."""
-
-    sink: str
-    rows: int
-    locations: list[str] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
 
 
 class Sink(ABC):

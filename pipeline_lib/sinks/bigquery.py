@@ -13,7 +13,7 @@
   stories by ``news_id``),
   so every event is seen once — the same on real BigQuery and on the emulator (which
   ignores streaming insert ids). The same view also absorbs a source replayed twice.
-* **Rejected rows**: if BigQuery refuses a load as invalid, the batch is loaded again
+* **DeadLetter rows**: if BigQuery refuses a load as invalid, the batch is loaded again
   as NDJSON rows, split in halves until the offending rows are isolated; they are
   returned as rejected (the consumer sends them to the dead-letter topic) and the
   rest is loaded.
@@ -27,18 +27,11 @@ from typing import Any
 
 import orjson
 
+from pipeline_lib.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
 from pipeline_lib.schema import LANDING_FIELDS, arrow_type, iso
-from pipeline_lib.sinks import (
-    Batch,
-    Rejected,
-    Sink,
-    SinkError,
-    WriteResult,
-    reraise_refusal,
-    with_retries,
-)
+from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
 from pipeline_lib.streams import TICKS, Stream, get_stream
 
 LOAD_TIMEOUT_S = 120
@@ -226,7 +219,7 @@ class BigQuerySink(Sink):
         rows: list[bytes],
         origins: list[tuple[str, int, int, bytes | None, bytes]],
         budget: list[int],
-    ) -> list[Rejected]:
+    ) -> list[DeadLetter]:
         """Load; on an invalid-data refusal, bisect to find and return the bad rows."""
         from google.api_core.exceptions import BadRequest
 
@@ -246,7 +239,7 @@ class BigQuerySink(Sink):
             if len(rows) == 1:
                 topic, partition, offset, key, value = origins[0]
                 reason = f"BigQuery rejected the row: {error.message}"[:1000]
-                return [Rejected(topic, partition, offset, key, value, reason)]
+                return [DeadLetter(topic, partition, offset, key, value, reason, stage=self.name)]
             middle = len(rows) // 2
             return self._load_isolating_bad_rows(
                 rows[:middle], origins[:middle], budget
@@ -302,7 +295,7 @@ class BigQuerySink(Sink):
         ingested_at = iso(batch.closed_at)
         rows: list[bytes] = []
         origins: list[tuple[str, int, int, bytes | None, bytes]] = []
-        unencodable: list[Rejected] = []
+        unencodable: list[DeadLetter] = []
         for part in batch.parts:
             keys = part.keys or [None] * len(part.records)
             for record, offset, key, value in zip(
@@ -313,7 +306,9 @@ class BigQuerySink(Sink):
                 except (TypeError, ValueError) as error:  # never let one record stop the flow
                     reason = f"cannot encode as a BigQuery row: {error}"
                     unencodable.append(
-                        Rejected(part.topic, part.partition, offset, key, value, reason)
+                        DeadLetter(
+                            part.topic, part.partition, offset, key, value, reason, stage=self.name
+                        )
                     )
                     continue
                 origins.append((part.topic, part.partition, offset, key, value))

@@ -34,18 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline_lib.batches import Batch, PartitionBatch, WriteResult
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
-from pipeline_lib.sinks import (
-    Batch,
-    PartitionBatch,
-    Sink,
-    SinkError,
-    SinkUnavailable,
-    WriteResult,
-    reraise_refusal,
-    with_retries,
-)
+from pipeline_lib.sinks import Sink, SinkError, SinkUnavailable, reraise_refusal, with_retries
 from pipeline_lib.streams import TICKS, Stream, get_stream
 
 log = logging.getLogger(__name__)

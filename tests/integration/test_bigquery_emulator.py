@@ -76,9 +76,9 @@ def test_writes_do_not_copy_the_table_and_time_travel_is_refused(settings):
     """
     from google.api_core.exceptions import GoogleAPICallError
 
+    from pipeline_lib.batches import Batch, PartitionBatch
     from pipeline_lib.local.bigquery import BigQueryEmulator
     from pipeline_lib.schema import encode
-    from pipeline_lib.sinks import Batch, PartitionBatch
     from pipeline_lib.sinks.bigquery import BigQuerySink
     from tests.helpers import simulated
 

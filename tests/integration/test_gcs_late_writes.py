@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import orjson
 
+from pipeline_lib.batches import Batch, PartitionBatch
 from pipeline_lib.clients import storage_client
 from pipeline_lib.schema import encode
-from pipeline_lib.sinks import Batch, PartitionBatch
 from pipeline_lib.sinks.gcs import GcsSink, ObjectStamp
 from tests.helpers import simulated
 

@@ -12,11 +12,10 @@ import orjson
 import pyarrow.json as pa_json
 import pytest
 
-from pipeline_lib.batching import DeadLetterRecord
+from pipeline_lib.batches import DeadLetter, PartitionBatch
 from pipeline_lib.config import ConfigError, Settings
 from pipeline_lib.dead_letters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_message
 from pipeline_lib.schema import MAX_VOLUME, InvalidRecord, Tick, decode, encode
-from pipeline_lib.sinks import PartitionBatch
 from pipeline_lib.sinks.gcs import ndjson_bytes, object_name, split_by_date
 
 WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
@@ -87,8 +86,8 @@ def test_gcs_pieces_follow_each_record_own_date():
     assert [len(p.records) for p in pieces] == [2, 1]
 
 
-def letter(value: bytes | None, key: bytes | None = b"AAPL") -> DeadLetterRecord:
-    return DeadLetterRecord("t", 2, 77, key, value, "why" * 1000, "ts", "decode")
+def letter(value: bytes | None, key: bytes | None = b"AAPL") -> DeadLetter:
+    return DeadLetter("t", 2, 77, key, value, "why" * 1000, "ts", "decode")
 
 
 def test_dead_letters_within_the_bound_are_verbatim():

@@ -5,9 +5,10 @@ from datetime import UTC, datetime
 import pytest
 from google.api_core.exceptions import BadRequest, ServiceUnavailable
 
+from pipeline_lib.batches import Batch, PartitionBatch
 from pipeline_lib.config import Settings
 from pipeline_lib.schema import Tick
-from pipeline_lib.sinks import Batch, PartitionBatch, SinkUnavailable, with_retries
+from pipeline_lib.sinks import SinkUnavailable, with_retries
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import object_name
 

@@ -1,0 +1,74 @@
+"""The types the consumer's core, its committer and the sinks share: batches of
+records with their message bytes, what a sink wrote, and dead letters.
+
+At the bottom of the package: it imports nothing of it, so the broker-free core
+(:mod:`pipeline_lib.batching`) and the sinks depend on it, not on each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class PartitionBatch:
+    """Consecutive valid records of one partition, with their original message key and
+    value bytes (a dead letter for a record a sink refuses keeps both)."""
+
+    topic: str
+    partition: int
+    first_offset: int
+    records: list[Any] = field(default_factory=list)  # Tick or News
+    values: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    """One micro-batch: a part per partition, closed at ``closed_at`` (UTC), read by
+    consumer group ``group`` in its generation ``generation`` (-1: no group), which
+    the GCS sink stores with each object to tell a late writer from a later one."""
+
+    parts: list[PartitionBatch]
+    closed_at: datetime
+    group: str = ""
+    generation: int = -1
+
+    def __len__(self) -> int:
+        return sum(len(p.records) for p in self.parts)
+
+
+@dataclass
+class DeadLetter:
+    """A message the pipeline could not accept, kept with its original key and value.
+
+    Made when decoding fails (``stage="decode"``) or a sink refuses a record (the
+    sink's name), sent to the dead-letter topic with the rest in headers, and read
+    back from it (then ``dlq_offset`` is its offset there, and ``truncated`` /
+    ``original_value_bytes`` say whether it was cut to fit).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    field: str | None = None
+    stage: str = "decode"
+    dlq_offset: int | None = None
+    truncated: str = ""
+    original_value_bytes: int | None = None
+
+
+@dataclass
+class WriteResult:
+    """What a sink wrote for one batch."""
+
+    sink: str
+    rows: int
+    locations: list[str] = field(default_factory=list)
+    rejected: list[DeadLetter] = field(default_factory=list)  # refused by the sink
