@@ -28,6 +28,7 @@ from pipeline_lib.batching import Batcher, SealedBatch
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.membership import Fence, Fenced
 from pipeline_lib.reports import BatchReport, ConsumeReport
+from pipeline_lib.retry import COMMIT_BACKOFF
 from pipeline_lib.sinks import Sink
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class Committer:
             TopicPartition(self.topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
         }
         deadline = self.clock() + self.commit_retry_s
-        delay = 0.2
+        delays = COMMIT_BACKOFF.delays()
         while True:
             try:
                 consumer.commit(plan)
@@ -248,6 +249,7 @@ class Committer:
                 )
                 return False
             except KafkaError as error:
+                delay = next(delays)
                 if self.clock() + delay > deadline:
                     raise ConsumerError(
                         f"could not commit offsets {offsets} of {self.topic!r} for "
@@ -257,7 +259,6 @@ class Committer:
                     ) from error
                 log.warning("commit failed (%s), retrying in %.1fs", error, delay)
                 self.sleep(delay)
-                delay = min(delay * 2, 5.0)
 
     # --- ending -------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import NoReturn, TypeVar
 
 from pipeline_lib.batches import Batch, WriteResult
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.retry import SINK_BACKOFF, Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,12 +86,11 @@ def with_retries(
     action: Callable[[], T],
     what: str,
     attempts: int = 5,
-    first_delay: float = 0.5,
-    max_delay: float = 8.0,
+    backoff: Backoff = SINK_BACKOFF,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Run ``action``; retry transient failures with exponential backoff."""
-    delay = first_delay
+    delays = backoff.delays()
     for attempt in range(1, attempts + 1):
         try:
             return action()
@@ -103,9 +103,9 @@ def with_retries(
                     "Nothing of this batch was committed: fix the sink, then restart the "
                     "consumer and it resumes from the last committed offsets."
                 ) from error
+            delay = next(delays)
             log.warning(
                 "%s failed (%s), retry %d/%d in %.1fs", what, error, attempt, attempts, delay
             )
             sleep(delay)
-            delay = min(delay * 2, max_delay)
     raise AssertionError("unreachable")

@@ -30,12 +30,13 @@ import orjson
 from pipeline_lib.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
+from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
 from pipeline_lib.schema import LANDING_FIELDS, arrow_type, iso
 from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
 from pipeline_lib.streams import TICKS, Stream, get_stream
 
 LOAD_TIMEOUT_S = 120
-QUICK_POLL_S, QUICK_POLL_FOR_S = 0.025, 2.0  # how wait_for_job checks a fresh load job
+QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
 # Bisecting costs one load job per step: past this many, the table (not a few rows)
 # is the problem, and the consumer stops instead of dead-lettering everything.
 MAX_BISECT_LOADS = 40
@@ -54,20 +55,21 @@ def _quick_retry():
 
 def wait_for_job(job: Any, timeout: float) -> None:
     """Wait for a job, checking often: the client's own polling sleeps 1 s after the
-    first check, which alone would put a fresh tick a second behind. Every
-    ``QUICK_POLL_S`` during the first ``QUICK_POLL_FOR_S`` (a micro-batch's load takes
-    tens to hundreds of milliseconds: doubling waits would overshoot its end by up to
-    as much again), then backing off to 0.5 s for long jobs. Raises the job's error
-    (e.g. BadRequest for refused rows) like ``job.result()``."""
+    first check, which alone would put a fresh tick a second behind. At most 25 ms
+    apart during the first ``QUICK_POLL_FOR_S`` (a micro-batch's load takes tens to
+    hundreds of milliseconds: doubling waits would overshoot its end by up to as much
+    again), then backing off to 0.5 s for long jobs (:mod:`pipeline_lib.retry`).
+    Raises the job's error (e.g. BadRequest for refused rows) like ``job.result()``."""
     started = time.monotonic()
     deadline = started + timeout
-    delay = 0.01
+    delays, quick = QUICK_CHECK_BACKOFF.delays(), True
     while not job.done(retry=_quick_retry(), timeout=30):
+        delay = next(delays)
         if time.monotonic() + delay > deadline:
             raise TimeoutError(f"BigQuery job {job.job_id} not done after {timeout:g}s")
         time.sleep(delay)
-        quick = time.monotonic() - started < QUICK_POLL_FOR_S
-        delay = min(delay * 2, QUICK_POLL_S if quick else 0.5)
+        if quick and time.monotonic() - started >= QUICK_POLL_FOR_S:
+            delays, quick = SLOW_CHECK_BACKOFF.delays(), False
     job.result(retry=_quick_retry(), timeout=30)
 
 
