@@ -407,12 +407,12 @@ class SinkConsumer:
     def _member_state(self) -> MemberState:
         consumer = self._consumer
         if consumer is None:  # closed: a write still running must not land
-            return MemberState(NO_GENERATION, False, float("-inf"))
+            return MemberState(NO_GENERATION, float("-inf"))
         state = member_state(consumer)
         # A join's answer confirms the membership as a heartbeat's does.
         joined = self._listener.assigned_at
         if joined > state.confirmed_at:
-            return MemberState(state.generation, state.stable, joined)
+            return MemberState(state.generation, joined)
         return state
 
     def _flush(self) -> None:

@@ -7,7 +7,7 @@ until a heartbeat is answered, and its threads carry on where they stopped: a
 batch it read before the freeze would be written over what the new owner wrote.
 
 :class:`Fence` answers, before a batch is sealed: is the membership confirmed
-(joined, stable, and the coordinator answered a heartbeat or a join lately)? And
+(joined, and the coordinator answered a heartbeat or a join lately)? And
 before each sink writes the batch and before its offsets are committed: is the
 member still in the generation the batch was sealed in, and confirmed lately? A
 batch is only written and committed in the generation it was sealed in.
@@ -40,7 +40,6 @@ class MemberState:
     """What the Kafka client knows of its group membership right now."""
 
     generation: int  # the group generation joined; NO_GENERATION when not a member
-    stable: bool  # joined, and no rebalance in progress
     confirmed_at: float  # time.monotonic() of the coordinator's last answer (-inf: none)
 
 
@@ -58,12 +57,9 @@ def member_state(consumer: Any) -> MemberState:
     own = getattr(consumer, "member_state", None)
     if own is not None:
         return own()
-    from kafka.structs import MemberState as KafkaState
-
     meta = consumer.group_metadata()
     return MemberState(
         generation=meta.generation_id if meta.generation_id is not None else NO_GENERATION,
-        stable=meta.state is KafkaState.STABLE,
         confirmed_at=consumer._coordinator.heartbeat.last_receive,
     )
 
@@ -119,7 +115,7 @@ class Fence:
         """The generation a batch sealed now belongs to, or None while the membership
         is unconfirmed (hold the batch: the next polls settle it one way or the other)."""
         state, age = self._look()
-        if state.generation == NO_GENERATION or not state.stable or age > self.stale_after:
+        if state.generation == NO_GENERATION or age > self.stale_after:
             return None
         return state.generation
 

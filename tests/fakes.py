@@ -128,7 +128,7 @@ class FakeConsumer:
         self.closed = True
 
     def member_state(self) -> MemberState:
-        return MemberState(self.generation, True, self.clock() - self.heartbeat_age)
+        return MemberState(self.generation, self.clock() - self.heartbeat_age)
 
 
 class RecordingSink(Sink):

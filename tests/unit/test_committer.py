@@ -67,7 +67,7 @@ def setup(bad_every: int = 0, sink=None, generation=1, on_batch=None):
     core = Batcher(TOPIC, batch_size=1000, decode=decode, clock=clock)
     for p in (0, 1):
         core.add(p, [Record(TOPIC, p, o, b"K", v) for o, v in enumerate(group.log[p])])
-    fence = Fence(lambda: MemberState(generation, True, clock()), stale_after=7.5, clock=clock)
+    fence = Fence(lambda: MemberState(generation, clock()), stale_after=7.5, clock=clock)
     letters = Journal(journal)
     committer = Committer(
         core,

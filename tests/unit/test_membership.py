@@ -21,10 +21,10 @@ class Clock:
     def __init__(self) -> None:
         self.now = 100.0
         self.slept = 0.0
-        self.state = MemberState(3, stable=True, confirmed_at=99.0)
+        self.state = MemberState(3, confirmed_at=99.0)
 
-    def answered(self, ago: float, generation: int = 3, stable: bool = True) -> None:
-        self.state = MemberState(generation, stable, self.now - ago)
+    def answered(self, ago: float, generation: int = 3) -> None:
+        self.state = MemberState(generation, self.now - ago)
 
 
 def fence_of(clock: Clock) -> Fence:
@@ -41,16 +41,15 @@ def test_a_confirmed_membership_seals_and_passes_in_its_generation():
 
 
 @pytest.mark.parametrize(
-    ("ago", "generation", "stable"),
+    ("ago", "generation"),
     [
-        (9.0, 3, True),  # frozen: no answer for 9 s
-        (1.0, 3, False),  # rejoining
-        (0.0, NO_GENERATION, False),  # dropped by the group
+        (9.0, 3),  # frozen: no answer for 9 s
+        (0.0, NO_GENERATION),  # dropped by the group (rejoining)
     ],
 )
-def test_an_unconfirmed_membership_seals_nothing(ago, generation, stable):
+def test_an_unconfirmed_membership_seals_nothing(ago, generation):
     clock = Clock()
-    clock.answered(ago, generation, stable)
+    clock.answered(ago, generation)
     assert fence_of(clock).confirmed_generation() is None
 
 
@@ -98,7 +97,7 @@ def test_kafka_python_still_exposes_what_member_state_reads():
         answered = member_state(consumer)
     finally:
         consumer.close()
-    assert state == MemberState(NO_GENERATION, False, float("-inf"))
+    assert state == MemberState(NO_GENERATION, float("-inf"))
     assert answered.confirmed_at > state.confirmed_at
 
 
