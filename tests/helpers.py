@@ -146,13 +146,16 @@ class SteadyProducer:
 
 
 def all_landed_once(settings: Settings, ids: list[str]) -> None:
-    """Every id once in the BigQuery dedup view, nothing else there, and all in GCS."""
+    """Every id once in the BigQuery dedup view, nothing else there, and all in GCS
+    (ticks or news: the settings' stream)."""
     view = bq_event_ids(settings)
     missing = set(ids) - set(view)
-    assert not missing, f"{len(missing)} ticks missing from BigQuery, e.g. {sorted(missing)[:3]}"
+    assert not missing, f"{len(missing)} records missing from BigQuery, e.g. {sorted(missing)[:3]}"
     assert set(view) == set(ids) and set(view.values()) == {1}
     in_gcs = gcs_event_ids(settings)
-    assert set(in_gcs) == set(ids), f"{len(set(ids) - set(in_gcs))} ticks missing from GCS"
+    missing = set(ids) - set(in_gcs)
+    assert not missing, f"{len(missing)} of {len(ids)} records missing from GCS"
+    assert set(in_gcs) == set(ids)
 
 
 def nothing_left(settings: Settings) -> None:

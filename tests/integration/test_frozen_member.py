@@ -18,12 +18,12 @@ from datetime import timedelta
 import pytest
 
 from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic
-from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.news import News
 from pipeline_lib.producer import produce
 from tests.helpers import (
     START,
     SYMBOLS,
+    all_landed_once,
     committed_offsets,
     consumer_process,
     finish,
@@ -87,9 +87,4 @@ def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
     # A held records when it froze and dropped them on waking, uncommitted.
     assert frozen["discarded"] > 0, frozen
     assert joined["consumed"] > 0
-    in_gcs = gcs_event_ids(scoped)
-    missing = set(ids) - set(in_gcs)
-    assert not missing, f"{len(missing)} of {len(ids)} records missing from GCS"
-    assert set(in_gcs) == set(ids)
-    view = bigquery_event_ids(scoped)
-    assert set(view) == set(ids) and set(view.values()) == {1}
+    all_landed_once(scoped, ids)

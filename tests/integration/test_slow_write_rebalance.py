@@ -15,10 +15,10 @@ import pytest
 
 from pipeline_lib.clients import ensure_topic, kafka_consumer
 from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.producer import produce
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
+from tests.helpers import all_landed_once
 from tests.integration.test_frozen_member import records_of
 
 
@@ -91,10 +91,5 @@ def test_a_late_upload_after_a_rebalance_never_shrinks_the_new_owners_objects(se
         held.release.set()  # A's stale upload goes through now
         a_thread.join(180)
     assert "error" not in a_out, a_out
-    in_gcs = gcs_event_ids(scoped)
-    missing = set(ids) - set(in_gcs)
-    assert not missing, f"{len(missing)} of {len(ids)} records missing from GCS"
-    assert set(in_gcs) == set(ids)
-    view = bigquery_event_ids(scoped)
-    assert set(view) == set(ids) and set(view.values()) == {1}
+    all_landed_once(scoped, ids)
     assert a_out["report"].fenced == 1  # A's stale batch was not committed
