@@ -146,11 +146,12 @@ def gcs_event_ids(settings: Settings, prefix: str = "") -> Counter:
     import orjson
 
     from pipeline_lib.clients import storage_client
+    from pipeline_lib.sinks.gcs import topic_folder
 
     key = get_stream(settings.stream).id_field
     seen: Counter = Counter()
     blobs = storage_client(settings).list_blobs(
-        settings.gcs_bucket, prefix=f"raw/topic={settings.topic}/"
+        settings.gcs_bucket, prefix=topic_folder(settings.topic)
     )
     for blob in blobs:
         for line in blob.download_as_bytes().splitlines():

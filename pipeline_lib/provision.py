@@ -62,7 +62,7 @@ def provision(
 def _stream_resources(settings: Settings) -> list[dict[str, str]]:
     """Topic, dead-letter topic, bucket, table and view of one stream."""
     from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink
+    from pipeline_lib.sinks.gcs import GcsSink, topic_folder
 
     stream = settings.stream
     created = ensure_topic(settings)
@@ -87,7 +87,7 @@ def _stream_resources(settings: Settings) -> list[dict[str, str]]:
     rows.append(
         {
             "resource": f"GCS objects ({stream})",
-            "where": f"gs://{settings.gcs_bucket}/raw/topic={settings.topic}/",
+            "where": f"gs://{settings.gcs_bucket}/{topic_folder(settings.topic)}",
             "state": "ready",
             "detail": settings.storage_emulator_host or "Google Cloud Storage",
         }

@@ -92,11 +92,19 @@ def may_replace(ours: ObjectStamp, existing: ObjectStamp | None) -> bool:
     return ours.group == existing.group and ours.generation >= existing.generation
 
 
+RAW_PREFIX = "raw"
+
+
+def topic_folder(topic: str, prefix: str = RAW_PREFIX) -> str:
+    """Where a topic's objects are: ``<prefix>/topic=<topic>/`` (the one spelling)."""
+    return f"{prefix}/topic={topic}/"
+
+
 def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
     """Name of a single-date piece: its first record's date and offset."""
     day = part.records[0].ts.date().isoformat()
     return (
-        f"{prefix}/topic={part.topic}/date={day}/partition={part.partition}/"
+        f"{topic_folder(part.topic, prefix)}date={day}/partition={part.partition}/"
         f"{part.offsets[0]:020d}.{extension}"
     )
 
@@ -144,7 +152,7 @@ class GcsSink(Sink):
     def __init__(
         self,
         settings: Settings,
-        prefix: str = "raw",
+        prefix: str = RAW_PREFIX,
         file_format: Literal["ndjson", "parquet"] = "ndjson",
         parallel_uploads: int = 4,
     ) -> None:
