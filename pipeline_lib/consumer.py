@@ -51,6 +51,7 @@ from pipeline_lib.committer import Committer, ConsumerError, owned, seek
 from pipeline_lib.config import Settings
 from pipeline_lib.dead_letters import DeadLetterWriter
 from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
+from pipeline_lib.monitor import partition_lag
 from pipeline_lib.reports import BatchReport, ConsumeReport
 from pipeline_lib.sinks import Sink
 from pipeline_lib.streams import get_stream
@@ -443,11 +444,7 @@ class SinkConsumer:
                 return 0
             ends = consumer.end_offsets(tps)
             starts = consumer.beginning_offsets(tps)
-            total = 0
-            for tp in tps:
-                committed = consumer.committed(tp)
-                total += max(0, ends[tp] - (starts[tp] if committed is None else committed))
-            return total
+            return sum(partition_lag(ends[tp], starts[tp], consumer.committed(tp)) for tp in tps)
         except Exception:  # lag is informative only
             return None
 

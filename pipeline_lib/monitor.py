@@ -13,6 +13,15 @@ from pipeline_lib.config import Settings
 from pipeline_lib.streams import get_stream
 
 
+def partition_lag(end: int, start: int, committed: int | None) -> int:
+    """Messages of a partition its group has yet to read: the log end minus the
+    committed offset (the log start when nothing is committed, or when retention
+    deleted what the commit points at). The one formula for status, notebooks and
+    the consumer."""
+    position = start if committed is None else max(committed, start)
+    return max(0, end - position)
+
+
 def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
     """End offsets of the topic and dead-letter topic, committed offsets and lag."""
     from kafka import TopicPartition
@@ -46,7 +55,7 @@ def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
             messages=sum(ends[tp] - starts[tp] for tp in tps),
             group=settings.consumer_group,
             committed={p: c for p, c in committed.items() if c is not None},
-            lag=sum(ends[tp] - (committed[tp.partition] or starts[tp]) for tp in tps),
+            lag=sum(partition_lag(ends[tp], starts[tp], committed[tp.partition]) for tp in tps),
         )
         if settings.dead_letter_topic in topics:
             dlq = [
@@ -91,7 +100,7 @@ def partition_offsets(settings: Settings, timeout_s: float = 5.0) -> Any:
                     "first_offset": starts[tp],
                     "committed_offset": committed,
                     "log_end_offset": ends[tp],
-                    "lag": ends[tp] - (committed if committed is not None else starts[tp]),
+                    "lag": partition_lag(ends[tp], starts[tp], committed),
                 }
             )
         return pd.DataFrame(rows).set_index("partition")

@@ -345,3 +345,19 @@ def test_a_refused_row_becomes_a_dead_letter_with_its_original_key_and_value():
     refused = [d for d in letters.sent if d.stage == "recording"]
     assert refused and {d.key for d in refused} == {b"K"}
     assert all(d.value == group.log[0][d.offset] for d in refused)
+
+
+@pytest.mark.parametrize(
+    ("end", "start", "committed", "lag"),
+    [
+        (100, 0, None, 100),  # nothing committed: all of it
+        (100, 0, 0, 100),  # committed at 0 is a commit, not "none"
+        (100, 40, 0, 60),  # retention deleted what the commit points at
+        (100, 40, 70, 30),
+        (100, 0, 100, 0),
+    ],
+)
+def test_one_lag_formula(end, start, committed, lag):
+    from pipeline_lib.monitor import partition_lag
+
+    assert partition_lag(end, start, committed) == lag
