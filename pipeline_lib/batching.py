@@ -88,6 +88,15 @@ class SealedBatch:
     def records(self) -> int:
         return len(self.batch)
 
+    def covered(self, offsets: dict[int, int]) -> int:
+        """Messages a commit of ``offsets`` (some of this batch's partitions) moves past."""
+        return sum(self.offsets[p] - self.first_offsets[p] for p in offsets)
+
+    def dead_letters_in(self, offsets: dict[int, int], refused: int = 0) -> int:
+        """Dead letters a commit of ``offsets`` accounts for: those of decoding in its
+        partitions, plus ``refused`` records the sinks refused there."""
+        return sum(1 for d in self.dead_letters if d.partition in offsets) + refused
+
 
 @dataclass
 class Counts:
@@ -294,11 +303,9 @@ class Batcher:
         self.committed.update(offsets)
         landed_parts = [p for p in sealed.batch.parts if p.partition in offsets]
         records = sum(len(p.records) for p in landed_parts)
-        dead = sum(1 for d in sealed.dead_letters if d.partition in offsets)
-        covered = sum(sealed.offsets[p] - sealed.first_offsets[p] for p in offsets)
         self.counts.landed += records - rejected
-        self.counts.dead_letters += dead + rejected
-        self.counts.discarded += sealed.messages - covered
+        self.counts.dead_letters += sealed.dead_letters_in(offsets, rejected)
+        self.counts.discarded += sealed.messages - sealed.covered(offsets)
         self.counts.batches += 1
         return sealed
 

@@ -201,12 +201,11 @@ class Committer:
         report.committed.update(offsets)
         report.locations.extend(loc for r in results for loc in r.locations)
         if self.on_batch is not None:
-            covered = sum(offsets[p] - sealed.first_offsets[p] for p in offsets)
             self.on_batch(
                 BatchReport(
                     sealed.number,
-                    covered,
-                    sum(1 for d in sealed.dead_letters if d.partition in offsets) + rejected,
+                    sealed.covered(offsets),
+                    sealed.dead_letters_in(offsets, rejected),
                     results,
                     dict(offsets),
                     self.clock() - sealed.sealed_at,

@@ -101,12 +101,7 @@ class SinkConsumer:
         self.group = group or settings.consumer_group
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        if sinks is None:
-            from pipeline_lib.sinks.bigquery import BigQuerySink
-            from pipeline_lib.sinks.gcs import GcsSink
-
-            sinks = [GcsSink(settings), BigQuerySink(settings)]
-        self.sinks = list(sinks)
+        self.sinks = list(sinks) if sinks is not None else landing_sinks(settings)
         self.consumer_factory = consumer_factory or self._kafka_consumer
         self.create_topics = create_topics
         # How long past ``until_idle`` to wait for an assignment (a dead member's
@@ -514,6 +509,14 @@ def _progress_bar(total: int | None, topic: str) -> Any:
     return tqdm(total=total, desc=f"consume ← {topic}", unit="rec", mininterval=0.5)
 
 
+def landing_sinks(settings: Settings, file_format: str = "ndjson") -> list[Sink]:
+    """Where a stream lands: GCS objects (NDJSON or Parquet) and the BigQuery table."""
+    from pipeline_lib.sinks.bigquery import BigQuerySink
+    from pipeline_lib.sinks.gcs import GcsSink
+
+    return [GcsSink(settings, file_format=file_format), BigQuerySink(settings)]  # type: ignore[arg-type]
+
+
 def _landing_consumer(
     settings: Settings,
     file_format: str,
@@ -522,12 +525,9 @@ def _landing_consumer(
     on_batch: Callable[[BatchReport], None] | None,
 ) -> SinkConsumer:
     """A SinkConsumer of the settings' stream into GCS and BigQuery."""
-    from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink
-
     return SinkConsumer(
         settings,
-        sinks=[GcsSink(settings, file_format=file_format), BigQuerySink(settings)],  # type: ignore[arg-type]
+        sinks=landing_sinks(settings, file_format),
         batch_size=batch_size,
         flush_interval=flush_interval,
         on_batch=on_batch,
