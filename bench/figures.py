@@ -220,7 +220,7 @@ def on_batch(batch):
     done = consumer.core.counts.landed
     while marks and done >= marks[0]:
         rss[marks.pop(0)] = round(rss_mib())
-consumer.committer.on_batch = on_batch
+consumer.on_batch = on_batch
 def cpu_s():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime

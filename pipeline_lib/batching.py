@@ -77,8 +77,9 @@ class SealedBatch:
     age: float  # how long the oldest message waited before the seal
     sealed_at: float
     committable: bool = True  # False once the group membership it was read under is lost
-    # The sinks' writes of this batch (futures, one per sink), set by whoever writes it.
-    writes: list[Any] = field(default_factory=list)
+    # The sinks' writes of this batch (futures, one per sink), set by whoever writes
+    # it; None until then (a batch sealed but not yet handed to the writers).
+    writes: list[Any] | None = None
 
     @property
     def generation(self) -> int:

@@ -96,7 +96,7 @@ class Committer:
         """Some batch is being written or waits for its commit (the core's batches in
         flight, and dropped ones whose writes still run)."""
         return bool(self.core.inflight) or any(
-            not f.done() for sealed in self.core.dropped for f in sealed.writes
+            not f.done() for sealed in self.core.dropped for f in sealed.writes or []
         )
 
     def _new_pool(self) -> ThreadPoolExecutor:
@@ -121,7 +121,14 @@ class Committer:
         not land after a newer one of the same objects (same generation, fewer records).
         Their outcome does not matter: they are not committed, and are read again."""
         for sealed in self.core.dropped:
-            wait(sealed.writes)
+            for write in sealed.writes or []:
+                wait([write])
+                if write.exception() is not None:
+                    log.warning(
+                        "batch %d, dropped uncommitted, failed to write: %s",
+                        sealed.number,
+                        write.exception(),
+                    )
         self.core.dropped.clear()
 
     def _time(self, stage: str, started: float) -> None:
@@ -138,6 +145,8 @@ class Committer:
         """
         while self.core.inflight:
             sealed = self.core.inflight[0]
+            if sealed.writes is None:  # sealed, then interrupted before it was handed over
+                self.write(sealed)
             if not block and not all(f.done() for f in sealed.writes):
                 return
             # re-raises SinkUnavailable: this batch and the later ones stay uncommitted
@@ -267,6 +276,7 @@ class Committer:
         try:
             self._pool.shutdown(wait=True)
             self._pool = self._new_pool()
+            self.core.dropped.clear()  # their writes have ended
             self.dead_letters.close()
         finally:
             for sink in self.sinks:

@@ -139,6 +139,15 @@ class SinkConsumer:
             before_commit=before_commit,
         )
 
+    @property
+    def on_batch(self) -> Callable[[BatchReport], None] | None:
+        """Called with each committed batch's report (the committer calls it)."""
+        return self.committer.on_batch
+
+    @on_batch.setter
+    def on_batch(self, callback: Callable[[BatchReport], None] | None) -> None:
+        self.committer.on_batch = callback
+
     # --- control --------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -415,8 +424,8 @@ class SinkConsumer:
         """Write and commit everything read so far (waits for the batches in flight)."""
         self.committer.flush()
         if not self.core.idle:
-            deadline = self.clock() + self.fence.stale_after
-            while not self._seal() and self.clock() < deadline:
+            deadline = time.monotonic() + self.fence.stale_after
+            while not self._seal() and time.monotonic() < deadline:
                 time.sleep(0.1)  # the heartbeat thread confirms a live membership
             self.committer.flush()
 

@@ -13,7 +13,7 @@
   stories by ``news_id``),
   so every event is seen once — the same on real BigQuery and on the emulator (which
   ignores streaming insert ids). The same view also absorbs a source replayed twice.
-* **DeadLetter rows**: if BigQuery refuses a load as invalid, the batch is loaded again
+* **Refused rows**: if BigQuery refuses a load as invalid, the batch is loaded again
   as NDJSON rows, split in halves until the offending rows are isolated; they are
   returned as rejected (the consumer sends them to the dead-letter topic) and the
   rest is loaded.

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
@@ -254,12 +254,11 @@ class GcsSink(Sink):
             return WriteResult(self.name, 0)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel_uploads, thread_name_prefix="gcs")
-        locations = list(
-            self._pool.map(
-                lambda p: self._upload(p, batch.group, batch.generation),
-                parts,
-            )
-        )
+        uploads = [self._pool.submit(self._upload, p, batch.group, batch.generation) for p in parts]
+        # Every upload ends before write() does, even when one fails: an upload left
+        # running could land after the batch is written again (see Committer.settle).
+        wait(uploads)
+        locations = [upload.result() for upload in uploads]  # raises the first failure
         return WriteResult(self.name, sum(len(p.records) for p in parts), locations)
 
     def close(self) -> None:

@@ -147,3 +147,47 @@ def test_stage_times_come_from_the_clock_given():
     committer.write(sealed)
     committer.complete()
     assert committer.report.stage_seconds["commit"] == pytest.approx(0.2)
+
+
+def test_a_batch_sealed_but_not_yet_handed_over_is_written_before_its_commit():
+    """Ctrl-C between the seal and the hand-over: the flush writes it, never commits it
+    unwritten."""
+    committer, sealed, consumer, _, _journal, _ = setup()
+    sink = committer.sinks[0]
+    assert sealed.writes is None
+    committer.flush()
+    assert len(sink.written) == 60 and consumer.group.committed == {0: 30, 1: 30}
+
+
+def test_a_gcs_write_ends_only_when_every_upload_has_ended():
+    """Else an upload of a dropped batch could land after the batch is written again."""
+    import threading
+    import time
+
+    from pipeline_lib.batches import Batch, PartitionBatch
+    from pipeline_lib.sinks import SinkError
+    from pipeline_lib.sinks.gcs import GcsSink
+    from tests.fakes import fake_settings
+    from tests.helpers import simulated
+
+    ended: list[str] = []
+    lock = threading.Lock()
+
+    class Uploads(GcsSink):
+        def _upload(self, part, group, generation):
+            if part.partition == 0:
+                raise SinkError("refused")
+            time.sleep(0.3)
+            with lock:
+                ended.append("slow upload")
+            return "gs://b/x"
+
+    parts = []
+    for p, tick in enumerate(simulated(2, seed=3)):
+        part = PartitionBatch("t", p, 0, [tick], [b"{}"], [0], [None])
+        parts.append(part)
+    sink = Uploads(fake_settings())
+    with pytest.raises(SinkError):
+        sink.write(Batch(parts, NOW))
+    assert ended == ["slow upload"]
+    sink.close()
