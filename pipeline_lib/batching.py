@@ -126,6 +126,7 @@ class Batcher:
     clock: Callable[[], float] = time.monotonic
     counts: Counts = field(default_factory=Counts)
     max_inflight: int = 1  # sealed batches written at once (committed in order)
+    group: str = ""  # the consumer group reading: stamped on each batch (GCS objects)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or not self.flush_interval > 0:
@@ -245,9 +246,7 @@ class Batcher:
         """Fewer than ``max_inflight`` batches are being written."""
         return len(self.inflight) < self.max_inflight
 
-    def seal(
-        self, closed_at: datetime, group: str = "", generation: int = -1
-    ) -> SealedBatch | None:
+    def seal(self, closed_at: datetime, generation: int = -1) -> SealedBatch | None:
         """Close the open batch (None if empty); it joins the batches in flight.
 
         ``generation``: the group generation the batch is read in; it is written and
@@ -264,7 +263,7 @@ class Batcher:
         self._sealed += 1
         sealed = SealedBatch(
             number=self._sealed,
-            batch=Batch([b.part for b in buffers], closed_at, group, generation),
+            batch=Batch([b.part for b in buffers], closed_at, self.group, generation),
             dead_letters=[d for b in buffers for d in b.dead],
             offsets={b.part.partition: b.next_offset for b in buffers},
             first_offsets={b.part.partition: b.first_offset for b in buffers},

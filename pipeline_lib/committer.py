@@ -169,8 +169,13 @@ class Committer:
         """Everything held may belong to a membership the group has ended: drop it,
         uncommitted, and read again from the committed offsets."""
         log.warning("%s; dropping what is held and re-reading from the last commit", error)
+        self._rewind(fenced=True)
+
+    def _rewind(self, fenced: bool = False) -> None:
+        """Drop everything held (uncommitted) and seek each owned partition back to its
+        committed offset: after a refused commit, or a fence that failed."""
         consumer = self._consumer()
-        seek(consumer, self.topic, self.core.rewind(owned(consumer, self.topic), fenced=True))
+        seek(consumer, self.topic, self.core.rewind(owned(consumer, self.topic), fenced=fenced))
 
     def _send_dead_letters(self, sealed: SealedBatch, results: list[WriteResult]) -> int:
         """In commit order: the batch's dead letters, then those the sinks refused, flushed."""
@@ -199,7 +204,7 @@ class Committer:
         committed = not offsets or self._commit(consumer, offsets)
         self._time("commit", commit_started)
         if not committed:
-            seek(consumer, self.topic, self.core.rewind(owned(consumer, self.topic)))
+            self._rewind()
             return
         rejected = sum(1 for r in results for x in r.rejected if x.partition in offsets)
         self.core.committed_inflight(offsets, rejected=rejected)

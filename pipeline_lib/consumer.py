@@ -117,6 +117,7 @@ class SinkConsumer:
             decode=self.stream.decode,
             clock=clock,
             max_inflight=max_inflight,
+            group=self.group,
         )
         self._stop = threading.Event()
         self._drain = threading.Event()
@@ -404,7 +405,7 @@ class SinkConsumer:
                 self.committer.drop(Fenced(f"membership unconfirmed for {SESSION_TIMEOUT_S:g}s"))
             return False
         self._unconfirmed_since = None
-        sealed = self.core.seal(datetime.now(UTC), self.group, generation)
+        sealed = self.core.seal(datetime.now(UTC), generation)
         if sealed is not None:
             self.committer.write(sealed)
         return True

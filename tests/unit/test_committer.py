@@ -64,7 +64,7 @@ def setup(bad_every: int = 0, sink=None, generation=1, on_batch=None):
     journal: list[str] = []
     clock = FakeClock()
     consumer = JournalConsumer(group, journal)
-    core = Batcher(TOPIC, batch_size=1000, decode=decode, clock=clock)
+    core = Batcher(TOPIC, batch_size=1000, decode=decode, clock=clock, group="g")
     for p in (0, 1):
         core.add(p, [Record(TOPIC, p, o, b"K", v) for o, v in enumerate(group.log[p])])
     fence = Fence(lambda: MemberState(generation, clock()), stale_after=7.5, clock=clock)
@@ -80,7 +80,7 @@ def setup(bad_every: int = 0, sink=None, generation=1, on_batch=None):
         on_batch=on_batch,
     )
     committer.report = ConsumeReport(TOPIC, "g", counts=core.counts)
-    sealed = core.seal(NOW, "g", 1)
+    sealed = core.seal(NOW, 1)
     return committer, sealed, consumer, letters, journal, clock
 
 
