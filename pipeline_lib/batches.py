@@ -7,6 +7,7 @@ At the bottom of the package: it imports nothing of it, so the broker-free core
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,15 +16,62 @@ from typing import Any
 @dataclass
 class PartitionBatch:
     """Consecutive valid records of one partition, with their original message key and
-    value bytes (a dead letter for a record a sink refuses keeps both)."""
+    value bytes (a dead letter for a record a sink refuses keeps both).
+
+    The records are held as columns: ``chunks`` is one pyarrow Table of the record's
+    fields per poll, in offset order (the Batcher's unit tests, with no record type,
+    hold plain lists instead). ``lines`` holds each record's canonical JSON line, the
+    message value itself when it already is one: what the GCS sink writes.
+    """
 
     topic: str
     partition: int
     first_offset: int
-    records: list[Any] = field(default_factory=list)  # Tick or News
-    values: list[bytes] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
+    chunks: list[Any] = field(default_factory=list)
+    record: Callable[..., Any] | None = None  # builds a record from a row's fields
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def table(self) -> Any:
+        """The records' columns as one pyarrow Table (chunks joined, not copied)."""
+        import pyarrow as pa
+
+        if len(self.chunks) == 1:
+            return self.chunks[0]
+        return pa.concat_tables(self.chunks)
+
+    @property
+    def records(self) -> list[Any]:
+        """The records as objects: built row by row, for the rare paths that need
+        them (a sink isolating refused rows) and for tests."""
+        out: list[Any] = []
+        for chunk in self.chunks:
+            if isinstance(chunk, list):
+                out.extend(chunk)
+            else:
+                make = self.record or dict
+                out.extend(make(**row) for row in chunk.to_pylist())
+        return out
+
+    def take(self, indices: list[int]) -> PartitionBatch:
+        """The records at ``indices`` (ascending) as a batch of their own."""
+        return PartitionBatch(
+            self.topic,
+            self.partition,
+            self.offsets[indices[0]],
+            [self.offsets[i] for i in indices],
+            [self.keys[i] for i in indices],
+            [self.values[i] for i in indices],
+            [self.lines[i] for i in indices],
+            [self.table.take(indices)],
+            self.record,
+        )
 
 
 @dataclass
@@ -38,7 +86,7 @@ class Batch:
     generation: int = -1
 
     def __len__(self) -> int:
-        return sum(len(p.records) for p in self.parts)
+        return sum(len(p) for p in self.parts)
 
 
 @dataclass

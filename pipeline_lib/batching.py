@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -45,6 +45,17 @@ class Message(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+
+
+class Columns(Protocol):
+    """What the core needs to hold a stream's records as columns (a Stream fits)."""
+
+    record: Callable[..., Any]
+    decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes]] | None] | None
+
+    def encode(self, record: Any) -> bytes: ...
+
+    def to_table(self, records: list[Any]) -> Any: ...
 
 
 class _PartitionBuffer:
@@ -127,6 +138,8 @@ class Batcher:
     counts: Counts = field(default_factory=Counts)
     max_inflight: int = 1  # sealed batches written at once (committed in order)
     group: str = ""  # the consumer group reading: stamped on each batch (GCS objects)
+    # How records become columns (a Stream): None keeps them as lists (unit tests).
+    columns: Columns | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or not self.flush_interval > 0:
@@ -153,15 +166,49 @@ class Batcher:
         return None
 
     def add(self, partition: int, messages: Iterable[Message]) -> int:
-        """Buffer polled messages of one partition; returns how many were new.
+        """Buffer polled messages of one partition; returns how many were new."""
+        return self.add_poll({partition: messages})
+
+    def add_poll(self, polled: Mapping[int, Iterable[Message]]) -> int:
+        """Buffer a poll's messages (partition -> messages); returns how many were new.
 
         A message before the expected offset was already read (the client re-fetched
         it) and is skipped; one after it means the log has a gap (compaction,
         retention, transaction markers), which is logged and spanned by the commit.
+        The poll is decoded at once when the stream's columnar decoder takes it all,
+        else message by message (each bad message a dead letter with its reason).
         """
+        fresh: dict[int, list[Message]] = {}
+        for partition, messages in polled.items():
+            taken = self._fresh(partition, messages)
+            if taken:
+                fresh[partition] = taken
+        if not fresh:
+            return 0
+        decoded = self._decode_poll([m for taken in fresh.values() for m in taken])
+        start = 0
+        for partition, taken in fresh.items():
+            buffer = self._buffers.get(partition)
+            if buffer is None:
+                buffer = _PartitionBuffer(self.topic, partition, taken[0].offset, self.clock())
+                buffer.part.record = self.columns.record if self.columns else None
+                self._buffers[partition] = buffer
+            if decoded is None:
+                self._take(buffer, taken)
+            else:
+                table, lines = decoded
+                self._keep(buffer.part, taken, lines[start : start + len(taken)])
+                buffer.part.chunks.append(table.slice(start, len(taken)))
+                self._buffered += len(taken)
+                start += len(taken)
+            buffer.next_offset = taken[-1].offset + 1
+            self.counts.read += len(taken)
+        return sum(len(taken) for taken in fresh.values())
+
+    def _fresh(self, partition: int, messages: Iterable[Message]) -> list[Message]:
+        """The messages that follow what is held for ``partition`` (see add_poll)."""
         expected = self.next_offset(partition)
-        buffer = self._buffers.get(partition)
-        added = 0
+        fresh: list[Message] = []
         for message in messages:
             offset = message.offset
             if expected is not None and offset < expected:
@@ -175,30 +222,69 @@ class Batcher:
                     offset,
                     expected - 1,
                 )
-            if buffer is None:
-                buffer = _PartitionBuffer(self.topic, partition, offset, self.clock())
-                self._buffers[partition] = buffer
-            self._take(buffer, message)
-            buffer.next_offset = expected = offset + 1
-            added += 1
-        self.counts.read += added
-        return added
+            fresh.append(message)
+            expected = offset + 1
+        return fresh
 
-    def _take(self, buffer: _PartitionBuffer, message: Message) -> None:
+    def _decode_poll(self, messages: list[Message]) -> tuple[Any, list[bytes]] | None:
+        """The stream's columnar decoder over the whole poll, or None (one by one)."""
+        columns = self.columns
+        if columns is None or columns.decode_many is None:
+            return None
         try:
-            record = self.decode(message.value)
-        except InvalidRecord as error:
-            self._dead(buffer, message, error.reason, error.field)
+            return columns.decode_many([m.value for m in messages])
+        except Exception:  # never trusted to be total: the one-by-one path decides
+            log.exception("the columnar decoder failed; decoding one by one")
+            return None
+
+    @staticmethod
+    def _keep(part: PartitionBatch, messages: list[Message], lines: list[bytes]) -> None:
+        part.lines.extend(lines)
+        part.values.extend(m.value for m in messages)  # type: ignore[misc]
+        part.offsets.extend(m.offset for m in messages)
+        part.keys.extend(m.key for m in messages)
+
+    def _take(self, buffer: _PartitionBuffer, messages: list[Message]) -> None:
+        """Decode messages of one partition one by one: each bad one a dead letter."""
+        part, columns = buffer.part, self.columns
+        kept: list[tuple[Message, Any, bytes]] = []
+        for message in messages:
+            try:
+                record = self.decode(message.value)
+                line = columns.encode(record) if columns is not None else message.value
+            except InvalidRecord as error:
+                self._dead(buffer, message, error.reason, error.field)
+                continue
+            except Exception as error:  # a poison pill must never stop the loop
+                reason = f"cannot decode: {type(error).__name__}: {error}"
+                self._dead(buffer, message, reason, None)
+                continue
+            kept.append((message, record, line))  # type: ignore[arg-type]
+        if not kept:
             return
-        except Exception as error:  # a poison pill must never stop the loop
-            self._dead(buffer, message, f"cannot decode: {type(error).__name__}: {error}", None)
-            return
-        part = buffer.part
-        part.records.append(record)
-        part.values.append(message.value)  # type: ignore[arg-type]
-        part.offsets.append(message.offset)
-        part.keys.append(message.key)
-        self._buffered += 1
+        records = [record for _, record, _ in kept]
+        if columns is None:
+            part.chunks.append(records)
+        else:
+            try:
+                table = columns.to_table(records)
+            except Exception:  # some record the columns cannot hold: find it
+                kept = [item for item in kept if self._fits(buffer, item[0], item[1])]
+                if not kept:
+                    return
+                table = columns.to_table([record for _, record, _ in kept])
+            part.chunks.append(table)
+        self._keep(part, [m for m, _, _ in kept], [line for _, _, line in kept])
+        self._buffered += len(kept)
+
+    def _fits(self, buffer: _PartitionBuffer, message: Message, record: Any) -> bool:
+        """Whether ``record`` converts to columns; if not, it is a dead letter."""
+        try:
+            self.columns.to_table([record])  # type: ignore[union-attr]
+            return True
+        except Exception as error:
+            self._dead(buffer, message, f"cannot be held as columns: {error}", None)
+            return False
 
     def _dead(
         self, buffer: _PartitionBuffer, message: Message, reason: str, field: str | None
@@ -302,7 +388,7 @@ class Batcher:
         sealed = self.inflight.pop(0)
         self.committed.update(offsets)
         landed_parts = [p for p in sealed.batch.parts if p.partition in offsets]
-        records = sum(len(p.records) for p in landed_parts)
+        records = sum(len(p) for p in landed_parts)
         self.counts.landed += records - rejected
         self.counts.dead_letters += sealed.dead_letters_in(offsets, rejected)
         self.counts.discarded += sealed.messages - sealed.covered(offsets)
@@ -344,7 +430,7 @@ class Batcher:
 
     def _drop_buffer(self, partition: int) -> None:
         buffer = self._buffers.pop(partition)
-        self._buffered -= len(buffer.part.records)
+        self._buffered -= len(buffer.part)
         self.counts.discarded += buffer.messages
         log.info(
             "partition %d: %d uncommitted messages dropped; they will be read again",

@@ -115,6 +115,7 @@ class SinkConsumer:
             batch_size,
             flush_interval,
             decode=self.stream.decode,
+            columns=self.stream,
             clock=clock,
             max_inflight=max_inflight,
             group=self.group,
@@ -219,6 +220,7 @@ class SinkConsumer:
         started = self.clock()
         last_message = started
         first_message: float | None = None
+        cpu_at_first = 0.0
         last_lag_check = 0.0
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
@@ -237,10 +239,8 @@ class SinkConsumer:
                     # we hold. Drop them and seek every owned partition explicitly.
                     polled = {}
                     self._apply_rebalance()
-                received = 0
                 decode_started = self.clock()
-                for tp, messages in polled.items():
-                    received += self.core.add(tp.partition, messages)
+                received = self.core.add_poll({tp.partition: m for tp, m in polled.items()})
                 now = self.clock()
                 if polled:
                     self._time("decode", decode_started, now)
@@ -248,6 +248,7 @@ class SinkConsumer:
                     last_message = now
                     if first_message is None:
                         first_message = poll_started
+                        cpu_at_first = time.process_time()
                     if bar is not None:
                         bar.update(received)
                 self.committer.complete(block=False)
@@ -303,6 +304,8 @@ class SinkConsumer:
                         self.core.abandon()
                         raise
                 report.lag = self.lag()
+                if first_message is not None:
+                    report.active_cpu_seconds = time.process_time() - cpu_at_first
             finally:
                 self.core.abandon()  # whatever is still held was not committed
                 last_commit = self.committer.last_commit_at

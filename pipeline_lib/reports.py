@@ -53,6 +53,9 @@ class ConsumeReport:
     stopped_because: str = ""
     lag: int | None = None
     active_seconds: float = 0.0  # first record received → last commit
+    # CPU of this process (every thread) from the first record received to the end
+    # of the run: what the records cost, without start-up (imports, client set-up).
+    active_cpu_seconds: float = 0.0
     # Where the time went: poll and decode on the consumer thread, each sink on the
     # writer threads (overlapping the next poll), dead letters and commits back on
     # the consumer thread.
@@ -121,6 +124,7 @@ class ConsumeReport:
             "reconnects": self.reconnects,
             "seconds": round(self.seconds, 3),
             "active_seconds": round(self.active_seconds, 3),
+            "active_cpu_seconds": round(self.active_cpu_seconds, 3),
             "objects": [x for x in self.locations if x.startswith("gs://")],
             "committed": {str(p): o for p, o in sorted(self.committed.items())},
             "stopped_because": self.stopped_because,

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_lib import news, schema
+from pipeline_lib import columns, news, schema
+from pipeline_lib.batches import PartitionBatch
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.schema import KINDS, LANDING_FIELDS, Field
 
@@ -29,6 +30,38 @@ class Stream:
     encode: Callable[..., bytes]  # (record, produced_at=None) -> bytes
     decode: Callable[[bytes | None], Any]
     description: str  # of the BigQuery table
+    # A whole poll's values at once, as (columns, canonical lines), or None: decode
+    # them one by one (see pipeline_lib.columns). None where it does not pay.
+    decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes]] | None] | None = None
+
+    def to_table(self, records: list[Any]) -> Any:
+        """Records as a pyarrow Table of the stream's fields."""
+        return columns.records_to_table(records, self.fields)
+
+    def partition_batch(
+        self,
+        topic: str,
+        partition: int,
+        records: list[Any],
+        offsets: list[int] | None = None,
+        keys: list[bytes | None] | None = None,
+        values: list[bytes] | None = None,
+    ) -> PartitionBatch:
+        """A batch of ``records`` as the consumer would hold them (offsets from 0 and
+        values encoded unless given): how tools and tests build one."""
+        offsets = list(range(len(records))) if offsets is None else offsets
+        lines = [self.encode(r) for r in records]
+        return PartitionBatch(
+            topic,
+            partition,
+            offsets[0] if offsets else 0,
+            offsets,
+            keys if keys is not None else [None] * len(records),
+            values if values is not None else list(lines),
+            lines,
+            [self.to_table(records)],
+            self.record,
+        )
 
     @property
     def columns(self) -> tuple[tuple[str, str, str, str], ...]:
@@ -53,6 +86,7 @@ TICKS = Stream(
     schema.encode,
     schema.decode,
     "Stock ticks landed from Kafka by pipeline_lib (raw, may repeat)",
+    columns.decode_ticks,
 )
 NEWS = Stream(
     "news",

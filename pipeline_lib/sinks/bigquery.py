@@ -29,9 +29,10 @@ import orjson
 
 from pipeline_lib.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.clients import bigquery_client
+from pipeline_lib.columns import record_schema
 from pipeline_lib.config import Settings
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
-from pipeline_lib.schema import LANDING_FIELDS, arrow_type, iso
+from pipeline_lib.schema import LANDING_FIELDS, iso
 from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
 from pipeline_lib.streams import TICKS, Stream, get_stream
 
@@ -84,14 +85,7 @@ def bigquery_schema(stream: Stream = TICKS) -> list:
 
 def arrow_schema(stream: Stream = TICKS) -> Any:
     """The table's columns as an Arrow schema (types from the one table, schema.KINDS)."""
-    import pyarrow as pa
-
-    return pa.schema(
-        [
-            pa.field(f.name, arrow_type(f.kind), nullable=not f.required)
-            for f in (*stream.fields, *LANDING_FIELDS)
-        ]
-    )
+    return record_schema((*stream.fields, *LANDING_FIELDS))
 
 
 def row_bytes(record: Any, topic: str, partition: int, offset: int, ingested_at: str) -> bytes:
@@ -105,34 +99,29 @@ def row_bytes(record: Any, topic: str, partition: int, offset: int, ingested_at:
 
 
 def batch_table(batch: Batch, stream: Stream = TICKS) -> Any:
-    """The whole batch as one Arrow table: columns built by transposing the records
-    (C speed), not a dict and a JSON line per record; per-batch values repeated."""
+    """The whole batch as one Arrow table: the partitions' record columns joined (not
+    copied), then where each row came from; per-batch values repeated."""
     import pyarrow as pa
 
     schema = arrow_schema(stream)
-    records = [t for part in batch.parts for t in part.records]
-    n = len(records)
-    fields = stream.record._fields  # type: ignore[attr-defined]
-    columns = dict(zip(fields, zip(*records, strict=True), strict=True)) if n else {}
+    parts = [p for p in batch.parts if len(p)]
+    tables = [chunk for p in parts for chunk in p.chunks]
+    records = pa.concat_tables(tables) if tables else record_schema(stream.fields).empty_table()
+    n = records.num_rows
 
     def repeated(values: list[tuple[Any, int]], kind: Any) -> Any:
         pieces = [pa.repeat(pa.scalar(v, type=kind), count) for v, count in values if count]
         return pa.concat_arrays(pieces) if pieces else pa.array([], type=kind)
 
-    sizes = [(p, len(p.records)) for p in batch.parts]
+    sizes = [(p, len(p)) for p in parts]
     landing = {
         "ingested_at": lambda kind: repeated([(batch.closed_at, n)], kind),
         "kafka_topic": lambda kind: repeated([(p.topic, c) for p, c in sizes], kind),
         "kafka_partition": lambda kind: repeated([(p.partition, c) for p, c in sizes], kind),
-        "kafka_offset": lambda kind: pa.array(
-            [o for p in batch.parts for o in p.offsets], type=kind
-        ),
+        "kafka_offset": lambda kind: pa.array([o for p in parts for o in p.offsets], type=kind),
     }
     arrays = [
-        pa.array(columns.get(f.name, ()), type=f.type)
-        if f.name not in landing
-        else landing[f.name](f.type)
-        for f in schema
+        landing[f.name](f.type) if f.name in landing else records.column(f.name) for f in schema
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -299,9 +288,8 @@ class BigQuerySink(Sink):
         origins: list[tuple[str, int, int, bytes | None, bytes]] = []
         unencodable: list[DeadLetter] = []
         for part in batch.parts:
-            keys = part.keys or [None] * len(part.records)
             for record, offset, key, value in zip(
-                part.records, part.offsets, keys, part.values, strict=True
+                part.records, part.offsets, part.keys, part.values, strict=True
             ):
                 try:
                     rows.append(row_bytes(record, part.topic, part.partition, offset, ingested_at))

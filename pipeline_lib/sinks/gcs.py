@@ -38,7 +38,6 @@ from pipeline_lib.batches import Batch, PartitionBatch, WriteResult
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
 from pipeline_lib.sinks import Sink, SinkError, SinkUnavailable, reraise_refusal, with_retries
-from pipeline_lib.streams import TICKS, Stream, get_stream
 
 log = logging.getLogger(__name__)
 
@@ -102,47 +101,42 @@ def topic_folder(topic: str, prefix: str = RAW_PREFIX) -> str:
 
 def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:
     """Name of a single-date piece: its first record's date and offset."""
-    day = part.records[0].ts.date().isoformat()
+    day = part.table.column("ts")[0].as_py().date().isoformat()
     return (
         f"{topic_folder(part.topic, prefix)}date={day}/partition={part.partition}/"
         f"{part.offsets[0]:020d}.{extension}"
     )
 
 
+_MICROS_PER_DAY = 86_400_000_000
+
+
 def split_by_date(part: PartitionBatch) -> list[PartitionBatch]:
-    """The records of ``part`` grouped by event date (UTC), in offset order per group."""
-    groups: dict[object, PartitionBatch] = {}
-    keys = part.keys or [None] * len(part.records)
-    for record, value, offset, key in zip(
-        part.records, part.values, part.offsets, keys, strict=True
-    ):
-        day = record.ts.date()
-        group = groups.get(day)
-        if group is None:
-            group = groups[day] = PartitionBatch(part.topic, part.partition, offset)
-        group.records.append(record)
-        group.values.append(value)
-        group.offsets.append(offset)
-        group.keys.append(key)
-    return list(groups.values())
+    """The records of ``part`` grouped by event date (UTC), in offset order per group
+    (one group, the batch itself, in the usual case: computed on the ``ts`` column)."""
+    import numpy as np
+    import pyarrow as pa
+
+    micros = part.table.column("ts").cast(pa.int64()).to_numpy()
+    days = np.floor_divide(micros, _MICROS_PER_DAY)
+    if len(days) == 0 or (days == days[0]).all():
+        return [part]
+    _, first = np.unique(days, return_index=True)
+    return [part.take(np.flatnonzero(days == days[i]).tolist()) for i in sorted(first)]
 
 
-def ndjson_bytes(part: PartitionBatch, stream: Stream = TICKS) -> bytes:
-    """One canonical JSON line per record: the same bytes as the message value when
-    that already is the record's canonical JSON (what our producer sends)."""
-    encode = stream.encode
-    return b"\n".join([encode(record) for record in part.records]) + b"\n"
+def ndjson_bytes(part: PartitionBatch) -> bytes:
+    """One canonical JSON line per record: the message value itself when that
+    already is the record's canonical JSON (what our producer sends)."""
+    return b"\n".join(part.lines) + b"\n"
 
 
 def parquet_bytes(part: PartitionBatch) -> bytes:
     """The partition batch as a Parquet file (columns of the record's schema)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = {name: [getattr(t, name) for t in part.records] for name in part.records[0]._fields}
-    table = pa.table(columns)
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(part.table, buffer, compression="zstd")
     return buffer.getvalue()
 
 
@@ -159,7 +153,6 @@ class GcsSink(Sink):
         if file_format not in {"ndjson", "parquet"}:
             raise SinkError("file_format must be 'ndjson' or 'parquet'")
         self.settings = settings
-        self.stream = get_stream(settings.stream)
         self.prefix = prefix.strip("/")
         self.file_format = file_format
         self.parallel_uploads = parallel_uploads
@@ -191,7 +184,7 @@ class GcsSink(Sink):
             data, extension, content_type = parquet_bytes(part), "parquet", "application/parquet"
         else:
             data, extension, content_type = (
-                ndjson_bytes(part, self.stream),
+                ndjson_bytes(part),
                 "ndjson",
                 "application/x-ndjson",
             )
@@ -249,7 +242,7 @@ class GcsSink(Sink):
         )
 
     def write(self, batch: Batch) -> WriteResult:
-        parts = [piece for p in batch.parts if p.records for piece in split_by_date(p)]
+        parts = [piece for p in batch.parts if len(p) for piece in split_by_date(p)]
         if not parts:
             return WriteResult(self.name, 0)
         if self._pool is None:
@@ -259,7 +252,7 @@ class GcsSink(Sink):
         # running could land after the batch is written again (see Committer.settle).
         wait(uploads)
         locations = [upload.result() for upload in uploads]  # raises the first failure
-        return WriteResult(self.name, sum(len(p.records) for p in parts), locations)
+        return WriteResult(self.name, sum(len(p) for p in parts), locations)
 
     def close(self) -> None:
         if self._pool is not None:

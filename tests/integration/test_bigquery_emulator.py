@@ -76,19 +76,18 @@ def test_writes_do_not_copy_the_table_and_time_travel_is_refused(settings):
     """
     from google.api_core.exceptions import GoogleAPICallError
 
-    from pipeline_lib.batches import Batch, PartitionBatch
+    from pipeline_lib.batches import Batch
     from pipeline_lib.local.bigquery import BigQueryEmulator
-    from pipeline_lib.schema import encode
     from pipeline_lib.sinks.bigquery import BigQuerySink
+    from pipeline_lib.streams import TICKS
     from tests.helpers import simulated
 
     ticks = simulated(50_030)
 
     def batch_of(first: int, count: int) -> Batch:
-        part = PartitionBatch(settings.topic, 0, first)
-        part.records.extend(ticks[first : first + count])
-        part.values.extend(encode(t) for t in part.records)
-        part.offsets.extend(range(first, first + count))
+        part = TICKS.partition_batch(
+            settings.topic, 0, ticks[first : first + count], list(range(first, first + count))
+        )
         return Batch([part], datetime.now(UTC))
 
     sink = BigQuerySink(settings)

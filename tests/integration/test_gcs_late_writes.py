@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import orjson
 
-from pipeline_lib.batches import Batch, PartitionBatch
+from pipeline_lib.batches import Batch
 from pipeline_lib.clients import storage_client
-from pipeline_lib.schema import encode
 from pipeline_lib.sinks.gcs import GcsSink, ObjectStamp
+from pipeline_lib.streams import TICKS as TICK_STREAM
 from tests.helpers import simulated
 
 TICKS = simulated(120, seed=81)
@@ -18,11 +18,7 @@ TICKS = simulated(120, seed=81)
 
 def batch(last: int, generation: int, group: str = "g") -> Batch:
     """Offsets 0..last of partition 0 as one batch of ``group`` in ``generation``."""
-    part = PartitionBatch("t", 0, 0)
-    for offset, tick in enumerate(TICKS[: last + 1]):
-        part.records.append(tick)
-        part.values.append(encode(tick))
-        part.offsets.append(offset)
+    part = TICK_STREAM.partition_batch("t", 0, TICKS[: last + 1])
     return Batch([part], datetime.now(UTC), group, generation)
 
 

@@ -13,6 +13,7 @@ from pipeline_lib.membership import Fence, MemberState
 from pipeline_lib.reports import ConsumeReport
 from pipeline_lib.schema import decode
 from pipeline_lib.sinks import SinkUnavailable
+from pipeline_lib.streams import TICKS as STREAM
 from tests.fakes import TOPIC, FakeConsumer, Record, RecordingDeadLetters, RecordingSink
 from tests.unit.test_consumer_loop import log_of
 
@@ -164,7 +165,7 @@ def test_a_gcs_write_ends_only_when_every_upload_has_ended():
     import threading
     import time
 
-    from pipeline_lib.batches import Batch, PartitionBatch
+    from pipeline_lib.batches import Batch
     from pipeline_lib.sinks import SinkError
     from pipeline_lib.sinks.gcs import GcsSink
     from tests.fakes import fake_settings
@@ -184,7 +185,7 @@ def test_a_gcs_write_ends_only_when_every_upload_has_ended():
 
     parts = []
     for p, tick in enumerate(simulated(2, seed=3)):
-        part = PartitionBatch("t", p, 0, [tick], [b"{}"], [0], [None])
+        part = STREAM.partition_batch("t", p, [tick])
         parts.append(part)
     sink = Uploads(fake_settings())
     with pytest.raises(SinkError):

@@ -13,10 +13,13 @@ import pyarrow.json as pa_json
 import pytest
 
 from pipeline_lib.batches import DeadLetter, PartitionBatch
+from pipeline_lib.batching import Batcher
 from pipeline_lib.config import ConfigError, Settings
 from pipeline_lib.dead_letters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_message
 from pipeline_lib.schema import MAX_VOLUME, InvalidRecord, Tick, decode, encode
 from pipeline_lib.sinks.gcs import ndjson_bytes, object_name, split_by_date
+from pipeline_lib.streams import TICKS
+from tests.fakes import Record as Message
 
 WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 TICK = Tick("sim1:AAPL:1", "AAPL", WHEN, 100.0, 101.0, 99.0, 100.5, 1200, "simulator")
@@ -55,12 +58,10 @@ def test_two_max_volume_ticks_sum_inside_int64():
 
 
 def part_of(values: list[bytes], first: int = 50) -> PartitionBatch:
-    part = PartitionBatch("t", 1, first)
-    for i, raw in enumerate(values):
-        part.records.append(decode(raw))
-        part.values.append(raw)
-        part.offsets.append(first + i)
-    return part
+    """The values as the consumer's core holds them (decoded as it decodes them)."""
+    core = Batcher("t", decode=TICKS.decode, columns=TICKS)
+    core.add(1, [Message("t", 1, first + i, None, raw) for i, raw in enumerate(values)])
+    return core.seal(WHEN).batch.parts[0]
 
 
 def test_gcs_objects_are_always_one_canonical_line_per_record():

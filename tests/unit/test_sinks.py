@@ -5,25 +5,27 @@ from datetime import UTC, datetime
 import pytest
 from google.api_core.exceptions import BadRequest, ServiceUnavailable
 
-from pipeline_lib.batches import Batch, PartitionBatch
+from pipeline_lib.batches import Batch
 from pipeline_lib.config import Settings
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF
 from pipeline_lib.schema import Tick
 from pipeline_lib.sinks import SinkUnavailable, with_retries
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import object_name
+from pipeline_lib.streams import TICKS
 
 WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
 
 def part(ticks, first=120):
-    batch = PartitionBatch("stock-ticks", 2, first)
-    for i, tick in enumerate(ticks):
-        batch.records.append(tick)
-        batch.values.append(b"{}")
-        batch.offsets.append(first + i)
-        batch.keys.append(tick.symbol.encode())
-    return batch
+    return TICKS.partition_batch(
+        "stock-ticks",
+        2,
+        ticks,
+        offsets=list(range(first, first + len(ticks))),
+        keys=[tick.symbol.encode() for tick in ticks],
+        values=[b"{}"] * len(ticks),
+    )
 
 
 def test_object_name_is_fixed_by_partition_and_first_offset():
@@ -64,14 +66,24 @@ def test_permanent_failures_are_not_retried():
 
 
 def test_unencodable_record_is_rejected_not_fatal():
-    """A Tick built in code with an out-of-range volume goes to the dead letters."""
+    """A Tick built in code with an out-of-range volume goes to the dead letters.
+
+    Batches hold records as columns, so such a record is refused where it would
+    enter one (the consumer's core), with its key, and the rest of the poll lands."""
+    from pipeline_lib.batching import Batcher
+    from tests.fakes import Record
+
     huge = Tick("e", "AAPL", WHEN, 1.0, 1.0, 1.0, 1.0, 2**70, "simulator")
-    sink = BigQuerySink(Settings.from_env({}))
-    result = sink.write(Batch([part([huge])], WHEN))
-    assert result.rows == 0
-    assert [r.offset for r in result.rejected] == [120]
-    assert result.rejected[0].key == b"AAPL"
-    assert "cannot encode" in result.rejected[0].reason
+    fine = huge._replace(event_id="f", volume=7)
+    core = Batcher("stock-ticks", decode=lambda v: huge if v == b"huge" else fine, columns=TICKS)
+    core.add(
+        2, [Record("stock-ticks", 2, 120 + i, b"AAPL", v) for i, v in enumerate([b"huge", b"ok"])]
+    )
+    sealed = core.seal(WHEN)
+    assert [len(p) for p in sealed.batch.parts] == [1]
+    assert [d.offset for d in sealed.dead_letters] == [120]
+    assert sealed.dead_letters[0].key == b"AAPL" and sealed.dead_letters[0].value == b"huge"
+    assert "64-bit" in sealed.dead_letters[0].reason
 
 
 def test_parquet_objects_hold_the_batch_columns():
