@@ -13,6 +13,7 @@ from google.cloud import bigquery
 
 from pipeline_lib.clients import bigquery_client, storage_client
 from pipeline_lib.config import Settings
+from pipeline_lib.routes import route
 from pipeline_lib.schema import decode
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
@@ -26,7 +27,7 @@ def run_baseline(settings: Settings, count: int, group: str) -> dict:
     BigQuerySink(settings).setup()
     bucket = storage_client(settings).bucket(settings.gcs_bucket)
     client = bigquery_client(settings)
-    table = settings.table_sql
+    table = route(settings).table_sql
     insert = (
         f"INSERT INTO {table} (event_id, symbol, ts, open, high, low, close, volume, source, "  # noqa: S608
         "ingested_at, kafka_topic, kafka_partition, kafka_offset) VALUES (@event_id, @symbol, "

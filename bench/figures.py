@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline_lib.config import PROJECT_ROOT, Settings
+from pipeline_lib.routes import route
 from pipeline_lib.schema import encode
 from pipeline_lib.sources.csv_replay import CsvReplay
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
@@ -559,7 +560,7 @@ def _freshness_round(seconds: float, rate: int) -> tuple[float, float, int]:
     ensure_topic(settings)
     BigQuerySink(settings).setup()
     client = bigquery_client(settings)
-    table = settings.table_sql
+    table = route(settings).table_sql
     sql = (
         f"SELECT produced_at, ingested_at FROM {table} "  # noqa: S608
         "WHERE ingested_at > @since"

@@ -16,12 +16,13 @@ import pandas as pd
 
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
+from pipeline_lib.routes import route
 
 MARKET_TZ = "America/New_York"
 
 
 def _view(settings: Settings) -> str:
-    return settings.view_sql
+    return route(settings, "ticks").view_sql
 
 
 def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
@@ -288,7 +289,7 @@ HORIZONS = (0, 1, 5)
 
 
 def _news_view(settings: Settings) -> str:
-    return settings.for_stream("news").view_sql
+    return route(settings, "news").view_sql
 
 
 def news_count(settings: Settings) -> int:

@@ -85,6 +85,7 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
     }
     if pipeline:
         from pipeline_lib.monitor import bigquery_summary, kafka_summary
+        from pipeline_lib.streams import STREAMS
 
         running = {s.name for s in services if s.running}
 
@@ -96,11 +97,16 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
         document["kafka"] = kafka_summary(settings) if kafka_up else {"error": stopped}
         document["cluster"] = _cluster_document(settings) if kafka_up else {"error": stopped}
         document["bigquery"] = bigquery_summary(settings) if up_("bigquery") else {"error": stopped}
-        news = settings.for_stream("news")
-        document["news"] = {
-            "kafka": kafka_summary(news) if kafka_up else {"error": stopped},
-            "bigquery": bigquery_summary(news) if up_("bigquery") else {"error": stopped},
-        }
+        for name in STREAMS:  # each other stream under its own key
+            if name != "ticks":
+                document[name] = {
+                    "kafka": kafka_summary(settings, stream=name)
+                    if kafka_up
+                    else {"error": stopped},
+                    "bigquery": bigquery_summary(settings, stream=name)
+                    if up_("bigquery")
+                    else {"error": stopped},
+                }
     return document
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.sql import UnsafeIdentifier, check_name, check_project, table_ref
+from pipeline_lib.sql import UnsafeIdentifier, check_name, check_project
 
 LOCAL_HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -261,9 +261,6 @@ class Settings:
     news_topic: str = "stock-news"
     news_dead_letter_topic: str = "stock-news.dlq"
     bq_news_table: str = "news"
-    # Which record type topic, dead_letter_topic, consumer_group and bq_table are of
-    # (see for_stream): "ticks" for settings read from the environment.
-    stream: str = "ticks"
 
     def __post_init__(self) -> None:
         # A local cluster is reached through every broker, so a client still finds it
@@ -388,26 +385,6 @@ class Settings:
         """A copy with some fields changed (tests use their own names this way)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
-    def for_stream(self, name: str) -> Settings:
-        """These settings with topic, dead-letter topic, consumer group and table of
-        stream ``name`` ("ticks" or "news"), so the producer, consumer, sinks and
-        monitors work on either stream unchanged. The news group is the ticks group
-        with ``-news`` appended: the two streams rebalance independently."""
-        if name == self.stream:
-            return self
-        if self.stream != "ticks":
-            raise ConfigError(f"for_stream({name!r}) needs the ticks settings, not {self.stream}'s")
-        if name != "news":
-            raise ConfigError(f"unknown stream {name!r}: use ticks or news")
-        return replace(
-            self,
-            topic=self.news_topic,
-            dead_letter_topic=self.news_dead_letter_topic,
-            consumer_group=f"{self.consumer_group}-news",
-            bq_table=self.bq_news_table,
-            stream="news",
-        )
-
     # --- derived values -------------------------------------------------------------
 
     @property
@@ -461,35 +438,8 @@ class Settings:
             raise ConfigError("BIGQUERY_EMULATOR_HOST is unset: no local BigQuery emulator")
         return _port_of_url(self.bigquery_emulator_host, "BIGQUERY_EMULATOR_HOST")
 
-    @property
-    def table_id(self) -> str:
-        """Fully qualified ``project.dataset.table`` of the raw tick table."""
-        return f"{self.gcp_project}.{self.bq_dataset}.{self.bq_table}"
-
-    @property
-    def dedup_view(self) -> str:
-        """Name of the view that shows each event once (what analysis reads)."""
-        return f"{self.bq_table}_dedup"
-
-    @property
-    def view_id(self) -> str:
-        """Fully qualified ``project.dataset.<table>_dedup``."""
-        return f"{self.gcp_project}.{self.bq_dataset}.{self.dedup_view}"
-
-    @property
-    def table_sql(self) -> str:
-        """The raw table as SQL text (backquoted, validated identifiers only)."""
-        return table_ref(self.gcp_project, self.bq_dataset, self.bq_table)
-
-    @property
-    def view_sql(self) -> str:
-        """The dedup view as SQL text (backquoted, validated identifiers only)."""
-        return table_ref(self.gcp_project, self.bq_dataset, self.dedup_view)
-
     def to_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in another process."""
-        if self.stream != "ticks":
-            raise ConfigError("to_env() needs the ticks settings (for_stream() derives the rest)")
         env = {
             "PIPELINE_TARGET": self.target,
             "PIPELINE_HOME": str(self.home),

@@ -53,8 +53,9 @@ from pipeline_lib.dead_letters import DeadLetterWriter
 from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
 from pipeline_lib.monitor import partition_lag
 from pipeline_lib.reports import BatchReport, ConsumeReport
+from pipeline_lib.routes import Route, route
 from pipeline_lib.sinks import Sink
-from pipeline_lib.streams import get_stream
+from pipeline_lib.streams import Stream
 
 __all__ = [
     "BatchReport",
@@ -92,16 +93,18 @@ class SinkConsumer:
         commit_retry_s: float = 30.0,
         max_inflight: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        stream: str | Stream | Route = "ticks",
     ) -> None:
         if batch_size < 1 or not flush_interval > 0:
             raise ConsumerError("batch_size must be >= 1 and flush_interval > 0")
         self.settings = settings
-        self.stream = get_stream(settings.stream)
-        self.topic = topic or settings.topic
-        self.group = group or settings.consumer_group
+        self.route = route(settings, stream)
+        self.stream = self.route.stream
+        self.topic = topic or self.route.topic
+        self.group = group or self.route.group
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.sinks = list(sinks) if sinks is not None else landing_sinks(settings)
+        self.sinks = list(sinks) if sinks is not None else landing_sinks(settings, self.route)
         self.consumer_factory = consumer_factory or self._kafka_consumer
         self.create_topics = create_topics
         # How long past ``until_idle`` to wait for an assignment (a dead member's
@@ -132,7 +135,7 @@ class SinkConsumer:
         self.committer = Committer(
             self.core,
             self.sinks,
-            dead_letters if dead_letters is not None else DeadLetterWriter(settings),
+            dead_letters if dead_letters is not None else DeadLetterWriter(settings, self.route),
             self.fence,
             lambda: self._consumer,
             commit_retry_s=commit_retry_s,
@@ -207,7 +210,7 @@ class SinkConsumer:
                 raise ConsumerError(f"{name} must be a number >= 0, got {bound!r}")
         if self.create_topics:
             ensure_topic(self.settings, self.topic)
-            ensure_topic(self.settings, self.settings.dead_letter_topic, partitions=1)
+            ensure_topic(self.settings, self.route.dead_letter_topic, partitions=1)
         for sink in self.sinks:
             sink.setup()
         self.core.counts = Counts()  # per run
@@ -522,25 +525,32 @@ def _progress_bar(total: int | None, topic: str) -> Any:
     return tqdm(total=total, desc=f"consume ← {topic}", unit="rec", mininterval=0.5)
 
 
-def landing_sinks(settings: Settings, file_format: str = "ndjson") -> list[Sink]:
+def landing_sinks(
+    settings: Settings, stream: str | Route = "ticks", file_format: str = "ndjson"
+) -> list[Sink]:
     """Where a stream lands: GCS objects (NDJSON or Parquet) and the BigQuery table."""
     from pipeline_lib.sinks.bigquery import BigQuerySink
     from pipeline_lib.sinks.gcs import GcsSink
 
-    return [GcsSink(settings, file_format=file_format), BigQuerySink(settings)]  # type: ignore[arg-type]
+    return [
+        GcsSink(settings, file_format=file_format),  # type: ignore[arg-type]
+        BigQuerySink(settings, stream=stream),
+    ]
 
 
 def _landing_consumer(
     settings: Settings,
+    stream: str,
     file_format: str,
     batch_size: int,
     flush_interval: float,
     on_batch: Callable[[BatchReport], None] | None,
 ) -> SinkConsumer:
-    """A SinkConsumer of the settings' stream into GCS and BigQuery."""
+    """A SinkConsumer of ``stream`` into GCS and BigQuery."""
     return SinkConsumer(
         settings,
-        sinks=landing_sinks(settings, file_format),
+        stream=stream,
+        sinks=landing_sinks(settings, stream, file_format),
         batch_size=batch_size,
         flush_interval=flush_interval,
         on_batch=on_batch,
@@ -597,9 +607,7 @@ def consume_streams(
     and is raised once they have closed.
     """
     consumers = {
-        name: _landing_consumer(
-            settings.for_stream(name), file_format, batch_size, flush_interval, on_batch
-        )
+        name: _landing_consumer(settings, name, file_format, batch_size, flush_interval, on_batch)
         for name in streams
     }
     if len(consumers) == 1:  # on this thread, with its own signal handling

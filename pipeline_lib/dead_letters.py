@@ -25,6 +25,7 @@ from typing import Any
 from pipeline_lib.batches import DeadLetter
 from pipeline_lib.clients import kafka_consumer, kafka_producer
 from pipeline_lib.config import Settings
+from pipeline_lib.routes import Route, route
 from pipeline_lib.schema import iso
 from pipeline_lib.sinks import SinkUnavailable
 
@@ -74,9 +75,9 @@ class DeadLetterWriter:
     the batch is committed.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stream: str | Route = "ticks") -> None:
         self.settings = settings
-        self.topic = settings.dead_letter_topic
+        self.topic = route(settings, stream).dead_letter_topic
         self._producer: Any = None
         self._pending: list[tuple[Any, DeadLetter]] = []
 
@@ -149,15 +150,19 @@ class DeadLetterWriter:
 
 
 def read_dead_letters(
-    settings: Settings, limit: int = 1000, timeout: float = 5.0
+    settings: Settings,
+    limit: int = 1000,
+    timeout: float = 5.0,
+    stream: str | Route = "ticks",
 ) -> list[DeadLetter]:
-    """Read the dead-letter topic from the beginning (no consumer group, no commits)."""
+    """Read a stream's dead-letter topic from the beginning (no group, no commits)."""
     from kafka import TopicPartition
 
+    topic = route(settings, stream).dead_letter_topic
     consumer = kafka_consumer(settings, group=None, consumer_timeout_ms=int(timeout * 1000))
     try:
-        partitions = consumer.partitions_for_topic(settings.dead_letter_topic) or set()
-        assigned = [TopicPartition(settings.dead_letter_topic, p) for p in sorted(partitions)]
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not assigned:
             return []
         consumer.assign(assigned)

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline_lib.config import Settings
-from pipeline_lib.streams import get_stream
+from pipeline_lib.routes import Route, route
 
 
 def partition_lag(end: int, start: int, committed: int | None) -> int:
@@ -22,17 +22,20 @@ def partition_lag(end: int, start: int, committed: int | None) -> int:
     return max(0, end - position)
 
 
-def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
-    """End offsets of the topic and dead-letter topic, committed offsets and lag."""
+def kafka_summary(
+    settings: Settings, timeout_s: float = 5.0, stream: str | Route = "ticks"
+) -> dict[str, Any]:
+    """End offsets of the stream's topic and dead-letter topic, committed offsets, lag."""
     from kafka import TopicPartition
     from kafka.errors import KafkaError
 
     from pipeline_lib.clients import ConnectionFailed, kafka_consumer
 
+    to = route(settings, stream)
     try:
         consumer = kafka_consumer(
             settings,
-            group=settings.consumer_group,
+            group=to.group,
             bootstrap_timeout_ms=int(timeout_s * 1000),
             request_timeout_ms=int(timeout_s * 1000) + 2000,
         )
@@ -41,26 +44,26 @@ def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
     try:
         summary: dict[str, Any] = {}
         topics = consumer.topics()
-        if settings.topic not in topics:
-            return {"topic": settings.topic, "exists": False}
-        partitions = sorted(consumer.partitions_for_topic(settings.topic) or [])
-        tps = [TopicPartition(settings.topic, p) for p in partitions]
+        if to.topic not in topics:
+            return {"topic": to.topic, "exists": False}
+        partitions = sorted(consumer.partitions_for_topic(to.topic) or [])
+        tps = [TopicPartition(to.topic, p) for p in partitions]
         ends = consumer.end_offsets(tps)
         starts = consumer.beginning_offsets(tps)
         committed = {tp.partition: consumer.committed(tp) for tp in tps}
         summary.update(
-            topic=settings.topic,
+            topic=to.topic,
             exists=True,
             partitions=len(partitions),
             messages=sum(ends[tp] - starts[tp] for tp in tps),
-            group=settings.consumer_group,
+            group=to.group,
             committed={p: c for p, c in committed.items() if c is not None},
             lag=sum(partition_lag(ends[tp], starts[tp], committed[tp.partition]) for tp in tps),
         )
-        if settings.dead_letter_topic in topics:
+        if to.dead_letter_topic in topics:
             dlq = [
-                TopicPartition(settings.dead_letter_topic, p)
-                for p in sorted(consumer.partitions_for_topic(settings.dead_letter_topic) or [])
+                TopicPartition(to.dead_letter_topic, p)
+                for p in sorted(consumer.partitions_for_topic(to.dead_letter_topic) or [])
             ]
             dlq_ends, dlq_starts = consumer.end_offsets(dlq), consumer.beginning_offsets(dlq)
             summary["dead_letters"] = sum(dlq_ends[tp] - dlq_starts[tp] for tp in dlq)
@@ -73,23 +76,26 @@ def kafka_summary(settings: Settings, timeout_s: float = 5.0) -> dict[str, Any]:
         consumer.close()
 
 
-def partition_offsets(settings: Settings, timeout_s: float = 5.0) -> Any:
-    """Per partition of the topic: first offset, the group's committed offset, log end,
-    lag (log end − committed), as a DataFrame for the notebooks."""
+def partition_offsets(
+    settings: Settings, timeout_s: float = 5.0, stream: str | Route = "ticks"
+) -> Any:
+    """Per partition of the stream's topic: first offset, the group's committed offset,
+    log end, lag (log end − committed), as a DataFrame for the notebooks."""
     import pandas as pd
     from kafka import TopicPartition
 
     from pipeline_lib.clients import kafka_consumer
 
+    to = route(settings, stream)
     consumer = kafka_consumer(
         settings,
-        group=settings.consumer_group,
+        group=to.group,
         bootstrap_timeout_ms=int(timeout_s * 1000),
         request_timeout_ms=int(timeout_s * 1000) + 2000,
     )
     try:
-        partitions = sorted(consumer.partitions_for_topic(settings.topic) or [])
-        tps = [TopicPartition(settings.topic, p) for p in partitions]
+        partitions = sorted(consumer.partitions_for_topic(to.topic) or [])
+        tps = [TopicPartition(to.topic, p) for p in partitions]
         starts, ends = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
         rows = []
         for tp in tps:
@@ -108,37 +114,44 @@ def partition_offsets(settings: Settings, timeout_s: float = 5.0) -> Any:
         consumer.close()
 
 
-def bigquery_summary(settings: Settings) -> dict[str, Any]:
-    """Rows in the table and distinct events in the dedup view."""
+def bigquery_summary(settings: Settings, stream: str | Route = "ticks") -> dict[str, Any]:
+    """Rows in the stream's table and distinct events in its dedup view."""
     from google.api_core.exceptions import GoogleAPIError, NotFound
 
     from pipeline_lib.clients import bigquery_client
 
+    to = route(settings, stream)
     try:
         client = bigquery_client(settings)
-        view, raw = settings.view_sql, settings.table_sql
+        view, raw = to.view_sql, to.table_sql
         sql = (
             f"SELECT (SELECT COUNT(*) FROM {raw}) AS rows_loaded, "  # noqa: S608
             f"(SELECT COUNT(*) FROM {view}) AS events"
         )
         row = next(iter(client.query(sql).result(timeout=30)))
-        return {"table": settings.table_id, "rows_loaded": row.rows_loaded, "events": row.events}
+        return {"table": to.table_id, "rows_loaded": row.rows_loaded, "events": row.events}
     except NotFound:
-        return {"table": settings.table_id, "exists": False}
+        return {"table": to.table_id, "exists": False}
     except (GoogleAPIError, OSError, ValueError) as error:
-        return {"table": settings.table_id, "error": f"{type(error).__name__}: {error}"[:300]}
+        return {"table": to.table_id, "error": f"{type(error).__name__}: {error}"[:300]}
 
 
-def bigquery_event_ids(settings: Settings, prefix: str = "", deduplicated: bool = True) -> Counter:
-    """How often each record id (starting with ``prefix``) of the settings' stream is in
-    the dedup view or the raw table: the count a delivery check compares with what
-    Kafka acknowledged."""
+def bigquery_event_ids(
+    settings: Settings,
+    prefix: str = "",
+    deduplicated: bool = True,
+    stream: str | Route = "ticks",
+) -> Counter:
+    """How often each record id (starting with ``prefix``) of the stream is in its
+    dedup view or raw table: the count a delivery check compares with what Kafka
+    acknowledged."""
     from google.cloud import bigquery
 
     from pipeline_lib.clients import bigquery_client
 
-    table = settings.view_sql if deduplicated else settings.table_sql
-    key = get_stream(settings.stream).id_field  # a column name from the registry
+    to = route(settings, stream)
+    table = to.view_sql if deduplicated else to.table_sql
+    key = to.stream.id_field  # a column name from the registry
     sql = (
         f"SELECT {key} AS event_id, COUNT(*) AS n FROM {table} "  # noqa: S608 - validated
         f"WHERE STARTS_WITH({key}, @prefix) GROUP BY {key}"
@@ -150,18 +163,16 @@ def bigquery_event_ids(settings: Settings, prefix: str = "", deduplicated: bool 
     return Counter({row.event_id: row.n for row in rows})
 
 
-def gcs_event_ids(settings: Settings, prefix: str = "") -> Counter:
-    """How often each record id (starting with ``prefix``) is in the topic's raw objects."""
+def gcs_event_ids(settings: Settings, prefix: str = "", stream: str | Route = "ticks") -> Counter:
+    """How often each record id (starting with ``prefix``) is in the stream's raw objects."""
     import orjson
 
     from pipeline_lib.clients import storage_client
-    from pipeline_lib.sinks.gcs import topic_folder
 
-    key = get_stream(settings.stream).id_field
+    to = route(settings, stream)
+    key = to.stream.id_field
     seen: Counter = Counter()
-    blobs = storage_client(settings).list_blobs(
-        settings.gcs_bucket, prefix=topic_folder(settings.topic)
-    )
+    blobs = storage_client(settings).list_blobs(settings.gcs_bucket, prefix=to.gcs_folder)
     for blob in blobs:
         for line in blob.download_as_bytes().splitlines():
             if line:

@@ -21,6 +21,7 @@ from typing import Any
 from pipeline_lib.clients import PRODUCER_DEFAULTS, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.routes import route
 from pipeline_lib.sources.base import bounded, paced
 from pipeline_lib.streams import stream_of
 
@@ -131,18 +132,18 @@ def produce(
 
     if skip < 0:
         raise ProducerError(f"skip must be >= 0, got {skip}")
-    routes: dict[type, tuple[str, Callable[..., bytes]]] = {}  # record type -> topic, encoder
+    destinations: dict[type, tuple[str, Callable[..., bytes]]] = {}  # type -> topic, encoder
 
-    def route(record: Any) -> tuple[str, Callable[..., bytes]]:
+    def destination(record: Any) -> tuple[str, Callable[..., bytes]]:
         """Where a record goes and how it is encoded, looked up once per record type."""
-        found = routes.get(type(record))
+        found = destinations.get(type(record))
         if found is None:
             kind = stream_of(record)
-            name = topic or settings.for_stream(kind.name).topic
+            name = topic or route(settings, kind).topic
             if ensure:
                 ensure_topic(settings, name)
             report.sent_by_topic.setdefault(name, 0)
-            found = routes[type(record)] = (name, kind.encode)
+            found = destinations[type(record)] = (name, kind.encode)
         return found
 
     report = ProduceReport(topic=topic or settings.topic, skipped=skip)
@@ -182,7 +183,7 @@ def produce(
     index = skip
     try:
         for record in stream:
-            target, encode = route(record)
+            target, encode = destination(record)
             value = encode(record, produced_at=datetime.now(UTC))
             try:
                 future = producer.send(target, key=record.symbol.encode(), value=value)
@@ -220,12 +221,15 @@ def produce(
     return report
 
 
-def send_raw(settings: Settings, value: bytes, key: bytes | None = None) -> None:
-    """Send one message exactly as given (no validation): how a class makes a bad record
-    on purpose, to watch the consumer route it to the dead-letter topic."""
+def send_raw(
+    settings: Settings, value: bytes, key: bytes | None = None, stream: str = "ticks"
+) -> None:
+    """Send one message exactly as given (no validation) to a stream's topic: how a
+    class makes a bad record on purpose, to watch the consumer dead-letter it."""
     producer = kafka_producer(settings)
     try:
-        producer.send(settings.topic, key=key, value=value).get(timeout=settings.delivery_timeout_s)
+        topic = route(settings, stream).topic
+        producer.send(topic, key=key, value=value).get(timeout=settings.delivery_timeout_s)
     finally:
         producer.close(timeout=10)
 

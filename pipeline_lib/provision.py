@@ -17,7 +17,7 @@ from pipeline_lib import local
 from pipeline_lib.clients import ensure_topic
 from pipeline_lib.config import Settings
 from pipeline_lib.local.process import Notify
-from pipeline_lib.streams import STREAMS
+from pipeline_lib.routes import Route, routes
 
 
 def tool_versions() -> pd.DataFrame:
@@ -54,31 +54,31 @@ def provision(
                     "detail": f"pid {status.pid}, log {status.log}",
                 }
             )
-    for name in STREAMS:
-        rows += _stream_resources(settings.for_stream(name))
+    for to in routes(settings):
+        rows += _stream_resources(settings, to)
     return pd.DataFrame(rows)
 
 
-def _stream_resources(settings: Settings) -> list[dict[str, str]]:
+def _stream_resources(settings: Settings, to: Route) -> list[dict[str, str]]:
     """Topic, dead-letter topic, bucket, table and view of one stream."""
     from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink, topic_folder
+    from pipeline_lib.sinks.gcs import GcsSink
 
-    stream = settings.stream
-    created = ensure_topic(settings)
+    stream = to.name
+    created = ensure_topic(settings, to.topic)
     rows = [
         {
             "resource": f"Kafka topic ({stream})",
-            "where": f"{settings.kafka_bootstrap_servers}/{settings.topic}",
+            "where": f"{settings.kafka_bootstrap_servers}/{to.topic}",
             "state": "created" if created else "exists",
             "detail": f"{settings.partitions} partitions when created, keyed by symbol",
         }
     ]
-    created = ensure_topic(settings, settings.dead_letter_topic, partitions=1)
+    created = ensure_topic(settings, to.dead_letter_topic, partitions=1)
     rows.append(
         {
             "resource": f"dead-letter topic ({stream})",
-            "where": f"{settings.kafka_bootstrap_servers}/{settings.dead_letter_topic}",
+            "where": f"{settings.kafka_bootstrap_servers}/{to.dead_letter_topic}",
             "state": "created" if created else "exists",
             "detail": "rejected records with the reason in headers",
         }
@@ -87,16 +87,16 @@ def _stream_resources(settings: Settings) -> list[dict[str, str]]:
     rows.append(
         {
             "resource": f"GCS objects ({stream})",
-            "where": f"gs://{settings.gcs_bucket}/{topic_folder(settings.topic)}",
+            "where": f"gs://{settings.gcs_bucket}/{to.gcs_folder}",
             "state": "ready",
             "detail": settings.storage_emulator_host or "Google Cloud Storage",
         }
     )
-    BigQuerySink(settings).setup()
+    BigQuerySink(settings, stream=to).setup()
     rows.append(
         {
             "resource": f"BigQuery table ({stream})",
-            "where": settings.table_id,
+            "where": to.table_id,
             "state": "ready",
             "detail": "day-partitioned on ts, clustered by symbol",
         }
@@ -104,7 +104,7 @@ def _stream_resources(settings: Settings) -> list[dict[str, str]]:
     rows.append(
         {
             "resource": f"BigQuery view ({stream})",
-            "where": settings.view_id,
+            "where": to.view_id,
             "state": "ready",
             "detail": "each record once: query this one",
         }

@@ -3,8 +3,12 @@
 A :class:`Stream` bundles what the generic parts need to know about a record type:
 its field table (→ BigQuery columns), how to encode and decode it, which field is
 its stable id (→ the dedup view). The producer, the consumer and both sinks are
-written once and take a stream; :meth:`pipeline_lib.config.Settings.for_stream`
-gives each stream its own topic, dead-letter topic, consumer group and table.
+written once and take a stream; :func:`pipeline_lib.routes.route` gives each
+stream its own topic, dead-letter topic, consumer group and table. A new record
+type costs a field table and a :func:`register` call
+(``tests/integration/test_third_stream.py`` does it). Every record type has ``ts``
+(its event time: the table's day partitions and the GCS date folders), ``symbol``
+(the table's clustering) and an optional ``produced_at`` (the producer stamps it).
 """
 
 from __future__ import annotations
@@ -98,11 +102,18 @@ NEWS = Stream(
     "News stories with sentiment landed from Kafka by pipeline_lib (raw, may repeat)",
 )
 STREAMS: dict[str, Stream] = {s.name: s for s in (TICKS, NEWS)}
-_BY_TYPE = {s.record: s for s in STREAMS.values()}
+
+
+def register(stream: Stream) -> Stream:
+    """Add a record type: from then on it has a route, a topic, a table, a consumer."""
+    if stream.name in STREAMS or stream.name in ("all", "both"):
+        raise ValueError(f"a stream named {stream.name!r} exists already")
+    STREAMS[stream.name] = stream
+    return stream
 
 
 class UnknownStream(PipelineError, ValueError):
-    """A stream name that is not ticks or news."""
+    """A stream name that is not registered."""
 
 
 def get_stream(name: str) -> Stream:
@@ -114,15 +125,15 @@ def get_stream(name: str) -> Stream:
 
 def stream_of(record: Any) -> Stream:
     """The stream a record belongs to (by its type)."""
-    try:
-        return _BY_TYPE[type(record)]
-    except KeyError:
-        raise UnknownStream(f"{type(record).__name__} is not a record of any stream") from None
+    for stream in STREAMS.values():
+        if type(record) is stream.record:
+            return stream
+    raise UnknownStream(f"{type(record).__name__} is not a record of any stream")
 
 
 def stream_names(choice: str) -> tuple[str, ...]:
-    """``"ticks"``, ``"news"`` or ``"both"`` → the streams it means."""
-    if choice == "both":
+    """A stream's name, or ``"both"`` / ``"all"`` (every stream) → the streams it means."""
+    if choice in ("both", "all"):
         return tuple(STREAMS)
     get_stream(choice)
     return (choice,)

@@ -17,6 +17,7 @@ from pipeline_lib.config import Settings
 from pipeline_lib.consumer import SinkConsumer
 from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.producer import produce
+from pipeline_lib.routes import route
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
@@ -37,13 +38,13 @@ def produce_ticks(settings: Settings, ticks: list) -> None:
     assert report.failed == 0 and report.delivered == len(ticks), report.summary()
 
 
-def bq_event_ids(settings: Settings, deduplicated: bool = True) -> Counter:
+def bq_event_ids(settings: Settings, deduplicated: bool = True, stream: str = "ticks") -> Counter:
     """How often each event id is seen in the dedup view (or the raw table)."""
-    return bigquery_event_ids(settings, deduplicated=deduplicated)
+    return bigquery_event_ids(settings, deduplicated=deduplicated, stream=stream)
 
 
 def bq_count_where_event_id(settings: Settings, event_id: str) -> int:
-    table = settings.view_sql
+    table = route(settings).view_sql
     config = bigquery.QueryJobConfig(
         query_parameters=[bigquery.ScalarQueryParameter("event_id", "STRING", event_id)]
     )
@@ -86,29 +87,29 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> dict:
     return report
 
 
-def committed_offsets(settings: Settings) -> dict[int, int | None]:
+def committed_offsets(settings: Settings, stream: str = "ticks") -> dict[int, int | None]:
     from kafka import KafkaConsumer, TopicPartition
 
+    to = route(settings, stream)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.consumer_group,
+        group_id=to.group,
         enable_auto_commit=False,
     )
     try:
-        partitions = consumer.partitions_for_topic(settings.topic) or set()
-        return {
-            p: consumer.committed(TopicPartition(settings.topic, p)) for p in sorted(partitions)
-        }
+        partitions = consumer.partitions_for_topic(to.topic) or set()
+        return {p: consumer.committed(TopicPartition(to.topic, p)) for p in sorted(partitions)}
     finally:
         consumer.close()
 
 
-def unique_dead_letters(settings: Settings) -> list:
+def unique_dead_letters(settings: Settings, stream: str = "ticks") -> list:
     """The dead letters, one per source record (the topic is at least once: a batch
     re-read after a rebalance sends its dead letters again)."""
     from pipeline_lib.dead_letters import read_dead_letters
 
-    by_origin = {(d.topic, d.partition, d.offset): d for d in read_dead_letters(settings)}
+    letters = read_dead_letters(settings, stream=stream)
+    by_origin = {(d.topic, d.partition, d.offset): d for d in letters}
     return [by_origin[key] for key in sorted(by_origin)]
 
 
@@ -145,20 +146,20 @@ class SteadyProducer:
         return [t.event_id for t in self.ticks]
 
 
-def all_landed_once(settings: Settings, ids: list[str]) -> None:
-    """Every id once in the BigQuery dedup view, nothing else there, and all in GCS
-    (ticks or news: the settings' stream)."""
-    view = bq_event_ids(settings)
+def all_landed_once(settings: Settings, ids: list[str], stream: str = "ticks") -> None:
+    """Every id of ``stream`` once in its BigQuery dedup view, nothing else there, and
+    all in GCS."""
+    view = bq_event_ids(settings, stream=stream)
     missing = set(ids) - set(view)
     assert not missing, f"{len(missing)} records missing from BigQuery, e.g. {sorted(missing)[:3]}"
     assert set(view) == set(ids) and set(view.values()) == {1}
-    in_gcs = gcs_event_ids(settings)
+    in_gcs = gcs_event_ids(settings, stream=stream)
     missing = set(ids) - set(in_gcs)
     assert not missing, f"{len(missing)} of {len(ids)} records missing from GCS"
     assert set(in_gcs) == set(ids)
 
 
-def nothing_left(settings: Settings) -> None:
+def nothing_left(settings: Settings, stream: str = "ticks") -> None:
     """A later consumer of the group finds nothing: no commit jumped past a record."""
-    report = SinkConsumer(settings).run(until_idle=2)
+    report = SinkConsumer(settings, stream=stream).run(until_idle=2)
     assert report.consumed == 0, f"a later consumer still found {report.consumed} records"

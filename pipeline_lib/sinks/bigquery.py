@@ -32,9 +32,10 @@ from pipeline_lib.clients import bigquery_client
 from pipeline_lib.columns import record_schema
 from pipeline_lib.config import Settings
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
+from pipeline_lib.routes import Route, route
 from pipeline_lib.schema import LANDING_FIELDS, iso
 from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
-from pipeline_lib.streams import TICKS, Stream, get_stream
+from pipeline_lib.streams import TICKS, Stream
 
 LOAD_TIMEOUT_S = 120
 QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
@@ -135,16 +136,16 @@ class BigQuerySink(Sink):
 
     name = "bigquery"
 
-    def __init__(self, settings: Settings, file_format: str = "parquet") -> None:
+    def __init__(
+        self, settings: Settings, file_format: str = "parquet", stream: str | Route = "ticks"
+    ) -> None:
         if file_format not in {"parquet", "ndjson"}:
             raise SinkError("BigQuery load format must be 'parquet' or 'ndjson'")
         self.settings = settings
-        self.stream = get_stream(settings.stream)
+        self.route = route(settings, stream)
+        self.stream = self.route.stream
         self.file_format = file_format
-        self.table_id = settings.table_id
-        self.view_id = settings.view_id
-        # Validates the identifiers once; they are the only text ever put into SQL.
-        self.table_sql = settings.table_sql
+        _ = self.route.table_sql  # checks the identifiers now: the only text put in SQL
         self._client = None
 
     @property
@@ -162,23 +163,23 @@ class BigQuerySink(Sink):
             dataset.location = self.settings.bq_location
             retry = _quick_retry()
             self.client.create_dataset(dataset, exists_ok=True, timeout=30, retry=retry)
-            table = bigquery.Table(self.table_id, schema=bigquery_schema(self.stream))
+            table = bigquery.Table(self.route.table_id, schema=bigquery_schema(self.stream))
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field="ts"
             )
             table.clustering_fields = ["symbol"]
             table.description = self.stream.description
             self.client.create_table(table, exists_ok=True, timeout=30, retry=retry)
-            view = bigquery.Table(self.view_id)
+            view = bigquery.Table(self.route.view_id)
             view.view_query = (
-                f"SELECT * FROM {self.table_sql} WHERE TRUE "  # noqa: S608 - validated identifier
+                f"SELECT * FROM {self.route.table_sql} WHERE TRUE "  # noqa: S608 - validated identifier
                 f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {self.stream.id_field} "
                 "ORDER BY ingested_at, kafka_partition, kafka_offset) = 1"
             )
             view.description = "Each event once: use this for analysis"
             self.client.create_table(view, exists_ok=True, timeout=30, retry=retry)
 
-        with_retries(create, f"creating BigQuery table {self.table_id}")
+        with_retries(create, f"creating BigQuery table {self.route.table_id}")
 
     def _load(self, payload: bytes, source_format: str) -> None:
         from google.cloud import bigquery
@@ -193,7 +194,7 @@ class BigQuerySink(Sink):
         # works at any size on real BigQuery and on the emulator.
         job = self.client.load_table_from_file(
             io.BytesIO(payload),
-            self.table_id,
+            self.route.table_id,
             job_config=config,
             timeout=30,
             num_retries=0,  # with_retries() is the one retry policy
@@ -216,7 +217,8 @@ class BigQuerySink(Sink):
 
         try:
             with_retries(
-                lambda: self._load_ndjson(rows), f"loading {len(rows)} rows into {self.table_id}"
+                lambda: self._load_ndjson(rows),
+                f"loading {len(rows)} rows into {self.route.table_id}",
             )
             return []
         except BadRequest as error:
@@ -224,7 +226,7 @@ class BigQuerySink(Sink):
             if budget[0] <= 0:
                 raise SinkError(
                     f"BigQuery refuses most rows of the batch ({error.message}). The table "
-                    f"{self.table_id} probably does not match the pipeline's schema: drop it "
+                    f"{self.route.table_id} probably does not match the pipeline's schema: drop it "
                     "or point BQ_TABLE at a new one. Nothing was committed."
                 ) from error
             if len(rows) == 1:
@@ -238,7 +240,7 @@ class BigQuerySink(Sink):
         except Exception as error:
             reraise_refusal(
                 error,
-                f"BigQuery refused the load into {self.table_id}",
+                f"BigQuery refused the load into {self.route.table_id}",
                 "Create it with `python -m pipeline_lib setup` and check permissions.",
             )
 
@@ -261,22 +263,22 @@ class BigQuerySink(Sink):
 
         count = len(batch)
         if count == 0:
-            return WriteResult(self.name, 0, [f"bq://{self.table_id}"])
+            return WriteResult(self.name, 0, [f"bq://{self.route.table_id}"])
         if self.file_format == "parquet":
             payload = self._parquet(batch)
             if payload is not None:
                 try:
                     with_retries(
                         lambda: self._load(payload, SourceFormat.PARQUET),
-                        f"loading {count} rows into {self.table_id}",
+                        f"loading {count} rows into {self.route.table_id}",
                     )
-                    return WriteResult(self.name, count, [f"bq://{self.table_id}"])
+                    return WriteResult(self.name, count, [f"bq://{self.route.table_id}"])
                 except BadRequest:
                     pass  # some rows are refused: find them row by row below
                 except Exception as error:
                     reraise_refusal(
                         error,
-                        f"BigQuery refused the load into {self.table_id}",
+                        f"BigQuery refused the load into {self.route.table_id}",
                         "Create it with `python -m pipeline_lib setup` and check permissions.",
                     )
         return self._write_rows(batch)
@@ -308,6 +310,6 @@ class BigQuerySink(Sink):
         return WriteResult(
             self.name,
             len(rows) + len(unencodable) - len(rejected),
-            [f"bq://{self.table_id}"],
+            [f"bq://{self.route.table_id}"],
             rejected,
         )

@@ -37,6 +37,7 @@ from typing import Literal
 from pipeline_lib.batches import Batch, PartitionBatch, WriteResult
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
+from pipeline_lib.routes import RAW_PREFIX, topic_folder
 from pipeline_lib.sinks import Sink, SinkError, SinkUnavailable, reraise_refusal, with_retries
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,6 @@ def may_replace(ours: ObjectStamp, existing: ObjectStamp | None) -> bool:
     if ours.last_offset == existing.last_offset:
         return False
     return ours.group == existing.group and ours.generation >= existing.generation
-
-
-RAW_PREFIX = "raw"
-
-
-def topic_folder(topic: str, prefix: str = RAW_PREFIX) -> str:
-    """Where a topic's objects are: ``<prefix>/topic=<topic>/`` (the one spelling)."""
-    return f"{prefix}/topic={topic}/"
 
 
 def object_name(part: PartitionBatch, prefix: str, extension: str) -> str:

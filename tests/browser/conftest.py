@@ -54,7 +54,6 @@ def landed(services: Settings) -> Settings:
     produce_ticks(settings, ticks)
     SinkConsumer(settings).run(until_idle=2)
     # Two stories about the first symbol shown, inside the run, to see the markers.
-    news = settings.for_stream("news")
     tag = ticks[0].event_id.split(":")[0]
     stories = [
         scored(
@@ -65,8 +64,8 @@ def landed(services: Settings) -> Settings:
             (timedelta(seconds=70), "Apple shares plunge after weak outlook"),
         )
     ]
-    produce(news, stories)
-    SinkConsumer(news).run(until_idle=2)
+    produce(settings, stories)
+    SinkConsumer(settings, stream="news").run(until_idle=2)
     return settings
 
 

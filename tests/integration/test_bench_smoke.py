@@ -36,8 +36,16 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
         and figures["two_streams"]["ratio_both_to_ticks_only"] > 0
     )
     cpu = figures["end_to_end"]["cpu_s_per_100k_records"]
-    assert set(cpu) == {"bare_consumer", "consumer", "kafka", "gcs", "bigquery"}
+    assert set(cpu) == {
+        "bare_consumer",
+        "consumer",
+        "consumer_with_setup",
+        "kafka",
+        "gcs",
+        "bigquery",
+    }
     assert cpu["consumer"] > 0 and cpu["bare_consumer"] > 0
+    assert figures["end_to_end"]["cpu_ratio_to_bare"] > 0
     assert figures["end_to_end"]["consumer_startup_cpu_s"] > 0
     assert {"poll", "decode", "sink:gcs", "sink:bigquery", "commit"} <= set(
         figures["end_to_end"]["stage_s_per_100k_records"]

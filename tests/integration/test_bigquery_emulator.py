@@ -8,6 +8,7 @@ import pytest
 from google.cloud import bigquery
 
 from pipeline_lib.clients import bigquery_client
+from pipeline_lib.routes import route
 from pipeline_lib.sql import table_ref
 
 SCHEMA = [
@@ -107,7 +108,7 @@ def test_writes_do_not_copy_the_table_and_time_travel_is_refused(settings):
 
     client = bigquery_client(settings)
     sql = (
-        f"SELECT COUNT(*) AS n FROM {settings.table_sql} "  # noqa: S608 - validated identifier
+        f"SELECT COUNT(*) AS n FROM {route(settings).table_sql} "  # noqa: S608 - validated identifier
         "FOR SYSTEM_TIME AS OF TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 1 SECOND)"
     )
     with pytest.raises(GoogleAPICallError, match=r"(?i)retention|system_time"):

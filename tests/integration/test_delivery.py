@@ -11,6 +11,7 @@ import pytest
 from pipeline_lib import local
 from pipeline_lib.clients import ensure_topic
 from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.routes import route
 from pipeline_lib.schema import encode
 from pipeline_lib.sinks import SinkUnavailable
 from tests.helpers import (
@@ -230,7 +231,7 @@ def test_bigquery_down_commits_nothing_and_restart_loses_nothing(settings, tmp_p
         emulator.up()  # same data folder: what was loaded is still there
         from pipeline_lib.clients import bigquery_client
 
-        sql = f"SELECT kafka_partition, kafka_offset FROM {settings.table_sql}"  # noqa: S608
+        sql = f"SELECT kafka_partition, kafka_offset FROM {route(settings).table_sql}"  # noqa: S608
         landed = {(r[0], r[1]) for r in bigquery_client(settings).query(sql).result()}
         for partition, offset in after_failure.items():  # commits never pass what landed
             assert all((partition, o) in landed for o in range(offset)), partition
@@ -329,7 +330,7 @@ def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
         bigquery.SchemaField(f.name, "INT64" if f.name == "symbol" else f.field_type, mode=f.mode)
         for f in bigquery_schema()
     ]
-    client.create_table(bigquery.Table(settings.table_id, schema=drifted))
+    client.create_table(bigquery.Table(route(settings).table_id, schema=drifted))
     ticks = simulated(43, seed=31, symbols=["1234"])
     refused = {5, 17, 38}
     ticks = [t._replace(symbol="AAPL") if i in refused else t for i, t in enumerate(ticks)]

@@ -20,6 +20,7 @@ import pytest
 from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic
 from pipeline_lib.news import News
 from pipeline_lib.producer import produce
+from pipeline_lib.routes import route
 from tests.helpers import (
     START,
     SYMBOLS,
@@ -55,12 +56,11 @@ def records_of(stream: str) -> tuple[list, list[str]]:
 
 @pytest.mark.parametrize("stream", ["ticks", "news"])
 def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(settings, stream):
-    scoped = settings if stream == "ticks" else settings.for_stream("news")
-    ensure_topic(scoped, scoped.topic, partitions=3)
+    ensure_topic(settings, route(settings, stream).topic, partitions=3)
     records, ids = records_of(stream)
     reports = {}
     producer = threading.Thread(
-        target=lambda: reports.setdefault("produced", produce(scoped, records, rate=RATE))
+        target=lambda: reports.setdefault("produced", produce(settings, records, rate=RATE))
     )
     producer.start()
 
@@ -69,7 +69,7 @@ def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
 
     a = member("--batch-size", "1000", "--until-idle", "10")
     deadline = time.monotonic() + 60
-    while not any(committed_offsets(scoped).values()):  # A has joined and lands
+    while not any(committed_offsets(settings, stream).values()):  # A has joined and lands
         assert time.monotonic() < deadline, "A never committed"
         time.sleep(0.5)
     time.sleep(1.5)
@@ -87,4 +87,4 @@ def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
     # A held records when it froze and dropped them on waking, uncommitted.
     assert frozen["discarded"] > 0, frozen
     assert joined["consumed"] > 0
-    all_landed_once(scoped, ids)
+    all_landed_once(settings, ids, stream)

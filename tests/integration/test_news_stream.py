@@ -13,6 +13,7 @@ from pipeline_lib.dead_letters import read_dead_letters
 from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.news import News, encode, make_news_id, scored
 from pipeline_lib.producer import produce, send_raw
+from pipeline_lib.routes import route
 from pipeline_lib.schema import Tick
 from pipeline_lib.sources import source_from_parameters, stream
 from tests.helpers import START
@@ -47,10 +48,10 @@ def test_ticks_and_news_produced_together_land_once_each(settings):
     reports = orjson.loads(done.stdout.splitlines()[-1])
     assert set(reports) == {"ticks", "news"}
     assert reports["news"]["consumed"] == 0 and reports["ticks"]["consumed"] == 0
-    for scoped, ids in ((settings, ticks), (settings.for_stream("news"), news)):
-        landed = bigquery_event_ids(scoped)
+    for name, ids in (("ticks", ticks), ("news", news)):
+        landed = bigquery_event_ids(settings, stream=name)
         assert set(landed) == set(ids) and set(landed.values()) == {1}
-        assert set(gcs_event_ids(scoped)) == set(ids)
+        assert set(gcs_event_ids(settings, stream=name)) == set(ids)
     status = cli(settings, "status", "--json")
     document = orjson.loads(status.stdout)
     assert document["news"]["bigquery"]["events"] == len(news)
@@ -58,7 +59,6 @@ def test_ticks_and_news_produced_together_land_once_each(settings):
 
 
 def test_bad_stories_become_dead_letters_and_good_ones_land(settings):
-    news_settings = settings.for_stream("news")
     good = [
         scored(make_news_id("it", s, "u"), s, START, f"{s} beats estimates", "simulator")
         for s in ("AAPL", "MSFT", "IBM")
@@ -71,18 +71,20 @@ def test_bad_stories_become_dead_letters_and_good_ones_land(settings):
         "unknown symbol": orjson.dumps({**template, "symbol": "x'; DROP TABLE t;--"}),
         "invalid UTF-8": b'{"headline": "\xc3\x28"}',
     }
-    produce(news_settings, good[:2])
+    produce(settings, good[:2])
     for value in bad.values():
-        send_raw(news_settings, value, key=b"AAPL")
-    produce(news_settings, good[2:])
+        send_raw(settings, value, key=b"AAPL", stream="news")
+    produce(settings, good[2:])
     done = cli(settings, "consume", "--stream", "news", "--until-idle", "3", "--json", "--quiet")
     assert done.returncode == 0, done.stderr[-2000:]
     report = orjson.loads(done.stdout.splitlines()[-1])
     assert report["consumed"] == 8 and report["dead_letters"] == 5 and report["written"] == 3
-    letters = read_dead_letters(news_settings)
+    letters = read_dead_letters(settings, stream="news")
     assert len({(d.partition, d.offset) for d in letters}) == 5  # at least once: by source
-    assert {d.topic for d in letters} == {news_settings.topic}
+    assert {d.topic for d in letters} == {route(settings, "news").topic}
     fields = {d.field for d in letters}
     assert {"headline", "ts", "symbol"} <= fields
-    assert bigquery_event_ids(news_settings) == dict.fromkeys((g.news_id for g in good), 1)
+    assert bigquery_event_ids(settings, stream="news") == dict.fromkeys(
+        (g.news_id for g in good), 1
+    )
     assert read_dead_letters(settings) == []  # the ticks' dead-letter topic saw none

@@ -16,6 +16,7 @@ import pytest
 from pipeline_lib.clients import ensure_topic, kafka_consumer
 from pipeline_lib.consumer import SinkConsumer
 from pipeline_lib.producer import produce
+from pipeline_lib.routes import route
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
 from tests.helpers import all_landed_once
@@ -69,20 +70,23 @@ def in_thread(run) -> tuple[threading.Thread, dict]:
 
 @pytest.mark.parametrize("stream", ["ticks", "news"])
 def test_a_late_upload_after_a_rebalance_never_shrinks_the_new_owners_objects(settings, stream):
-    scoped = settings if stream == "ticks" else settings.for_stream("news")
-    ensure_topic(scoped, scoped.topic, partitions=3)
+    ensure_topic(settings, route(settings, stream).topic, partitions=3)
     records, ids = records_of(stream)
     records, ids = records[:6_300], ids[:6_300]
-    assert produce(scoped, records[:300]).ok
-    held = HeldGcs(scoped)
+    assert produce(settings, records[:300]).ok
+    held = HeldGcs(settings)
     a = ImpatientMember(
-        scoped, sinks=[held, BigQuerySink(scoped)], batch_size=10_000, flush_interval=0.5
+        settings,
+        sinks=[held, BigQuerySink(settings, stream=stream)],
+        batch_size=10_000,
+        flush_interval=0.5,
+        stream=stream,
     )
     a_thread, a_out = in_thread(lambda: a.run(until_idle=8, handle_signals=False))
     try:
         assert held.held.wait(60), "A never wrote"
-        assert produce(scoped, records[300:]).ok  # A's next batch waits for the held one
-        b = SinkConsumer(scoped, batch_size=10_000, flush_interval=0.5)
+        assert produce(settings, records[300:]).ok  # A's next batch waits for the held one
+        b = SinkConsumer(settings, batch_size=10_000, flush_interval=0.5, stream=stream)
         b_thread, b_out = in_thread(lambda: b.run(until_idle=5, handle_signals=False))
         b_thread.join(180)
         assert "error" not in b_out, b_out
@@ -91,5 +95,5 @@ def test_a_late_upload_after_a_rebalance_never_shrinks_the_new_owners_objects(se
         held.release.set()  # A's stale upload goes through now
         a_thread.join(180)
     assert "error" not in a_out, a_out
-    all_landed_once(scoped, ids)
+    all_landed_once(settings, ids, stream)
     assert a_out["report"].fenced == 1  # A's stale batch was not committed

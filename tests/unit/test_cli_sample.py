@@ -78,7 +78,9 @@ def test_status_names_the_service_that_is_down_not_all_of_them(monkeypatch):
         ]
 
     monkeypatch.setattr(local, "status", fake_status)
-    monkeypatch.setattr(monitor, "kafka_summary", lambda settings: {"exists": False})
+    monkeypatch.setattr(
+        monitor, "kafka_summary", lambda settings, stream="ticks": {"exists": False}
+    )
     document = cli.status_document(Settings.from_env({"PIPELINE_HOME": "/tmp/unit-home"}))
     assert document["kafka"] == {"exists": False}
     assert "not running" in document["bigquery"]["error"]

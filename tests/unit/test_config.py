@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib.config import VARIABLES, ConfigError, Settings
+from pipeline_lib.routes import route
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -15,7 +16,7 @@ def test_defaults_point_at_local_services(tmp_path):
     assert s.storage_emulator_host == "http://127.0.0.1:4443"
     assert s.bigquery_emulator_host == "http://127.0.0.1:9050"
     assert (s.kafka_port, s.gcs_port, s.bigquery_port) == (9092, 4443, 9050)
-    assert s.table_id == "local-project.market_data.ticks"
+    assert route(s).table_id == "local-project.market_data.ticks"
     assert s.dead_letter_topic == "stock-ticks.dlq"
     assert s.home == tmp_path.resolve()
 
@@ -33,7 +34,7 @@ def test_every_name_comes_from_the_environment():
             "BIGQUERY_EMULATOR_HOST": "http://127.0.0.1:6666",
         }
     )
-    assert (s.topic, s.dead_letter_topic, s.gcs_bucket, s.table_id) == (
+    assert (s.topic, s.dead_letter_topic, s.gcs_bucket, route(s).table_id) == (
         "t1",
         "t1.dlq",
         "bkt1",

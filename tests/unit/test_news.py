@@ -13,6 +13,7 @@ import pytest
 from pipeline_lib.config import ConfigError, Settings
 from pipeline_lib.consumer import SinkConsumer
 from pipeline_lib.news import News, decode, encode, make_news_id, parse_news, scored
+from pipeline_lib.routes import route
 from pipeline_lib.schema import InvalidRecord, Tick
 from pipeline_lib.sentiment import score
 from pipeline_lib.sources import Merged, source_from_parameters, stream
@@ -252,14 +253,14 @@ def test_news_feed_error_bodies_raise():
 
 def test_each_stream_has_its_own_topic_dead_letters_group_and_table():
     base = Settings.from_env({"PIPELINE_NEWS_TOPIC": "headlines", "BQ_NEWS_TABLE": "stories"})
-    news = base.for_stream("news")
+    news = route(base, "news")
     assert (news.topic, news.dead_letter_topic) == ("headlines", "headlines.dlq")
-    assert news.consumer_group == f"{base.consumer_group}-news"
+    assert news.group == f"{base.consumer_group}-news"
     assert news.table_id.endswith(".stories") and news.dedup_view == "stories_dedup"
-    assert base.for_stream("ticks") is base and news.for_stream("news") is news
-    with pytest.raises(ConfigError):
-        news.to_env()  # another process must get the base settings
-    assert Settings.from_env(base.to_env()) == base
+    assert route(base, news) is news
+    ticks = route(base)
+    assert (ticks.topic, ticks.group, ticks.table) == (base.topic, base.consumer_group, "ticks")
+    assert Settings.from_env(base.to_env()) == base  # one set of settings for every stream
 
 
 @pytest.mark.parametrize(
@@ -290,10 +291,11 @@ def news_log(partitions: int, per_partition: int, bad: list[bytes]) -> FakeGroup
 
 
 def run_news(group, **run_options):
-    settings = Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}).for_stream("news")
+    settings = Settings.from_env({"PIPELINE_HOME": "/tmp/unused"})
     sink, letters = RecordingSink(), RecordingDeadLetters()
     member = SinkConsumer(
-        settings.with_overrides(topic=TOPIC),
+        settings.with_overrides(news_topic=TOPIC),
+        stream="news",
         sinks=[sink],
         consumer_factory=lambda listener: FakeConsumer(group, listener, set(group.log)),
         dead_letters=letters,

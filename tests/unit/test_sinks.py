@@ -6,11 +6,9 @@ import pytest
 from google.api_core.exceptions import BadRequest, ServiceUnavailable
 
 from pipeline_lib.batches import Batch
-from pipeline_lib.config import Settings
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF
 from pipeline_lib.schema import Tick
 from pipeline_lib.sinks import SinkUnavailable, with_retries
-from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import object_name
 from pipeline_lib.streams import TICKS
 

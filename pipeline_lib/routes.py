@@ -1,0 +1,110 @@
+"""Where each stream's records go: its topic, dead-letter topic, consumer group,
+BigQuery table and view, and GCS folder.
+
+:func:`route` is the one function that gives a registered stream
+(:mod:`pipeline_lib.streams`) these names from the settings. The producer, the
+consumer, the sinks, the dead-letter writer, the monitor and setup take a route,
+so a stream is a route, not a mode of the settings; ``Settings`` holds only what
+the environment says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline_lib.config import Settings
+from pipeline_lib.sql import table_ref
+from pipeline_lib.streams import Stream, get_stream, stream_names
+
+RAW_PREFIX = "raw"
+
+
+def topic_folder(topic: str, prefix: str = RAW_PREFIX) -> str:
+    """The GCS folder of a topic's raw objects: the one spelling of ``raw/topic=<t>/``."""
+    return f"{prefix}/topic={topic}/"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One stream's names. Build it with :func:`route`."""
+
+    stream: Stream
+    topic: str
+    dead_letter_topic: str
+    group: str
+    project: str
+    dataset: str
+    table: str
+
+    @property
+    def name(self) -> str:
+        return self.stream.name
+
+    @property
+    def table_id(self) -> str:
+        """Fully qualified ``project.dataset.table`` of the raw table."""
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+    @property
+    def dedup_view(self) -> str:
+        """Name of the view that shows each event once (what analysis reads)."""
+        return f"{self.table}_dedup"
+
+    @property
+    def view_id(self) -> str:
+        """Fully qualified ``project.dataset.<table>_dedup``."""
+        return f"{self.project}.{self.dataset}.{self.dedup_view}"
+
+    @property
+    def table_sql(self) -> str:
+        """The raw table as SQL text (backquoted, validated identifiers only)."""
+        return table_ref(self.project, self.dataset, self.table)
+
+    @property
+    def view_sql(self) -> str:
+        """The dedup view as SQL text (backquoted, validated identifiers only)."""
+        return table_ref(self.project, self.dataset, self.dedup_view)
+
+    @property
+    def gcs_folder(self) -> str:
+        """Where the raw objects of the stream's topic go in the bucket."""
+        return topic_folder(self.topic)
+
+
+def route(settings: Settings, stream: str | Stream | Route = "ticks") -> Route:
+    """The names of ``stream`` (a registered stream or its name) under ``settings``;
+    a Route is returned as it is, so every component takes either.
+
+    Ticks and news take theirs from their own variables (``PIPELINE_TOPIC``,
+    ``PIPELINE_NEWS_TOPIC``, ...); any other registered stream ``s`` gets topic
+    ``stock-s``, dead letters ``stock-s.dlq``, group ``<consumer group>-s``, table ``s``.
+    """
+    if isinstance(stream, Route):
+        return stream
+    kind = get_stream(stream) if isinstance(stream, str) else stream
+    if kind.name == "ticks":
+        names = (
+            settings.topic,
+            settings.dead_letter_topic,
+            settings.consumer_group,
+            settings.bq_table,
+        )
+    elif kind.name == "news":
+        names = (
+            settings.news_topic,
+            settings.news_dead_letter_topic,
+            f"{settings.consumer_group}-news",
+            settings.bq_news_table,
+        )
+    else:
+        topic = f"stock-{kind.name}"
+        names = (topic, f"{topic}.dlq", f"{settings.consumer_group}-{kind.name}", kind.name)
+    topic, dead_letter_topic, group, table = names
+    return Route(
+        kind, topic, dead_letter_topic, group, settings.gcp_project, settings.bq_dataset, table
+    )
+
+
+def routes(settings: Settings, choice: str = "all") -> list[Route]:
+    """The routes of ``choice``: a stream's name, or ``all`` / ``both`` (every stream)."""
+    return [route(settings, name) for name in stream_names(choice)]
