@@ -161,14 +161,16 @@ def new_topic(settings: Settings, topic: str, partitions: int) -> Any:
     on a real cluster, the cluster's own defaults."""
     from kafka.admin import NewTopic
 
+    from pipeline_lib.local import layout
+
     if not settings.is_local:
         return NewTopic(topic, partitions, replication_factor=-1)
     return NewTopic(
         topic,
         partitions,
-        replication_factor=settings.replication_factor,
+        replication_factor=layout.replication_factor(settings),
         topic_configs={
-            "min.insync.replicas": str(settings.min_insync_replicas),
+            "min.insync.replicas": str(layout.min_insync_replicas(settings)),
             "unclean.leader.election.enable": "false",
         },
     )
@@ -187,6 +189,8 @@ def ensure_topic(
     """
     from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
 
+    from pipeline_lib.local import layout
+
     topic = topic or settings.topic
     partitions = partitions or settings.partitions
     admin = kafka_admin(settings)
@@ -199,9 +203,10 @@ def ensure_topic(
             return False
         except InvalidReplicationFactorError:
             raise ConnectionFailed(
-                f"Kafka could not create topic {topic!r} with {settings.replication_factor} "
-                "copies: fewer brokers are up. `python -m pipeline_lib status` shows which is "
-                "down; `python -m pipeline_lib broker start N` brings it back."
+                f"Kafka could not create topic {topic!r} with "
+                f"{layout.replication_factor(settings)} copies: fewer brokers are up. "
+                "`python -m pipeline_lib status` shows which is down; "
+                "`python -m pipeline_lib broker start N` brings it back."
             ) from None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -18,13 +18,13 @@ one machine without flipping an extra switch.
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from pipeline_lib.errors import PipelineError
@@ -34,58 +34,8 @@ LOCAL_HOST = "127.0.0.1"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 SAMPLE_CSV = DATA_DIR / "daily_ohlcv_2000_2013.csv.gz"
-KAFKA_VERSION = "4.1.1"
-
-# Every variable the package reads, with its local default and what it is for.
-# `.env.example` and the README are checked against this table by a unit test.
-VARIABLES: dict[str, tuple[str, str]] = {
-    "PIPELINE_TARGET": ("local", "local (start and use local services) or cloud (real Kafka/GCP)"),
-    "PIPELINE_HOME": ("", "folder for local service data and logs (default: ./.pipeline)"),
-    "PIPELINE_CACHE": ("", "download cache: Kafka jars (default: ~/.cache/stock-pipeline)"),
-    "KAFKA_BOOTSTRAP_SERVERS": (f"{LOCAL_HOST}:9092", "Kafka bootstrap address(es)"),
-    "KAFKA_CONTROLLER_PORT": ("9093", "KRaft controller port of the local broker"),
-    "PIPELINE_BROKERS": (
-        "1",
-        "local Kafka brokers: 1, or 3-5 for a replicated cluster (unset: what `up` last ran)",
-    ),
-    "PIPELINE_TOPIC": ("stock-ticks", "topic the producer writes and the consumer reads"),
-    "PIPELINE_DLQ_TOPIC": ("", "dead-letter topic (default: <PIPELINE_TOPIC>.dlq)"),
-    "PIPELINE_NEWS_TOPIC": ("stock-news", "topic of the news stream (headlines with sentiment)"),
-    "PIPELINE_NEWS_DLQ_TOPIC": (
-        "",
-        "dead-letter topic of the news stream (default: <news topic>.dlq)",
-    ),
-    "PIPELINE_PARTITIONS": ("3", "partitions when the pipeline creates its topic"),
-    "PIPELINE_CONSUMER_GROUP": ("stock-pipeline-sink", "consumer group of the sink consumer"),
-    "PIPELINE_DELIVERY_TIMEOUT_S": (
-        "120",
-        "producer: seconds a record may wait for Kafka's acknowledgement before it counts "
-        "as failed",
-    ),
-    "GCP_PROJECT": ("local-project", "Google Cloud project id"),
-    "GCS_BUCKET": ("stock-ticks-raw", "bucket for raw tick objects"),
-    "BQ_DATASET": ("market_data", "BigQuery dataset"),
-    "BQ_TABLE": ("ticks", "BigQuery table of ticks"),
-    "BQ_NEWS_TABLE": ("news", "BigQuery table of news stories"),
-    "BQ_LOCATION": ("US", "BigQuery dataset location (real GCP only)"),
-    "STORAGE_EMULATOR_HOST": (f"http://{LOCAL_HOST}:4443", "GCS emulator URL (unset: real GCS)"),
-    "BIGQUERY_EMULATOR_HOST": (
-        f"http://{LOCAL_HOST}:9050",
-        "BigQuery emulator REST URL (unset: real BigQuery)",
-    ),
-    "BIGQUERY_EMULATOR_GRPC_PORT": ("9060", "gRPC port of the local BigQuery emulator"),
-    "ALPHAVANTAGE_API_KEY": ("", "AlphaVantage key (only for --source alphavantage)"),
-    "ALPHAVANTAGE_BASE_URL": ("https://www.alphavantage.co/query", "AlphaVantage endpoint"),
-}
-
-SECRET_VARIABLES = frozenset({"ALPHAVANTAGE_API_KEY"})
 
 MAX_BROKERS = 5
-# Broker N (1-based) of a local cluster listens on base + PORT_STEP * (N - 1), and its
-# controller on the controller base + PORT_STEP * (N - 1): 9092/9093, 9094/9095, ...
-PORT_STEP = 2
-# Where `up` records the local cluster's shape, so later commands find every broker.
-KAFKA_LAYOUT_FILE = "kafka-cluster.json"
 
 
 class ConfigError(PipelineError, ValueError):
@@ -183,19 +133,20 @@ def _port_of_url(url: str, variable: str) -> int:
     return parsed.port
 
 
-def _int(env: Mapping[str, str], name: str, low: int = 1, high: int = 65535) -> int:
-    raw = env.get(name) or VARIABLES[name][0]
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
-    return value
+def _whole(low: int, high: int) -> Callable[[str, str], int]:
+    def read(raw: str, name: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name}={raw!r} must be between {low} and {high}")
+        return value
+
+    return read
 
 
-def _seconds(env: Mapping[str, str], name: str) -> float:
-    raw = env.get(name) or VARIABLES[name][0]
+def _seconds(raw: str, name: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -203,6 +154,43 @@ def _seconds(env: Mapping[str, str], name: str) -> float:
     if not (math.isfinite(value) and value >= 1):
         raise ConfigError(f"{name}={raw!r} must be a number of seconds >= 1")
     return value
+
+
+def _identifier(kind: str) -> Callable[[str, str], str]:
+    def read(raw: str, name: str) -> str:
+        try:
+            check_project(raw) if kind == "project" else check_name(raw, kind)
+        except UnsafeIdentifier as error:
+            raise ConfigError(f"{name}: {error}") from None
+        return raw
+
+    return read
+
+
+def _group(raw: str, name: str) -> str:
+    if not GROUP_PATTERN.fullmatch(raw):
+        raise ConfigError(f"{name}={raw!r}: use 1-255 of a-z A-Z 0-9 . _ - : @ / + =")
+    return raw
+
+
+def _target(raw: str, name: str) -> str:
+    target = raw.strip().lower()
+    if target not in {"local", "cloud"}:
+        raise ConfigError(f"{name}={target!r}: use 'local' or 'cloud'")
+    return target
+
+
+def _path(raw: str, name: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+def _optional(read: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+    """Empty text reads as None (an endpoint or key left unset)."""
+    return lambda raw, name: read(raw, name) if raw else None
+
+
+def _text(raw: str, name: str) -> str:
+    return raw
 
 
 def check_brokers(value: int, variable: str = "PIPELINE_BROKERS") -> int:
@@ -224,162 +212,291 @@ def check_brokers(value: int, variable: str = "PIPELINE_BROKERS") -> int:
     return value
 
 
-def recorded_brokers(home: Path) -> int | None:
-    """Brokers of the local cluster `up` last formatted in ``home``, if any."""
-    try:
-        return int(json.loads((home / KAFKA_LAYOUT_FILE).read_text())["brokers"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the Settings field it fills, its default, what it is
+    for, and how its text is read (checked, naming the variable on a bad value).
+
+    ``default`` may be a function of the values read before it (in table order) and
+    of the environment: a name derived from another, or a default that depends on
+    the target."""
+
+    name: str
+    field: str
+    default: str | Callable[[dict[str, Any], Mapping[str, str]], str]
+    doc: str
+    read: Callable[[str, str], Any] = _text
+    secret: bool = False
+
+    def default_text(self, values: dict[str, Any], env: Mapping[str, str]) -> str:
+        return self.default(values, env) if callable(self.default) else self.default
+
+    def text(self, value: Any) -> str:
+        """The value as the variable's text (what :meth:`Settings.to_env` writes)."""
+        if value is None:
+            return ""
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _auto_target(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    """``cloud`` when a non-loopback broker is given and no emulator is, else ``local``."""
+    bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    emulators = env.get("STORAGE_EMULATOR_HOST") or env.get("BIGQUERY_EMULATOR_HOST")
+    return "cloud" if bootstrap and not _is_loopback(bootstrap) and not emulators else "local"
+
+
+def _local_only(url: str) -> Callable[[dict[str, Any], Mapping[str, str]], str]:
+    """An emulator's default: the local one for ``local``, none (real GCP) for ``cloud``."""
+    return lambda values, env: url if values["target"] == "local" else ""
+
+
+def _default_brokers(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    """What `up` last ran in the home folder (local), else one broker."""
+    from pipeline_lib.local.layout import recorded_brokers
+
+    recorded = recorded_brokers(values["home"]) if values["target"] == "local" else None
+    return str(recorded or 1)
+
+
+def _brokers(raw: str, name: str) -> int:
+    return check_brokers(_whole(-(2**31), 2**31)(raw, name), name)
+
+
+_PORT = _whole(1, 65535)
+
+# Every variable the package reads, in the order they are read: the one declaration
+# from which Settings.from_env, Settings.to_env and the defaults follow.
+# `.env.example` and the README are checked against this table by a unit test.
+VARIABLES: dict[str, Variable] = {
+    v.name: v
+    for v in (
+        Variable(
+            "PIPELINE_TARGET",
+            "target",
+            _auto_target,
+            "local (start and use local services) or cloud (real Kafka/GCP); unset: local, "
+            "or cloud when KAFKA_BOOTSTRAP_SERVERS is remote and no emulator is set",
+            _target,
+        ),
+        Variable(
+            "PIPELINE_HOME",
+            "home",
+            lambda values, env: str(_default_home()),
+            "folder for local service data and logs (default: ./.pipeline)",
+            _path,
+        ),
+        Variable(
+            "PIPELINE_CACHE",
+            "cache_dir",
+            lambda values, env: str(Path.home() / ".cache" / "stock-pipeline"),
+            "download cache: Kafka jars (default: ~/.cache/stock-pipeline)",
+            _path,
+        ),
+        Variable(
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "kafka_bootstrap_servers",
+            f"{LOCAL_HOST}:9092",
+            "Kafka bootstrap address(es)",
+            lambda raw, name: _check_bootstrap(raw),
+        ),
+        Variable(
+            "KAFKA_CONTROLLER_PORT",
+            "kafka_controller_port",
+            "9093",
+            "KRaft controller port of the local broker",
+            _PORT,
+        ),
+        Variable(
+            "PIPELINE_BROKERS",
+            "brokers",
+            _default_brokers,
+            "local Kafka brokers: 1, or 3-5 for a replicated cluster (unset: what `up` last ran)",
+            _brokers,
+        ),
+        Variable(
+            "PIPELINE_TOPIC",
+            "topic",
+            "stock-ticks",
+            "topic the producer writes and the consumer reads",
+            check_topic,
+        ),
+        Variable(
+            "PIPELINE_DLQ_TOPIC",
+            "dead_letter_topic",
+            lambda values, env: f"{values['topic']}.dlq",
+            "dead-letter topic (default: <PIPELINE_TOPIC>.dlq)",
+            check_topic,
+        ),
+        Variable(
+            "PIPELINE_NEWS_TOPIC",
+            "news_topic",
+            "stock-news",
+            "topic of the news stream (headlines with sentiment)",
+            check_topic,
+        ),
+        Variable(
+            "PIPELINE_NEWS_DLQ_TOPIC",
+            "news_dead_letter_topic",
+            lambda values, env: f"{values['news_topic']}.dlq",
+            "dead-letter topic of the news stream (default: <news topic>.dlq)",
+            check_topic,
+        ),
+        Variable(
+            "PIPELINE_PARTITIONS",
+            "partitions",
+            "3",
+            "partitions when the pipeline creates its topic",
+            _whole(1, 10_000),
+        ),
+        Variable(
+            "PIPELINE_CONSUMER_GROUP",
+            "consumer_group",
+            "stock-pipeline-sink",
+            "consumer group of the sink consumer",
+            _group,
+        ),
+        Variable(
+            "PIPELINE_DELIVERY_TIMEOUT_S",
+            "delivery_timeout_s",
+            "120",
+            "producer: seconds a record may wait for Kafka's acknowledgement before it "
+            "counts as failed",
+            _seconds,
+        ),
+        Variable(
+            "GCP_PROJECT",
+            "gcp_project",
+            "local-project",
+            "Google Cloud project id",
+            _identifier("project"),
+        ),
+        Variable(
+            "GCS_BUCKET",
+            "gcs_bucket",
+            "stock-ticks-raw",
+            "bucket for raw tick objects",
+            check_bucket,
+        ),
+        Variable(
+            "BQ_DATASET", "bq_dataset", "market_data", "BigQuery dataset", _identifier("dataset")
+        ),
+        Variable("BQ_TABLE", "bq_table", "ticks", "BigQuery table of ticks", _identifier("table")),
+        Variable(
+            "BQ_NEWS_TABLE",
+            "bq_news_table",
+            "news",
+            "BigQuery table of news stories",
+            _identifier("table"),
+        ),
+        Variable("BQ_LOCATION", "bq_location", "US", "BigQuery dataset location (real GCP only)"),
+        Variable(
+            "STORAGE_EMULATOR_HOST",
+            "storage_emulator_host",
+            _local_only(f"http://{LOCAL_HOST}:4443"),
+            "GCS emulator URL (unset: real GCS)",
+            _optional(_check_url),
+        ),
+        Variable(
+            "BIGQUERY_EMULATOR_HOST",
+            "bigquery_emulator_host",
+            _local_only(f"http://{LOCAL_HOST}:9050"),
+            "BigQuery emulator REST URL (unset: real BigQuery)",
+            _optional(_check_url),
+        ),
+        Variable(
+            "BIGQUERY_EMULATOR_GRPC_PORT",
+            "bigquery_emulator_grpc_port",
+            "9060",
+            "gRPC port of the local BigQuery emulator",
+            _PORT,
+        ),
+        Variable(
+            "ALPHAVANTAGE_API_KEY",
+            "alphavantage_api_key",
+            "",
+            "AlphaVantage key (only for --source alphavantage)",
+            _optional(_text),
+            secret=True,
+        ),
+        Variable(
+            "ALPHAVANTAGE_BASE_URL",
+            "alphavantage_base_url",
+            "https://www.alphavantage.co/query",
+            "AlphaVantage endpoint",
+            _check_url,
+        ),
+    )
+}
+SECRET_VARIABLES = frozenset(v.name for v in VARIABLES.values() if v.secret)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved configuration. Build it with :meth:`from_env`."""
+    """What the environment says (one field per variable of :data:`VARIABLES`), read
+    and checked by :meth:`from_env` before any network call. Names of each stream's
+    topic, group and table are derived by :func:`pipeline_lib.routes.route`; the local
+    cluster's ports and replication by :mod:`pipeline_lib.local.layout`."""
 
     target: str
     home: Path
     cache_dir: Path
     kafka_bootstrap_servers: str
     kafka_controller_port: int
+    brokers: int
     topic: str
     dead_letter_topic: str
+    news_topic: str
+    news_dead_letter_topic: str
     partitions: int
     consumer_group: str
+    delivery_timeout_s: float
     gcp_project: str
     gcs_bucket: str
     bq_dataset: str
     bq_table: str
+    bq_news_table: str
     bq_location: str
     storage_emulator_host: str | None
     bigquery_emulator_host: str | None
     bigquery_emulator_grpc_port: int
     alphavantage_api_key: str | None
     alphavantage_base_url: str
-    delivery_timeout_s: float = 120.0
-    kafka_version: str = KAFKA_VERSION
-    brokers: int = 1
-    news_topic: str = "stock-news"
-    news_dead_letter_topic: str = "stock-news.dlq"
-    bq_news_table: str = "news"
 
     def __post_init__(self) -> None:
         # A local cluster is reached through every broker, so a client still finds it
         # with broker 1 down; the addresses follow from the first one.
         if self.is_local and self.brokers > 1:
-            ports = self.broker_ports + self.controller_ports
-            if len(set(ports)) < len(ports) or max(ports) > 65535:
-                raise ConfigError(
-                    f"{self.brokers} local brokers take ports {self.broker_ports} (clients) and "
-                    f"{self.controller_ports} (controllers), which collide or run out: set "
-                    "KAFKA_CONTROLLER_PORT to the broker port + 1 (the default 9092/9093)"
-                )
-            object.__setattr__(self, "kafka_bootstrap_servers", ",".join(self.broker_addresses))
+            from pipeline_lib.local.layout import broker_addresses, check_ports
+
+            check_ports(self)
+            object.__setattr__(self, "kafka_bootstrap_servers", ",".join(broker_addresses(self)))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read settings from ``env`` (default: ``os.environ``)."""
+        """Read settings from ``env`` (default: ``os.environ``), every value checked."""
         env = os.environ if env is None else env
-
-        def get(name: str) -> str:
-            return env.get(name) or VARIABLES[name][0]
-
-        target = env.get("PIPELINE_TARGET", "").strip().lower()
-        if not target:
-            bootstrap_given = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
-            emulators_unset = not env.get("STORAGE_EMULATOR_HOST") and not env.get(
-                "BIGQUERY_EMULATOR_HOST"
-            )
-            remote = bootstrap_given and not _is_loopback(bootstrap_given)
-            target = "cloud" if remote and emulators_unset else "local"
-        if target not in {"local", "cloud"}:
-            raise ConfigError(f"PIPELINE_TARGET={target!r}: use 'local' or 'cloud'")
-
-        if target == "local":
-            storage_host: str | None = get("STORAGE_EMULATOR_HOST")
-            bigquery_host: str | None = get("BIGQUERY_EMULATOR_HOST")
-        else:
-            storage_host = env.get("STORAGE_EMULATOR_HOST") or None
-            bigquery_host = env.get("BIGQUERY_EMULATOR_HOST") or None
-            if not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-                raise ConfigError(
-                    "PIPELINE_TARGET=cloud needs KAFKA_BOOTSTRAP_SERVERS "
-                    "(host:port of your cluster)"
-                )
-
-        # Every name and endpoint is checked here, before any network call, with the
-        # variable to fix in the message.
-        topic = check_topic(get("PIPELINE_TOPIC"), "PIPELINE_TOPIC")
-        dead_letter_topic = check_topic(
-            env.get("PIPELINE_DLQ_TOPIC") or f"{topic}.dlq", "PIPELINE_DLQ_TOPIC"
-        )
-        news_topic = check_topic(get("PIPELINE_NEWS_TOPIC"), "PIPELINE_NEWS_TOPIC")
-        news_dead_letter_topic = check_topic(
-            env.get("PIPELINE_NEWS_DLQ_TOPIC") or f"{news_topic}.dlq", "PIPELINE_NEWS_DLQ_TOPIC"
-        )
-        if len({topic, dead_letter_topic, news_topic, news_dead_letter_topic}) < 4:
+        values: dict[str, Any] = {}
+        for variable in VARIABLES.values():
+            raw = env.get(variable.name) or variable.default_text(values, env)
+            values[variable.field] = variable.read(raw, variable.name)
+        if values["target"] == "cloud" and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
             raise ConfigError(
-                f"PIPELINE_TOPIC, PIPELINE_DLQ_TOPIC, PIPELINE_NEWS_TOPIC and "
-                f"PIPELINE_NEWS_DLQ_TOPIC must be four different topics, got {topic!r}, "
-                f"{dead_letter_topic!r}, {news_topic!r}, {news_dead_letter_topic!r}"
+                "PIPELINE_TARGET=cloud needs KAFKA_BOOTSTRAP_SERVERS (host:port of your cluster)"
             )
-        partitions = _int(env, "PIPELINE_PARTITIONS", 1, 10_000)
-        group = get("PIPELINE_CONSUMER_GROUP")
-        if not GROUP_PATTERN.fullmatch(group):
+        topics = [values[f] for f in ("topic", "dead_letter_topic", "news_topic")]
+        topics.append(values["news_dead_letter_topic"])
+        if len(set(topics)) < 4:
             raise ConfigError(
-                f"PIPELINE_CONSUMER_GROUP={group!r}: use 1-255 of a-z A-Z 0-9 . _ - : @ / + ="
+                "PIPELINE_TOPIC, PIPELINE_DLQ_TOPIC, PIPELINE_NEWS_TOPIC and "
+                "PIPELINE_NEWS_DLQ_TOPIC must be four different topics, got "
+                + ", ".join(repr(t) for t in topics)
             )
-        for variable, check in (
-            ("GCP_PROJECT", check_project),
-            ("BQ_DATASET", lambda v: check_name(v, "dataset")),
-            ("BQ_TABLE", lambda v: check_name(v, "table")),
-            ("BQ_NEWS_TABLE", lambda v: check_name(v, "table")),
-        ):
-            try:
-                check(get(variable))
-            except UnsafeIdentifier as error:
-                raise ConfigError(f"{variable}: {error}") from None
-        if get("BQ_NEWS_TABLE") in {get("BQ_TABLE"), f"{get('BQ_TABLE')}_dedup"}:
+        table = values["bq_table"]
+        if values["bq_news_table"] in {table, f"{table}_dedup"}:
             raise ConfigError(
-                f"BQ_NEWS_TABLE={get('BQ_NEWS_TABLE')!r} must differ from BQ_TABLE and its view"
+                f"BQ_NEWS_TABLE={values['bq_news_table']!r} must differ from BQ_TABLE and its view"
             )
-        check_bucket(get("GCS_BUCKET"))
-        storage_host = _check_url(storage_host, "STORAGE_EMULATOR_HOST")
-        bigquery_host = _check_url(bigquery_host, "BIGQUERY_EMULATOR_HOST")
-        _check_url(get("ALPHAVANTAGE_BASE_URL"), "ALPHAVANTAGE_BASE_URL")
-        home = Path(env.get("PIPELINE_HOME") or _default_home()).expanduser().resolve()
-        if env.get("PIPELINE_BROKERS"):
-            brokers = check_brokers(_int(env, "PIPELINE_BROKERS", -(2**31), 2**31))
-        elif target == "local":
-            brokers = recorded_brokers(home) or 1
-        else:
-            brokers = 1
-        cache_default = Path.home() / ".cache" / "stock-pipeline"
-        return cls(
-            target=target,
-            home=home,
-            cache_dir=Path(env.get("PIPELINE_CACHE") or cache_default).expanduser().resolve(),
-            kafka_bootstrap_servers=_check_bootstrap(get("KAFKA_BOOTSTRAP_SERVERS")),
-            kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT"),
-            topic=topic,
-            dead_letter_topic=dead_letter_topic,
-            partitions=partitions,
-            consumer_group=group,
-            gcp_project=get("GCP_PROJECT"),
-            gcs_bucket=get("GCS_BUCKET"),
-            bq_dataset=get("BQ_DATASET"),
-            bq_table=get("BQ_TABLE"),
-            bq_location=get("BQ_LOCATION"),
-            storage_emulator_host=storage_host,
-            bigquery_emulator_host=bigquery_host,
-            bigquery_emulator_grpc_port=_int(env, "BIGQUERY_EMULATOR_GRPC_PORT"),
-            alphavantage_api_key=env.get("ALPHAVANTAGE_API_KEY") or None,
-            alphavantage_base_url=get("ALPHAVANTAGE_BASE_URL"),
-            delivery_timeout_s=_seconds(env, "PIPELINE_DELIVERY_TIMEOUT_S"),
-            brokers=brokers,
-            news_topic=news_topic,
-            news_dead_letter_topic=news_dead_letter_topic,
-            bq_news_table=get("BQ_NEWS_TABLE"),
-        )
+        return cls(**values)
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests use their own names this way)."""
@@ -402,31 +519,6 @@ class Settings:
             ) from None
 
     @property
-    def broker_ports(self) -> list[int]:
-        """Client ports of the local brokers 1..N."""
-        return [self.kafka_port + PORT_STEP * i for i in range(self.brokers)]
-
-    @property
-    def controller_ports(self) -> list[int]:
-        """KRaft controller ports of the local brokers 1..N."""
-        return [self.kafka_controller_port + PORT_STEP * i for i in range(self.brokers)]
-
-    @property
-    def broker_addresses(self) -> list[str]:
-        host = self.kafka_bootstrap_servers.split(",")[0].rsplit(":", 1)[0]
-        return [f"{host}:{port}" for port in self.broker_ports]
-
-    @property
-    def replication_factor(self) -> int:
-        """Copies of each partition the pipeline's topics get on the local cluster."""
-        return min(3, self.brokers)
-
-    @property
-    def min_insync_replicas(self) -> int:
-        """Copies that must have a record before acks=all acknowledges it."""
-        return 2 if self.replication_factor >= 3 else 1
-
-    @property
     def gcs_port(self) -> int:
         if not self.storage_emulator_host:
             raise ConfigError("STORAGE_EMULATOR_HOST is unset: no local GCS emulator to start")
@@ -440,41 +532,18 @@ class Settings:
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in another process."""
-        env = {
-            "PIPELINE_TARGET": self.target,
-            "PIPELINE_HOME": str(self.home),
-            "PIPELINE_CACHE": str(self.cache_dir),
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
-            "PIPELINE_TOPIC": self.topic,
-            "PIPELINE_DLQ_TOPIC": self.dead_letter_topic,
-            "PIPELINE_PARTITIONS": str(self.partitions),
-            "PIPELINE_CONSUMER_GROUP": self.consumer_group,
-            "GCP_PROJECT": self.gcp_project,
-            "GCS_BUCKET": self.gcs_bucket,
-            "BQ_DATASET": self.bq_dataset,
-            "BQ_TABLE": self.bq_table,
-            "BQ_LOCATION": self.bq_location,
-            "STORAGE_EMULATOR_HOST": self.storage_emulator_host or "",
-            "BIGQUERY_EMULATOR_HOST": self.bigquery_emulator_host or "",
-            "BIGQUERY_EMULATOR_GRPC_PORT": str(self.bigquery_emulator_grpc_port),
-            "ALPHAVANTAGE_BASE_URL": self.alphavantage_base_url,
-            "PIPELINE_DELIVERY_TIMEOUT_S": f"{self.delivery_timeout_s:g}",
-            "PIPELINE_BROKERS": str(self.brokers),
-            "PIPELINE_NEWS_TOPIC": self.news_topic,
-            "PIPELINE_NEWS_DLQ_TOPIC": self.news_dead_letter_topic,
-            "BQ_NEWS_TABLE": self.bq_news_table,
-        }
-        if self.alphavantage_api_key:
-            env["ALPHAVANTAGE_API_KEY"] = self.alphavantage_api_key
-        return env
+        env = {v.name: v.text(getattr(self, v.field)) for v in VARIABLES.values()}
+        return {name: text for name, text in env.items() if text or name not in SECRET_VARIABLES}
 
     def public_dict(self) -> dict[str, object]:
         """Settings safe to print or log: secrets are reduced to set / unset."""
         data = asdict(self)
-        data["home"] = str(self.home)
-        data["cache_dir"] = str(self.cache_dir)
-        data["alphavantage_api_key"] = "set" if self.alphavantage_api_key else "unset"
+        for variable in VARIABLES.values():
+            value = data[variable.field]
+            if variable.secret:
+                data[variable.field] = "set" if value else "unset"
+            elif isinstance(value, Path):
+                data[variable.field] = str(value)
         return data
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from pipeline_lib.config import KAFKA_LAYOUT_FILE, Settings
+from pipeline_lib.config import Settings
 from pipeline_lib.local.bigquery import BigQueryEmulator
 from pipeline_lib.local.gcs import GcsEmulator
 from pipeline_lib.local.kafka import KafkaBroker, check_layout, cluster_id
+from pipeline_lib.local.layout import KAFKA_LAYOUT_FILE
 from pipeline_lib.local.process import (
     LocalService,
     Notify,

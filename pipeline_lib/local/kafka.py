@@ -20,9 +20,18 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from pipeline_lib.config import KAFKA_LAYOUT_FILE, LOCAL_HOST, Settings, recorded_brokers
+from pipeline_lib.config import LOCAL_HOST, Settings
+from pipeline_lib.local.layout import (
+    KAFKA_LAYOUT_FILE,
+    broker_ports,
+    controller_ports,
+    min_insync_replicas,
+    recorded_brokers,
+    replication_factor,
+)
 from pipeline_lib.local.process import LocalService, Notify, ServiceError, port_open
 
+KAFKA_VERSION = "4.1.1"  # Apache Kafka jars from Maven Central
 JVM_OPTIONS = ["-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
 HEAP_SINGLE, HEAP_CLUSTER_NODE = "-Xmx768m", "-Xmx512m"
 
@@ -57,12 +66,12 @@ def require_tool(tool: str, purpose: str) -> str:
 
 def broker_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> str:
     """server.properties for node ``node_id`` (1-based): a combined broker+controller."""
-    port = settings.broker_ports[node_id - 1]
-    cport = settings.controller_ports[node_id - 1]
+    port = broker_ports(settings)[node_id - 1]
+    cport = controller_ports(settings)[node_id - 1]
     voters = ",".join(
-        f"{n}@{LOCAL_HOST}:{p}" for n, p in enumerate(settings.controller_ports, start=1)
+        f"{n}@{LOCAL_HOST}:{p}" for n, p in enumerate(controller_ports(settings), start=1)
     )
-    replicas, min_isr = settings.replication_factor, settings.min_insync_replicas
+    replicas, min_isr = replication_factor(settings), min_insync_replicas(settings)
     lines = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -147,13 +156,13 @@ class KafkaBroker(LocalService):
 
     @property
     def port(self) -> int:
-        return self.settings.broker_ports[self.node_id - 1]
+        return broker_ports(self.settings)[self.node_id - 1]
 
     @property
     def ports(self) -> dict[str, int]:
         return {
             "broker": self.port,
-            "controller": self.settings.controller_ports[self.node_id - 1],
+            "controller": controller_ports(self.settings)[self.node_id - 1],
         }
 
     @property
@@ -162,7 +171,7 @@ class KafkaBroker(LocalService):
 
     @property
     def libs_dir(self) -> Path:
-        return self.settings.cache_dir / f"kafka-{self.settings.kafka_version}-libs"
+        return self.settings.cache_dir / f"kafka-{KAFKA_VERSION}-libs"
 
     def command(self) -> list[str]:
         java = require_tool("java", "run the Kafka broker")
@@ -230,7 +239,7 @@ class KafkaBroker(LocalService):
             return self.libs_dir
         mvn = require_tool("mvn", "download the Kafka broker jars from Maven Central")
         self.notify(
-            f"kafka: resolving Apache Kafka {self.settings.kafka_version} jars from Maven "
+            f"kafka: resolving Apache Kafka {KAFKA_VERSION} jars from Maven "
             f"Central (first run only, about a minute)"
         )
         staging = self.libs_dir.with_name(f"{self.libs_dir.name}.partial-{os.getpid()}")
@@ -245,7 +254,7 @@ class KafkaBroker(LocalService):
                     "-q",
                     "-f",
                     str(pom_path),
-                    f"-Dkafka.version={self.settings.kafka_version}",
+                    f"-Dkafka.version={KAFKA_VERSION}",
                     "dependency:copy-dependencies",
                     "-DincludeScope=runtime",
                     f"-DoutputDirectory={staging}",
