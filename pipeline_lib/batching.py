@@ -270,9 +270,12 @@ class Batcher:
                 table = columns.to_table(records)
             except Exception:  # some record the columns cannot hold: find it
                 kept = [item for item in kept if self._fits(buffer, item[0], item[1])]
-                if not kept:
+                try:
+                    table = columns.to_table([record for _, record, _ in kept])
+                except Exception as error:  # each fits alone, not together: all are letters
+                    for message, _, _ in kept:
+                        self._dead(buffer, message, f"cannot be held as columns: {error}", None)
                     return
-                table = columns.to_table([record for _, record, _ in kept])
             part.chunks.append(table)
         self._keep(part, [m for m, _, _ in kept], [line for _, _, line in kept])
         self._buffered += len(kept)

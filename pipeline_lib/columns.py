@@ -87,11 +87,12 @@ def _raw_schema() -> Any:
 def _float_text(column: Any) -> tuple[Any, Any]:
     """A float column of checked prices (positive, finite) as orjson writes them
     (``5.0``, ``123.45``), and where that holds: Arrow's shortest form without an
-    exponent, with ``.0`` added to whole numbers."""
+    exponent, with ``.0`` added to whole numbers, at 1e-5 and above (below, Arrow
+    writes ``0.000001`` where orjson writes ``1e-6``)."""
     import pyarrow.compute as pc
 
     text = column.cast("string")
-    plain = pc.invert(pc.match_substring(text, "e"))
+    plain = pc.and_(pc.invert(pc.match_substring(text, "e")), pc.greater_equal(column, 1e-5))
     whole = pc.invert(pc.match_substring(text, "."))
     return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text), plain
 

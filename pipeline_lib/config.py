@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.errors import ConfigError
 from pipeline_lib.sql import UnsafeIdentifier, check_name, check_project
 
 LOCAL_HOST = "127.0.0.1"
@@ -36,10 +36,6 @@ DATA_DIR = PROJECT_ROOT / "data"
 SAMPLE_CSV = DATA_DIR / "daily_ohlcv_2000_2013.csv.gz"
 
 MAX_BROKERS = 5
-
-
-class ConfigError(PipelineError, ValueError):
-    """A setting is missing or malformed; the message says which variable to fix."""
 
 
 # Kafka's own rule for topic names; group ids are free text, but keep them printable.
@@ -235,7 +231,7 @@ class Variable:
         """The value as the variable's text (what :meth:`Settings.to_env` writes)."""
         if value is None:
             return ""
-        return f"{value:g}" if isinstance(value, float) else str(value)
+        return f"{value:.17g}" if isinstance(value, float) else str(value)
 
 
 def _auto_target(values: dict[str, Any], env: Mapping[str, str]) -> str:
@@ -255,7 +251,10 @@ def _default_brokers(values: dict[str, Any], env: Mapping[str, str]) -> str:
     from pipeline_lib.local.layout import recorded_brokers
 
     recorded = recorded_brokers(values["home"]) if values["target"] == "local" else None
-    return str(recorded or 1)
+    try:
+        return str(check_brokers(recorded)) if recorded is not None else "1"
+    except ConfigError:  # a layout file edited by hand: not a reason to stop every command
+        return "1"
 
 
 def _brokers(raw: str, name: str) -> int:
@@ -477,7 +476,9 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for variable in VARIABLES.values():
-            raw = env.get(variable.name) or variable.default_text(values, env)
+            raw = env.get(variable.name) or ""
+            if not raw.strip():  # unset, empty or blank: the default
+                raw = variable.default_text(values, env)
             values[variable.field] = variable.read(raw, variable.name)
         if values["target"] == "cloud" and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
             raise ConfigError(
@@ -497,6 +498,12 @@ class Settings:
                 f"BQ_NEWS_TABLE={values['bq_news_table']!r} must differ from BQ_TABLE and its view"
             )
         return cls(**values)
+
+    def __repr__(self) -> str:
+        """Secrets as set / unset, as in :meth:`public_dict`: a notebook that shows
+        the settings never shows a key."""
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.public_dict().items())
+        return f"Settings({shown})"
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with some fields changed (tests use their own names this way)."""

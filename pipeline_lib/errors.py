@@ -16,3 +16,7 @@ class PipelineError(Exception):
 
     def __init__(self, message: str = "", *args: object) -> None:
         super().__init__(mask(str(message)), *args)
+
+
+class ConfigError(PipelineError, ValueError):
+    """A setting is missing or malformed; the message says which variable to fix."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline_lib.config import Settings
+from pipeline_lib.errors import ConfigError
 from pipeline_lib.sql import table_ref
 from pipeline_lib.streams import Stream, get_stream, stream_names
 
@@ -99,6 +100,13 @@ def route(settings: Settings, stream: str | Stream | Route = "ticks") -> Route:
     else:
         topic = f"stock-{kind.name}"
         names = (topic, f"{topic}.dlq", f"{settings.consumer_group}-{kind.name}", kind.name)
+        taken = {settings.topic, settings.dead_letter_topic, settings.news_topic}
+        taken |= {settings.news_dead_letter_topic, settings.bq_table, settings.bq_news_table}
+        if topic in taken or kind.name in taken:
+            raise ConfigError(
+                f"stream {kind.name!r} would share its topic or table with ticks or news: "
+                "register it under another name"
+            )
     topic, dead_letter_topic, group, table = names
     return Route(
         kind, topic, dead_letter_topic, group, settings.gcp_project, settings.bq_dataset, table

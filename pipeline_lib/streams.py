@@ -13,6 +13,7 @@ type costs a field table and a :func:`register` call
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,9 +106,15 @@ STREAMS: dict[str, Stream] = {s.name: s for s in (TICKS, NEWS)}
 
 
 def register(stream: Stream) -> Stream:
-    """Add a record type: from then on it has a route, a topic, a table, a consumer."""
+    """Add a record type: from then on it has a route, a topic, a table, a consumer.
+    Its name becomes its table's name: 1-40 of a-z 0-9 _, not ending in ``_dedup``."""
     if stream.name in STREAMS or stream.name in ("all", "both"):
         raise ValueError(f"a stream named {stream.name!r} exists already")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", stream.name) or stream.name.endswith("_dedup"):
+        raise ValueError(
+            f"stream name {stream.name!r}: use 1-40 of a-z 0-9 _ (it names the table), "
+            "not ending in _dedup (the views' suffix)"
+        )
     STREAMS[stream.name] = stream
     return stream
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from pipeline_lib.config import ConfigError
+from pipeline_lib.errors import ConfigError
 
-if TYPE_CHECKING:
-    from pipeline_lib.config import Settings
+
+class Settings(Protocol):
+    """What the layout needs of :class:`pipeline_lib.config.Settings` (which reads its
+    default broker count and its brokers' addresses from here: no import back)."""
+
+    kafka_bootstrap_servers: str
+    kafka_controller_port: int
+    brokers: int
+
+    @property
+    def kafka_port(self) -> int: ...
+
 
 # Broker N (1-based) of a local cluster listens on base + PORT_STEP * (N - 1), and its
 # controller on the controller base + PORT_STEP * (N - 1): 9092/9093, 9094/9095, ...

@@ -304,7 +304,7 @@ class BigQuerySink(Sink):
                     )
                     continue
                 origins.append((part.topic, part.partition, offset, key, value))
-        rejected = unencodable
+        rejected = list(unencodable)
         if rows:
             rejected += self._load_isolating_bad_rows(rows, origins, [MAX_BISECT_LOADS])
         return WriteResult(

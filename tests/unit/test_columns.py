@@ -46,6 +46,8 @@ VARIANTS: dict[str, bytes | None] = {
     "keys reordered": orjson.dumps(dict(reversed(list(BASE.items())))),
     "int prices": changed(open=100, high=101, low=99, close=100),
     "price with a trailing zero": replaced(b'"adj_close":null', b'"adj_close":1.50'),
+    "tiny price as a plain decimal": replaced(b'"adj_close":null', b'"adj_close":0.000001'),
+    "tiny price with an exponent": replaced(b'"adj_close":null', b'"adj_close":1e-6'),
     "adj_close absent": without("adj_close"),
     "produced_at absent": without("produced_at"),
     "produced_at given": changed(produced_at="2024-01-02T14:30:00.000123Z"),

@@ -88,7 +88,7 @@ def test_port_less_emulator_url_is_a_clear_error():
 def test_secret_never_printed():
     s = Settings.from_env({"ALPHAVANTAGE_API_KEY": "SECRET123"})
     assert s.alphavantage_api_key == "SECRET123"
-    assert "SECRET123" not in repr(s.public_dict())
+    assert "SECRET123" not in repr(s.public_dict()) and "SECRET123" not in repr(s)
     assert s.public_dict()["alphavantage_api_key"] == "set"
 
 
@@ -114,9 +114,11 @@ def test_to_env_round_trips(tmp_path):
             "PIPELINE_TOPIC": "t9",
             "BQ_DATASET": "d9",
             "KAFKA_CONTROLLER_PORT": "1234",
+            "PIPELINE_DELIVERY_TIMEOUT_S": "100000.5",
         }
     )
     assert Settings.from_env(original.to_env()) == original
+    assert Settings.from_env({"PIPELINE_TARGET": "  "}).target == "local"  # blank = unset
     cloud = Settings.from_env({"PIPELINE_TARGET": "cloud", "KAFKA_BOOTSTRAP_SERVERS": "k:1"})
     assert Settings.from_env(cloud.to_env()) == cloud
 
