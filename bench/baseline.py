@@ -13,8 +13,8 @@ from google.cloud import bigquery
 
 from pipeline_lib.clients import bigquery_client, storage_client
 from pipeline_lib.config import Settings
+from pipeline_lib.records.schema import decode
 from pipeline_lib.routes import route
-from pipeline_lib.schema import decode
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
 

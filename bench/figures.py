@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline_lib.config import PROJECT_ROOT, Settings
+from pipeline_lib.records.schema import encode
 from pipeline_lib.routes import route
-from pipeline_lib.schema import encode
 from pipeline_lib.sources.csv_replay import CsvReplay
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 
@@ -199,7 +199,7 @@ CONSUMER_SCRIPT = """
 import json, resource, sys
 import google.cloud.bigquery, google.cloud.storage, pyarrow.parquet  # startup, not per record
 from pipeline_lib.config import Settings
-from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
 n = int(sys.argv[1]); flush = float(sys.argv[2])
@@ -261,7 +261,7 @@ def _fill(settings: Settings, ticks: list) -> None:
     try:
         from confluent_kafka import Producer
     except ImportError:  # pragma: no cover - confluent-kafka comes with the dev extra
-        from pipeline_lib.producer import produce
+        from pipeline_lib.kafka_io.producer import produce
 
         produce(settings, ticks)
         return
@@ -323,7 +323,7 @@ def end_to_end(size: str) -> dict:
 
     # the baseline on a topic with the same kind of data
     base_settings = services().fresh("baseline")
-    from pipeline_lib.producer import produce
+    from pipeline_lib.kafka_io.producer import produce
 
     produce(base_settings, _ticks(baseline_n + 10, seed=4))
     baseline = run_baseline(base_settings, baseline_n, group=f"{base_settings.topic}-old")
@@ -388,7 +388,7 @@ def end_to_end(size: str) -> dict:
     stages_per_100k = {k: round(v * per_100k, 2) for k, v in sink["stage_seconds"].items()}
     ndjson_rate = runs["ndjson"][0]["rate"]
     # Where the gap comes from: the same consumer with no sinks (decode + batching only).
-    from pipeline_lib.consumer import SinkConsumer
+    from pipeline_lib.kafka_io.consumer import SinkConsumer
 
     no_sinks = filled.with_overrides(consumer_group=f"{filled.topic}-nosinks")
     decode_only = SinkConsumer(no_sinks, sinks=[], batch_size=10_000).run(max_records=n)
@@ -525,7 +525,7 @@ def producer_ceiling(size: str) -> dict:
     batches) and the same payloads: our JSON ticks, also fed to the Java tool.
     """
     from pipeline_lib.clients import ensure_topic
-    from pipeline_lib.producer import produce
+    from pipeline_lib.kafka_io.producer import produce
 
     n = _count(size, 100_000, 2_000)
     ticks = _ticks(n, seed=6)
@@ -676,7 +676,7 @@ def replication_cost(size: str) -> dict:
     """Figure 8: producer throughput on 3 brokers with RF 3 (acks from 2+ copies) ÷ on
     1 broker with RF 1: the price of surviving a broker failure. Alternated, 2 rounds."""
     from pipeline_lib.clients import ensure_topic
-    from pipeline_lib.producer import produce
+    from pipeline_lib.kafka_io.producer import produce
 
     n = _count(size, 100_000, 2_000)
     ticks = _ticks(n, seed=8)
@@ -757,7 +757,7 @@ def failover(size: str) -> dict:
 def sentiment_rate(size: str) -> dict:
     """Headlines scored per second on one core (VADER + the finance lexicon), side by
     side with the news simulator's stories per second (scoring included)."""
-    from pipeline_lib.sentiment import score
+    from pipeline_lib.records.sentiment import score
     from pipeline_lib.sources.news_simulator import BACKGROUND, NEGATIVE, POSITIVE, NewsSimulator
 
     n = _count(size, 50_000, 500)
@@ -784,7 +784,7 @@ def two_streams(size: str) -> dict:
     """End to end with both streams: ticks and the news among them produced in one run,
     then `consume` (one member per stream) lands both; records/s of each phase, beside
     the same ticks alone on the same services (alternated, best of two)."""
-    from pipeline_lib.producer import produce
+    from pipeline_lib.kafka_io.producer import produce
     from pipeline_lib.sources import source_from_parameters, stream
 
     n = _count(size, 100_000, 2_000)

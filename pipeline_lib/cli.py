@@ -84,8 +84,8 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
         ],
     }
     if pipeline:
-        from pipeline_lib.monitor import bigquery_summary, kafka_summary
-        from pipeline_lib.streams import STREAMS
+        from pipeline_lib.analysis.monitor import bigquery_summary, kafka_summary
+        from pipeline_lib.records.streams import STREAMS
 
         running = {s.name for s in services if s.running}
 
@@ -224,7 +224,7 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_sentiment(settings: Settings, args: argparse.Namespace) -> int:
     """One JSON line per text: its compound score and label (VADER + finance lexicon)."""
-    from pipeline_lib.sentiment import score
+    from pipeline_lib.records.sentiment import score
 
     texts = args.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     for text in texts:
@@ -312,8 +312,8 @@ def source_from_args(settings: Settings, args: argparse.Namespace) -> Iterable[A
 
 def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
     """Print records as JSON lines, for a quick look and for scripts."""
+    from pipeline_lib.records.streams import stream_of
     from pipeline_lib.sources import stream
-    from pipeline_lib.streams import stream_of
 
     records = stream(
         source_from_args(settings, args),
@@ -334,7 +334,7 @@ def cmd_sample(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
     """Source → Kafka."""
-    from pipeline_lib.producer import produce
+    from pipeline_lib.kafka_io.producer import produce
 
     source = source_from_args(settings, args)
     report = produce(
@@ -361,8 +361,8 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     """Kafka → GCS + BigQuery, every stream (or the one --stream names)."""
-    from pipeline_lib.consumer import consume_streams
-    from pipeline_lib.streams import stream_names
+    from pipeline_lib.kafka_io.consumer import consume_streams
+    from pipeline_lib.records.streams import stream_names
 
     reports = consume_streams(
         settings,

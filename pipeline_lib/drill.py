@@ -72,7 +72,7 @@ class BackgroundStream:
     """A steady producer and a sink consumer in threads of this process."""
 
     def __init__(self, settings: Settings, ticks: list[Any], rate: float) -> None:
-        from pipeline_lib.consumer import SinkConsumer
+        from pipeline_lib.kafka_io.consumer import SinkConsumer
 
         self.settings = settings
         self.ticks = ticks
@@ -91,7 +91,7 @@ class BackgroundStream:
         self.timeline.acknowledged_at.append(time.monotonic() - self.timeline.started)
 
     def _produce(self) -> None:
-        from pipeline_lib.producer import produce
+        from pipeline_lib.kafka_io.producer import produce
 
         try:
             self.report = produce(
@@ -138,7 +138,7 @@ class BackgroundStream:
 
 
 def _lag(settings: Settings) -> int | None:
-    from pipeline_lib.monitor import kafka_summary
+    from pipeline_lib.analysis.monitor import kafka_summary
 
     summary = kafka_summary(settings)
     return summary.get("lag") if summary.get("exists") else None
@@ -236,7 +236,7 @@ class FaultDrill:
             self.restore()
 
     def counts(self) -> DrillCounts:
-        from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
+        from pipeline_lib.analysis.monitor import bigquery_event_ids, gcs_event_ids
 
         stream = self.stream
         assert stream is not None

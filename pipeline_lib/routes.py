@@ -2,7 +2,7 @@
 BigQuery table and view, and GCS folder.
 
 :func:`route` is the one function that gives a registered stream
-(:mod:`pipeline_lib.streams`) these names from the settings. The producer, the
+(:mod:`pipeline_lib.records.streams`) these names from the settings. The producer, the
 consumer, the sinks, the dead-letter writer, the monitor and setup take a route,
 so a stream is a route, not a mode of the settings; ``Settings`` holds only what
 the environment says.
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import ConfigError
+from pipeline_lib.records.streams import Stream, get_stream, stream_names
 from pipeline_lib.sql import table_ref
-from pipeline_lib.streams import Stream, get_stream, stream_names
 
 RAW_PREFIX = "raw"
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from kafka.errors import CommitFailedError
 from kafka.structs import TopicPartition
 
-from pipeline_lib.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.config import Settings
-from pipeline_lib.membership import MemberState
+from pipeline_lib.kafka_io.membership import MemberState
+from pipeline_lib.records.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.sinks import Sink, SinkUnavailable
 
 Record = namedtuple("Record", "topic partition offset key value")

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 
 from google.cloud import bigquery
 
+from pipeline_lib.analysis.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
-from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.monitor import bigquery_event_ids, gcs_event_ids
-from pipeline_lib.producer import produce
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.routes import route
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 
@@ -106,7 +106,7 @@ def committed_offsets(settings: Settings, stream: str = "ticks") -> dict[int, in
 def unique_dead_letters(settings: Settings, stream: str = "ticks") -> list:
     """The dead letters, one per source record (the topic is at least once: a batch
     re-read after a rebalance sends its dead letters again)."""
-    from pipeline_lib.dead_letters import read_dead_letters
+    from pipeline_lib.kafka_io.dead_letters import read_dead_letters
 
     letters = read_dead_letters(settings, stream=stream)
     by_origin = {(d.topic, d.partition, d.offset): d for d in letters}

@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from pipeline_lib.batches import Batch, WriteResult
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.records.batches import Batch, WriteResult
 from pipeline_lib.retry import SINK_BACKOFF, Backoff
 
 log = logging.getLogger(__name__)

@@ -27,15 +27,15 @@ from typing import Any
 
 import orjson
 
-from pipeline_lib.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.clients import bigquery_client
-from pipeline_lib.columns import record_schema
 from pipeline_lib.config import Settings
+from pipeline_lib.records.batches import Batch, DeadLetter, WriteResult
+from pipeline_lib.records.columns import record_schema
+from pipeline_lib.records.schema import LANDING_FIELDS, iso
+from pipeline_lib.records.streams import TICKS, Stream
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
 from pipeline_lib.routes import Route, route
-from pipeline_lib.schema import LANDING_FIELDS, iso
 from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
-from pipeline_lib.streams import TICKS, Stream
 
 LOAD_TIMEOUT_S = 120
 QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
@@ -44,7 +44,7 @@ QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
 MAX_BISECT_LOADS = 40
 
 # The tick table's columns: the tick fields, then where each row came from. Derived
-# from the one field table in pipeline_lib.schema: (name, BigQuery type, mode, description).
+# from the one field table in pipeline_lib.records.schema: (name, BigQuery type, mode, description).
 TABLE_SCHEMA: tuple[tuple[str, str, str, str], ...] = TICKS.columns
 
 

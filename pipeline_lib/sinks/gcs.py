@@ -34,9 +34,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline_lib.batches import Batch, PartitionBatch, WriteResult
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
+from pipeline_lib.records.batches import Batch, PartitionBatch, WriteResult
 from pipeline_lib.routes import RAW_PREFIX, topic_folder
 from pipeline_lib.sinks import Sink, SinkError, SinkUnavailable, reraise_refusal, with_retries
 

@@ -1,5 +1,5 @@
-"""Market data sources: iterators of :class:`~pipeline_lib.schema.Tick`, of
-:class:`~pipeline_lib.news.News`, or of both merged in event-time order.
+"""Market data sources: iterators of :class:`~pipeline_lib.records.schema.Tick`, of
+:class:`~pipeline_lib.records.news.News`, or of both merged in event-time order.
 
 :func:`open_source` builds one by name and stream, the way the command line and the
 notebooks ask for it; :func:`~pipeline_lib.sources.base.bounded` and
@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline_lib.config import SAMPLE_CSV, Settings
-from pipeline_lib.schema import Tick
+from pipeline_lib.records.schema import Tick
+from pipeline_lib.records.streams import stream_names
 from pipeline_lib.sources.alphavantage import (
     AlphaVantageClient,
     AlphaVantageNewsSource,
@@ -26,7 +27,6 @@ from pipeline_lib.sources.base import SourceError, bounded, paced
 from pipeline_lib.sources.csv_replay import CsvReplay
 from pipeline_lib.sources.news_simulator import NewsSimulator
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
-from pipeline_lib.streams import stream_names
 
 SourceName = Literal["simulator", "csv", "alphavantage"]
 SOURCE_NAMES: tuple[str, ...] = ("simulator", "csv", "alphavantage")

@@ -30,8 +30,14 @@ from zoneinfo import ZoneInfo
 
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.news import News, make_news_id, scored
-from pipeline_lib.schema import SYMBOL_PATTERN, InvalidRecord, Tick, make_event_id, parse_tick
+from pipeline_lib.records.news import News, make_news_id, scored
+from pipeline_lib.records.schema import (
+    SYMBOL_PATTERN,
+    InvalidRecord,
+    Tick,
+    make_event_id,
+    parse_tick,
+)
 from pipeline_lib.secrets import mask, register_secret
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """What every source shares: bounding by count or duration, pacing, progress bars.
 
-A source is any iterator of :class:`~pipeline_lib.schema.Tick`. :func:`bounded`
+A source is any iterator of :class:`~pipeline_lib.records.schema.Tick`. :func:`bounded`
 stops it after ``max_records`` or ``duration`` seconds of wall time, so a notebook
 run under papermill always ends; :func:`paced` slows it to a wall-clock rate.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.schema import Tick
+from pipeline_lib.records.schema import Tick
 
 
 class SourceError(PipelineError, ValueError):

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from pipeline_lib.news import News, make_news_id, scored
+from pipeline_lib.records.news import News, make_news_id, scored
 from pipeline_lib.sources.base import SourceError
 
 HOUR_US = 3_600_000_000

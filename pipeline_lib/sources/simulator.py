@@ -37,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline_lib.schema import Tick
+from pipeline_lib.records.schema import Tick
 from pipeline_lib.sources.base import SourceError
 from pipeline_lib.sources.news_simulator import NewsConfig, moves_between
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib.config import Settings
-from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.local.process import port_open
-from pipeline_lib.news import make_news_id, scored
-from pipeline_lib.producer import produce
+from pipeline_lib.records.news import make_news_id, scored
 from tests.browser.pages import FIRST_TICKS, SEED
 from tests.conftest import REPO
 from tests.helpers import produce_ticks, simulated

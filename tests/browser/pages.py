@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline_lib.config import Settings
-from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.kafka_io.consumer import SinkConsumer
 from tests.conftest import REPO
 from tests.helpers import produce_ticks, simulated
 

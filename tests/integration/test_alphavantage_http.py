@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline_lib.schema import InvalidRecord
+from pipeline_lib.records.schema import InvalidRecord
 from pipeline_lib.sources.alphavantage import (
     AlphaVantageClient,
     AlphaVantageError,
@@ -127,7 +127,7 @@ def test_news_error_bodies_and_budget_over_http(fake, tmp_path):
 
 def test_prices_and_news_from_alphavantage_merge_in_event_order(fake, tmp_path):
     from pipeline_lib.config import Settings
-    from pipeline_lib.news import News
+    from pipeline_lib.records.news import News
     from pipeline_lib.sources import source_from_parameters
 
     settings = Settings.from_env(

@@ -77,10 +77,10 @@ def test_writes_do_not_copy_the_table_and_time_travel_is_refused(settings):
     """
     from google.api_core.exceptions import GoogleAPICallError
 
-    from pipeline_lib.batches import Batch
     from pipeline_lib.local.bigquery import BigQueryEmulator
+    from pipeline_lib.records.batches import Batch
+    from pipeline_lib.records.streams import TICKS
     from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.streams import TICKS
     from tests.helpers import simulated
 
     ticks = simulated(50_030)

@@ -10,9 +10,9 @@ import pytest
 
 from pipeline_lib import local
 from pipeline_lib.clients import ensure_topic
-from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.records.schema import encode
 from pipeline_lib.routes import route
-from pipeline_lib.schema import encode
 from pipeline_lib.sinks import SinkUnavailable
 from tests.helpers import (
     bq_count_where_event_id,
@@ -52,7 +52,7 @@ def test_sigkill_between_sinks_and_commit_then_restart(settings):
     script = (
         "import os, signal\n"
         "from pipeline_lib.config import Settings\n"
-        "from pipeline_lib.consumer import SinkConsumer\n"
+        "from pipeline_lib.kafka_io.consumer import SinkConsumer\n"
         "closed = []\n"
         "def die(batch):\n"
         "    closed.append(batch)\n"
@@ -355,7 +355,7 @@ def test_poison_pills_and_oversized_messages_end_as_dead_letters(settings):
 
     from kafka import KafkaProducer
 
-    from pipeline_lib.dead_letters import MAX_VALUE_BYTES
+    from pipeline_lib.kafka_io.dead_letters import MAX_VALUE_BYTES
 
     good = simulated(200, seed=32)
     base = orjson.loads(encode(good[0]))

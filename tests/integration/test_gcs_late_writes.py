@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import orjson
 
-from pipeline_lib.batches import Batch
 from pipeline_lib.clients import storage_client
+from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.streams import TICKS as TICK_STREAM
 from pipeline_lib.sinks.gcs import GcsSink, ObjectStamp
-from pipeline_lib.streams import TICKS as TICK_STREAM
 from tests.helpers import simulated
 
 TICKS = simulated(120, seed=81)

@@ -17,7 +17,7 @@ import sys
 import time
 
 from pipeline_lib import local
-from pipeline_lib.consumer import SinkConsumer
+from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 from tests.helpers import bq_event_ids
 

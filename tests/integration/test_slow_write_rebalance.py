@@ -14,8 +14,8 @@ import threading
 import pytest
 
 from pipeline_lib.clients import ensure_topic, kafka_consumer
-from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.producer import produce
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.routes import route
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline_lib.batching import Batcher
-from pipeline_lib.schema import InvalidRecord
+from pipeline_lib.kafka_io.batching import Batcher
+from pipeline_lib.records.schema import InvalidRecord
 
 Record = namedtuple("Record", "topic partition offset key value")
 NOW = datetime(2024, 1, 2, tzinfo=UTC)

@@ -1,5 +1,5 @@
 from pipeline_lib import cli
-from pipeline_lib.schema import decode
+from pipeline_lib.records.schema import decode
 
 
 def run_sample(capsysbinary, *args):
@@ -49,7 +49,7 @@ def test_notebook_and_command_line_parameters_build_the_same_source():
     import itertools
 
     from pipeline_lib.config import Settings
-    from pipeline_lib.schema import encode
+    from pipeline_lib.records.schema import encode
     from pipeline_lib.sources import source_from_parameters
 
     settings = Settings.from_env({"PIPELINE_HOME": "/tmp/pipeline-unit-home"})
@@ -66,7 +66,8 @@ def test_notebook_and_command_line_parameters_build_the_same_source():
 
 
 def test_status_names_the_service_that_is_down_not_all_of_them(monkeypatch):
-    from pipeline_lib import local, monitor
+    from pipeline_lib import local
+    from pipeline_lib.analysis import monitor
     from pipeline_lib.config import Settings
     from pipeline_lib.local.process import ServiceStatus
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline_lib.columns import decode_ticks, records_to_table, table_to_records
-from pipeline_lib.schema import TICK_FIELDS, InvalidRecord, Tick, decode, encode
+from pipeline_lib.records.columns import decode_ticks, records_to_table, table_to_records
+from pipeline_lib.records.schema import TICK_FIELDS, InvalidRecord, Tick, decode, encode
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 
 pytestmark = pytest.mark.unit

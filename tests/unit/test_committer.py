@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 from kafka.errors import KafkaConnectionError
 
-from pipeline_lib.batching import Batcher
-from pipeline_lib.committer import Committer, ConsumerError
-from pipeline_lib.membership import Fence, MemberState
-from pipeline_lib.reports import ConsumeReport
-from pipeline_lib.schema import decode
+from pipeline_lib.kafka_io.batching import Batcher
+from pipeline_lib.kafka_io.committer import Committer, ConsumerError
+from pipeline_lib.kafka_io.membership import Fence, MemberState
+from pipeline_lib.kafka_io.reports import ConsumeReport
+from pipeline_lib.records.schema import decode
+from pipeline_lib.records.streams import TICKS as STREAM
 from pipeline_lib.sinks import SinkUnavailable
-from pipeline_lib.streams import TICKS as STREAM
 from tests.fakes import TOPIC, FakeConsumer, Record, RecordingDeadLetters, RecordingSink
 from tests.unit.test_consumer_loop import log_of
 
@@ -165,7 +165,7 @@ def test_a_gcs_write_ends_only_when_every_upload_has_ended():
     import threading
     import time
 
-    from pipeline_lib.batches import Batch
+    from pipeline_lib.records.batches import Batch
     from pipeline_lib.sinks import SinkError
     from pipeline_lib.sinks.gcs import GcsSink
     from tests.fakes import fake_settings

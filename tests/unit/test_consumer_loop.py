@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline_lib.consumer import ConsumerError, SinkConsumer
-from pipeline_lib.schema import encode
+from pipeline_lib.kafka_io.consumer import ConsumerError, SinkConsumer
+from pipeline_lib.records.schema import encode
 from pipeline_lib.sinks import SinkUnavailable
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 from tests.fakes import (
@@ -305,7 +305,7 @@ def test_the_kafka_consumer_learns_its_topic_after_subscribing_before_joining(mo
     learns from metadata fetched *while subscribed*. Fetched only before subscribe(),
     the first join used a stale count, a second join followed, and a short poll could
     lose it: 30 s with every partition unfetchable. So: subscribe, then fetch."""
-    import pipeline_lib.consumer as consumer_module
+    import pipeline_lib.kafka_io.consumer as consumer_module
 
     calls: list[str] = []
 
@@ -358,6 +358,6 @@ def test_a_refused_row_becomes_a_dead_letter_with_its_original_key_and_value():
     ],
 )
 def test_one_lag_formula(end, start, committed, lag):
-    from pipeline_lib.monitor import partition_lag
+    from pipeline_lib.kafka_io.reports import partition_lag
 
     assert partition_lag(end, start, committed) == lag

@@ -12,13 +12,13 @@ import orjson
 import pyarrow.json as pa_json
 import pytest
 
-from pipeline_lib.batches import DeadLetter, PartitionBatch
-from pipeline_lib.batching import Batcher
 from pipeline_lib.config import ConfigError, Settings
-from pipeline_lib.dead_letters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_message
-from pipeline_lib.schema import MAX_VOLUME, InvalidRecord, Tick, decode, encode
+from pipeline_lib.kafka_io.batching import Batcher
+from pipeline_lib.kafka_io.dead_letters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_message
+from pipeline_lib.records.batches import DeadLetter, PartitionBatch
+from pipeline_lib.records.schema import MAX_VOLUME, InvalidRecord, Tick, decode, encode
+from pipeline_lib.records.streams import TICKS
 from pipeline_lib.sinks.gcs import ndjson_bytes, object_name, split_by_date
-from pipeline_lib.streams import TICKS
 from tests.fakes import Record as Message
 
 WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)

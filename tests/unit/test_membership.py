@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.kafka_io.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
 from pipeline_lib.sinks.gcs import ObjectStamp, may_replace
 from tests.fakes import FakeConsumer, RecordingDeadLetters, RecordingSink, fake_settings
 from tests.unit.test_consumer_loop import assert_all_landed, log_of, run
@@ -274,7 +274,7 @@ def test_a_membership_unconfirmed_for_a_session_timeout_drops_what_it_held(caplo
 
     script = {1: joined, 3: silent, 5: silent, 7: silent, 12: answered}
     options = {"batch_size": 40, "clock": clock}
-    with caplog.at_level("WARNING", logger="pipeline_lib.consumer"):
+    with caplog.at_level("WARNING", logger="pipeline_lib.kafka_io.consumer"):
         report, sink, letters, _ = run(group, script=script, consumer_options=options)
     assert "membership unconfirmed for 15s; dropping what is held" in caplog.text
     assert report.fenced >= 1 and report.discarded > 0

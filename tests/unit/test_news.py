@@ -11,11 +11,12 @@ import orjson
 import pytest
 
 from pipeline_lib.config import ConfigError, Settings
-from pipeline_lib.consumer import SinkConsumer
-from pipeline_lib.news import News, decode, encode, make_news_id, parse_news, scored
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.records.news import News, decode, encode, make_news_id, parse_news, scored
+from pipeline_lib.records.schema import InvalidRecord, Tick
+from pipeline_lib.records.sentiment import score
+from pipeline_lib.records.streams import NEWS, TICKS, get_stream, stream_of
 from pipeline_lib.routes import route
-from pipeline_lib.schema import InvalidRecord, Tick
-from pipeline_lib.sentiment import score
 from pipeline_lib.sources import Merged, source_from_parameters, stream
 from pipeline_lib.sources.alphavantage import parse_news_feed
 from pipeline_lib.sources.news_simulator import (
@@ -27,7 +28,6 @@ from pipeline_lib.sources.news_simulator import (
     moves_between,
 )
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
-from pipeline_lib.streams import NEWS, TICKS, get_stream, stream_of
 from tests.fakes import TOPIC, FakeConsumer, FakeGroup, RecordingDeadLetters, RecordingSink
 from tests.fixtures.alphavantage import NEWS_IBM_AAPL
 
@@ -340,7 +340,7 @@ def test_a_draining_member_stops_once_caught_up():
 def test_lead_lag_finds_news_that_leads_the_price_by_a_minute():
     import pandas as pd
 
-    from pipeline_lib.analysis import most_covered_symbol, sentiment_lead_lag
+    from pipeline_lib.analysis.queries import most_covered_symbol, sentiment_lead_lag
 
     rng = np.random.default_rng(1)
     n = 400

@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from pipeline_lib import plots
-from pipeline_lib.analysis import to_market_time, with_indicators
+from pipeline_lib.analysis import plots
+from pipeline_lib.analysis.queries import to_market_time, with_indicators
 
 
 def ticks(n=120):
@@ -130,7 +130,7 @@ def test_empty_close_volume_figure_says_waiting_and_draws_no_axes():
 
 
 def test_overlays_and_binned_volume_for_the_live_chart():
-    from pipeline_lib.analysis import binned_volume, with_tick_overlays
+    from pipeline_lib.analysis.queries import binned_volume, with_tick_overlays
 
     frame = with_tick_overlays(ticks(120))
     assert frame["sma_20"].iloc[19] == frame["close"].iloc[:20].mean()
@@ -149,7 +149,7 @@ def test_overlays_and_binned_volume_for_the_live_chart():
 
 
 def test_tables_read_as_a_person_expects():
-    from pipeline_lib.analysis import table, to_market_time
+    from pipeline_lib.analysis.queries import table, to_market_time
 
     frame = to_market_time(ticks(2)).assign(
         volume=[1234567, 2], return_pct=[1.5, -0.25], annualised_volatility=[0.281, None]

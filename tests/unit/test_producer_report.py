@@ -9,8 +9,8 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 
-import pipeline_lib.producer as producer_module
-from pipeline_lib.producer import ProducerError, produce
+import pipeline_lib.kafka_io.producer as producer_module
+from pipeline_lib.kafka_io.producer import ProducerError, produce
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 from tests.fakes import fake_settings
 
@@ -92,8 +92,8 @@ def test_skip_must_not_be_negative():
 
 
 def test_ticks_and_news_go_to_their_topics_and_a_resume_bound_counts_ticks_only():
-    from pipeline_lib.news import News
-    from pipeline_lib.schema import Tick
+    from pipeline_lib.records.news import News
+    from pipeline_lib.records.schema import Tick
     from pipeline_lib.sources import source_from_parameters
 
     fake = OutageProducer(healthy=20_000)

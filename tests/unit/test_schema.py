@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from pipeline_lib.schema import (
+from pipeline_lib.records.schema import (
     InvalidRecord,
     Tick,
     decode,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline_lib.sentiment import FINANCE_LEXICON, score
+from pipeline_lib.records.sentiment import FINANCE_LEXICON, score
 
 # Written for this test: (headline, expected label).
 HEADLINES = [

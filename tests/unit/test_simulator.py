@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from pipeline_lib.schema import validate
+from pipeline_lib.records.schema import validate
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, SymbolSpec, u_shape
 
 START = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)

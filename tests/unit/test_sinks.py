@@ -5,12 +5,12 @@ from datetime import UTC, datetime
 import pytest
 from google.api_core.exceptions import BadRequest, ServiceUnavailable
 
-from pipeline_lib.batches import Batch
+from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.schema import Tick
+from pipeline_lib.records.streams import TICKS
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF
-from pipeline_lib.schema import Tick
 from pipeline_lib.sinks import SinkUnavailable, with_retries
 from pipeline_lib.sinks.gcs import object_name
-from pipeline_lib.streams import TICKS
 
 WHEN = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
@@ -68,7 +68,7 @@ def test_unencodable_record_is_rejected_not_fatal():
 
     Batches hold records as columns, so such a record is refused where it would
     enter one (the consumer's core), with its key, and the rest of the poll lands."""
-    from pipeline_lib.batching import Batcher
+    from pipeline_lib.kafka_io.batching import Batcher
     from tests.fakes import Record
 
     huge = Tick("e", "AAPL", WHEN, 1.0, 1.0, 1.0, 1.0, 2**70, "simulator")
@@ -103,7 +103,7 @@ def test_parquet_objects_hold_the_batch_columns():
 
 
 def test_the_bigquery_schema_and_arrow_columns_come_from_the_one_field_table():
-    from pipeline_lib.schema import LANDING_FIELDS, TICK_FIELDS
+    from pipeline_lib.records.schema import LANDING_FIELDS, TICK_FIELDS
     from pipeline_lib.sinks.bigquery import TABLE_SCHEMA, arrow_schema, batch_table
 
     names = [f.name for f in (*TICK_FIELDS, *LANDING_FIELDS)]

@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from pipeline_lib.batches import Batch, WriteResult
-from pipeline_lib.batching import Batcher, SealedBatch
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.membership import Fence, Fenced
-from pipeline_lib.reports import BatchReport, ConsumeReport
+from pipeline_lib.kafka_io.batching import Batcher, SealedBatch
+from pipeline_lib.kafka_io.membership import Fence, Fenced
+from pipeline_lib.kafka_io.reports import BatchReport, ConsumeReport
+from pipeline_lib.records.batches import Batch, WriteResult
 from pipeline_lib.retry import COMMIT_BACKOFF
 from pipeline_lib.sinks import Sink
 

@@ -22,11 +22,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.batches import DeadLetter
 from pipeline_lib.clients import kafka_consumer, kafka_producer
 from pipeline_lib.config import Settings
+from pipeline_lib.records.batches import DeadLetter
+from pipeline_lib.records.schema import iso
 from pipeline_lib.routes import Route, route
-from pipeline_lib.schema import iso
 from pipeline_lib.sinks import SinkUnavailable
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ class DeadLetterWriter:
                 self._producer.close(timeout=10)
             except Exception as error:  # an unreachable topic: flush() already raised
                 log.info("closing the dead-letter producer failed (%s); forcing it", error)
-                from pipeline_lib.producer import force_close
+                from pipeline_lib.kafka_io.producer import force_close
 
                 force_close(self._producer)
             finally:

@@ -8,7 +8,7 @@ columns, and the message bytes kept as GCS lines when they are canonical cost ab
 
 :func:`decode_ticks` is a fast path only: it answers for a whole poll or not at all
 (``None``), and only when every message passes checks at least as strict as
-:func:`pipeline_lib.schema.parse_tick`'s, in the one JSON form our producer writes
+:func:`pipeline_lib.records.schema.parse_tick`'s, in the one JSON form our producer writes
 (times as ``...Z``, text in printable ASCII). Anything else, one bad message in the
 poll included, goes through the per-record decoder, which names each bad message's
 reason for its dead letter. So the records accepted, and their values, are the same
@@ -21,7 +21,7 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline_lib.schema import (
+from pipeline_lib.records.schema import (
     EARLIEST,
     LATEST,
     MAX_EVENT_ID_LENGTH,
@@ -202,7 +202,7 @@ def _lines_array(values: list[bytes], buffer: bytes) -> Any:
 
 def _lines(raw: Any, values: list[bytes], buffer: bytes) -> list[bytes]:
     """Each record's canonical JSON line: its message value where the value is exactly
-    what :func:`pipeline_lib.schema.encode` would write (our producer's), else the
+    what :func:`pipeline_lib.records.schema.encode` would write (our producer's), else the
     record encoded again. Checked by writing the canonical text on columns."""
     import pyarrow as pa
     import pyarrow.compute as pc

@@ -1,7 +1,7 @@
 """The consumer's broker-free core: buffers, micro-batches, the commit plan, positions.
 
 :class:`Batcher` knows nothing of Kafka clients, sinks or threads; the consumer loop
-(:mod:`pipeline_lib.consumer`) feeds it polled messages and asks it what to write,
+(:mod:`pipeline_lib.kafka_io.consumer`) feeds it polled messages and asks it what to write,
 what to commit and where to seek. That keeps every rule that protects data in one
 place that unit tests drive with plain objects:
 
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from pipeline_lib.batches import Batch, DeadLetter, PartitionBatch
-from pipeline_lib.schema import InvalidRecord
+from pipeline_lib.records.batches import Batch, DeadLetter, PartitionBatch
+from pipeline_lib.records.schema import InvalidRecord
 
 log = logging.getLogger(__name__)
 MAX_REASON_CHARS = 1000
@@ -339,7 +339,7 @@ class Batcher:
         """Close the open batch (None if empty); it joins the batches in flight.
 
         ``generation``: the group generation the batch is read in; it is written and
-        committed only in that generation (see :mod:`pipeline_lib.membership`).
+        committed only in that generation (see :mod:`pipeline_lib.kafka_io.membership`).
         """
         if not self.can_seal:
             raise RuntimeError(

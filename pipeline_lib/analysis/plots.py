@@ -22,7 +22,12 @@ import matplotlib.ticker as mticker
 import pandas as pd
 from matplotlib.figure import Figure
 
-from pipeline_lib.analysis import MARKET_TZ, binned_volume, to_market_time, with_tick_overlays
+from pipeline_lib.analysis.queries import (
+    MARKET_TZ,
+    binned_volume,
+    to_market_time,
+    with_tick_overlays,
+)
 
 UP, DOWN, PRICE, VOLUME = "#2e7d32", "#c62828", "#1f4e79", "#7f8c8d"
 SMA, VWAP = "#e69f00", "#8e44ad"  # apart from the close line, also for colour-blind eyes
@@ -89,7 +94,7 @@ def close_volume_figure(
     news: pd.DataFrame | None = None,
 ) -> Figure:
     """Close price (top) over traded volume (bottom), sharing a market-time axis;
-    with ``news`` (:func:`pipeline_lib.analysis.latest_news`), a marker per story."""
+    with ``news`` (:func:`pipeline_lib.analysis.queries.latest_news`), a marker per story."""
     figure = Figure(figsize=(10, 6), layout="constrained")
     price_axis, volume_axis = figure.subplots(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
@@ -180,7 +185,7 @@ def news_figure(ticks: pd.DataFrame, news: pd.DataFrame, symbol: str) -> Figure:
 
 
 def candlestick_figure(bars: pd.DataFrame, symbol: str) -> Figure:
-    """Candlesticks of OHLC bars (e.g. :func:`pipeline_lib.analysis.minute_bars`)."""
+    """Candlesticks of OHLC bars (e.g. :func:`pipeline_lib.analysis.queries.minute_bars`)."""
     figure = Figure(figsize=(10, 5), layout="constrained")
     axis = figure.subplots()
     figure.suptitle(f"{symbol}: one-minute candles")
@@ -229,7 +234,7 @@ class LiveCloseVolume:
     ``news(symbol, since)``, each story is marked on the close line by polarity.
 
     ``fetch(symbol, window)`` returns the ticks to plot (normally
-    :func:`pipeline_lib.analysis.latest_ticks` bound to the settings and the latest
+    :func:`pipeline_lib.analysis.queries.latest_ticks` bound to the settings and the latest
     run). ``symbols`` is a list, or a function asked again at every refresh, so a
     widget started before the producer shows the symbols once they land.
 

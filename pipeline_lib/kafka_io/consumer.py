@@ -14,7 +14,7 @@ Per batch, in this order:
 4. only then are the offsets committed.
 
 The loop here polls, feeds the broker-free core (:class:`Batcher`: buffers, seals,
-positions) and hands sealed batches to the :class:`~pipeline_lib.committer.Committer`
+positions) and hands sealed batches to the :class:`~pipeline_lib.kafka_io.committer.Committer`
 (writes, dead letters, commits). The sinks of a batch write side by side on writer
 threads while the consumer keeps polling and decoding (``max_inflight`` batches in
 flight: 1 by default; 2 let a slow load job not hold back the next batch, but
@@ -26,7 +26,7 @@ partition and first offset (a later owner's replay replaces them, a late writer'
 never shrinks them: :mod:`pipeline_lib.sinks.gcs`) and BigQuery queries go through
 the dedup view, so each event is seen exactly once. A batch is sealed only while
 the group membership is confirmed, and written and committed only in the group
-generation it was sealed in (:mod:`pipeline_lib.membership`): a member frozen past
+generation it was sealed in (:mod:`pipeline_lib.kafka_io.membership`): a member frozen past
 its session timeout drops what it held when it wakes up instead of landing it. A
 sink that stays down stops the consumer with
 :class:`~pipeline_lib.sinks.SinkUnavailable`, uncommitted.
@@ -44,18 +44,17 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from pipeline_lib.batches import Batch
-from pipeline_lib.batching import Batcher, Counts
 from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
-from pipeline_lib.committer import Committer, ConsumerError, owned, seek
 from pipeline_lib.config import Settings
-from pipeline_lib.dead_letters import DeadLetterWriter
-from pipeline_lib.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
-from pipeline_lib.monitor import partition_lag
-from pipeline_lib.reports import BatchReport, ConsumeReport
+from pipeline_lib.kafka_io.batching import Batcher, Counts
+from pipeline_lib.kafka_io.committer import Committer, ConsumerError, owned, seek
+from pipeline_lib.kafka_io.dead_letters import DeadLetterWriter
+from pipeline_lib.kafka_io.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
+from pipeline_lib.kafka_io.reports import BatchReport, ConsumeReport, partition_lag
+from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.streams import Stream
 from pipeline_lib.routes import Route, route
 from pipeline_lib.sinks import Sink
-from pipeline_lib.streams import Stream
 
 __all__ = [
     "BatchReport",

@@ -2,7 +2,7 @@
 records with their message bytes, what a sink wrote, and dead letters.
 
 At the bottom of the package: it imports nothing of it, so the broker-free core
-(:mod:`pipeline_lib.batching`) and the sinks depend on it, not on each other.
+(:mod:`pipeline_lib.kafka_io.batching`) and the sinks depend on it, not on each other.
 """
 
 from __future__ import annotations

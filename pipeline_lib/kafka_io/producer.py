@@ -21,9 +21,9 @@ from typing import Any
 from pipeline_lib.clients import PRODUCER_DEFAULTS, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.records.streams import stream_of
 from pipeline_lib.routes import route
 from pipeline_lib.sources.base import bounded, paced
-from pipeline_lib.streams import stream_of
 
 __all__ = ["PRODUCER_DEFAULTS", "ProduceReport", "ProducerError", "kafka_producer", "produce"]
 log = logging.getLogger(__name__)

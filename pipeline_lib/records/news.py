@@ -1,8 +1,8 @@
 """The second record type: a news story about one symbol, with its sentiment score.
 
-Same rules as ticks (:mod:`pipeline_lib.schema`): one field table drives the record,
+Same rules as ticks (:mod:`pipeline_lib.records.schema`): one field table drives the record,
 its JSON, the BigQuery columns and the row encoder; :func:`decode` turns untrusted
-bytes into a :class:`News` or an :class:`~pipeline_lib.schema.InvalidRecord` with a
+bytes into a :class:`News` or an :class:`~pipeline_lib.records.schema.InvalidRecord` with a
 reason (the dead-letter topic keeps it). One story about three tickers is three
 records, one per symbol, each with the provider's score for that symbol.
 
@@ -19,7 +19,7 @@ import math
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pipeline_lib.schema import (
+from pipeline_lib.records.schema import (
     Field,
     InvalidRecord,
     _check_symbol,
@@ -175,7 +175,7 @@ def scored(
     **optional: Any,
 ) -> News:
     """A validated News whose sentiment is scored here, from the headline."""
-    from pipeline_lib.sentiment import score
+    from pipeline_lib.records.sentiment import score
 
     sentiment = score(headline)
     return parse_news(

@@ -9,8 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_lib.batches import WriteResult
-from pipeline_lib.batching import Counts
+from pipeline_lib.kafka_io.batching import Counts
+from pipeline_lib.records.batches import WriteResult
+
+
+def partition_lag(end: int, start: int, committed: int | None) -> int:
+    """Messages of a partition its group has yet to read: the log end minus the
+    committed offset (the log start when nothing is committed, or when retention
+    deleted what the commit points at). The one formula for status, notebooks and
+    the consumer."""
+    position = start if committed is None else max(committed, start)
+    return max(0, end - position)
 
 
 @dataclass

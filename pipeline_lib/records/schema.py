@@ -202,7 +202,7 @@ def compile_to_dict(fields: tuple[Field, ...], raw_times: bool) -> Any:
         items.append(f"{f.name!r}: {value}")
     source = "def to_dict(self):\n    return {" + ", ".join(items) + "}\n"
     namespace: dict[str, Any] = {"iso": iso}
-    exec(compile(source, "<pipeline_lib.schema.to_dict>", "exec"), namespace)
+    exec(compile(source, "<pipeline_lib.records.schema.to_dict>", "exec"), namespace)
     return namespace["to_dict"]
 
 

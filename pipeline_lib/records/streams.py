@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_lib import columns, news, schema
-from pipeline_lib.batches import PartitionBatch
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.schema import KINDS, LANDING_FIELDS, Field
+from pipeline_lib.records import columns, news, schema
+from pipeline_lib.records.batches import PartitionBatch
+from pipeline_lib.records.schema import KINDS, LANDING_FIELDS, Field
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Stream:
     decode: Callable[[bytes | None], Any]
     description: str  # of the BigQuery table
     # A whole poll's values at once, as (columns, canonical lines), or None: decode
-    # them one by one (see pipeline_lib.columns). None where it does not pay.
+    # them one by one (see pipeline_lib.records.columns). None where it does not pay.
     decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes]] | None] | None = None
 
     def to_table(self, records: list[Any]) -> Any:

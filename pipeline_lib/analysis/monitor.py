@@ -10,16 +10,8 @@ from collections import Counter
 from typing import Any
 
 from pipeline_lib.config import Settings
+from pipeline_lib.kafka_io.reports import partition_lag
 from pipeline_lib.routes import Route, route
-
-
-def partition_lag(end: int, start: int, committed: int | None) -> int:
-    """Messages of a partition its group has yet to read: the log end minus the
-    committed offset (the log start when nothing is committed, or when retention
-    deleted what the commit points at). The one formula for status, notebooks and
-    the consumer."""
-    position = start if committed is None else max(committed, start)
-    return max(0, end - position)
 
 
 def kafka_summary(
