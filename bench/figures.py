@@ -195,6 +195,34 @@ def simulator_rate(size: str) -> dict:
     }
 
 
+# The bare consumer, in a process of its own like ours, timed the same way: from the
+# poll that returned the first records; the same fetch settings as ours
+# (pipeline_lib.clients), no decoding, no sinks.
+BARE_CONSUMER_SCRIPT = """
+import json, sys, time
+from kafka import KafkaConsumer
+n, topic, servers, group = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+bare = KafkaConsumer(
+    topic,
+    bootstrap_servers=servers,
+    group_id=group,
+    auto_offset_reset="earliest",
+    enable_auto_commit=False,
+    max_poll_records=5000,
+    fetch_max_bytes=16 * 1024 * 1024,
+    max_partition_fetch_bytes=4 * 1024 * 1024,
+)
+seen, first, cpu = 0, None, 0.0
+while seen < n:
+    poll_started, cpu_before = time.monotonic(), time.process_time()
+    batch = bare.poll(timeout_ms=1000)
+    if batch and first is None:
+        first, cpu = poll_started, cpu_before
+    seen += sum(len(messages) for messages in batch.values())
+print(json.dumps({"rate": seen / (time.monotonic() - first), "cpu_s": time.process_time() - cpu}))
+bare.close()
+"""
+
 CONSUMER_SCRIPT = """
 import json, resource, sys
 import google.cloud.bigquery, google.cloud.storage, pyarrow.parquet  # startup, not per record
@@ -300,7 +328,6 @@ def end_to_end(size: str) -> dict:
        CPU over its poll loop. Goals (issue 19): CPU ratio <= 2.0, rate ratio >= 0.5.
     6. peak memory (RSS) of the consumer process during 1.
     """
-    from kafka import KafkaConsumer
 
     from bench.baseline import run_baseline
 
@@ -331,27 +358,20 @@ def end_to_end(size: str) -> dict:
     # 2. bare consumer vs our sink consumer on the same filled topic
     filled = services().fresh("overhead")
     produce(filled, _ticks(n, seed=5))
-    bare = KafkaConsumer(
-        filled.topic,
-        bootstrap_servers=filled.kafka_bootstrap_servers,
-        group_id=f"{filled.topic}-bare",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_poll_records=5000,  # the same fetch settings as ours (pipeline_lib.clients)
-        fetch_max_bytes=16 * 1024 * 1024,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+    bare = _json_result(
+        _python(
+            [
+                "-c",
+                BARE_CONSUMER_SCRIPT,
+                str(n),
+                filled.topic,
+                filled.kafka_bootstrap_servers,
+                f"{filled.topic}-bare",
+            ],
+            filled,
+        )
     )
-    seen, first = 0, None
-    bare_cpu = time.process_time()  # this process is otherwise idle meanwhile
-    while seen < n:  # timed like SinkConsumer: from the poll that returned the first records
-        poll_started = time.monotonic()
-        batch = bare.poll(timeout_ms=1000)
-        if batch and first is None:
-            first = poll_started
-        seen += sum(len(messages) for messages in batch.values())
-    bare_rate = seen / (time.monotonic() - first)
-    bare_cpu = time.process_time() - bare_cpu
-    bare.close()
+    bare_rate, bare_cpu = bare["rate"], bare["cpu_s"]
     # Our consumer loading Parquet (the default) and NDJSON, alternated on the same
     # filled topic (new groups and datasets each time), best of two each: run order
     # and page-cache warmth favour neither.

@@ -62,8 +62,9 @@ class ConsumeReport:
     stopped_because: str = ""
     lag: int | None = None
     active_seconds: float = 0.0  # first record received → last commit
-    # CPU of this process (every thread) from the first record received to the end
-    # of the run: what the records cost, without start-up (imports, client set-up).
+    # CPU of this process (every thread) from the poll that returned the first records
+    # to the end of the run: what the records cost, without start-up (imports, client
+    # set-up, creating the tables).
     active_cpu_seconds: float = 0.0
     # Where the time went: poll and decode on the consumer thread, each sink on the
     # writer threads (overlapping the next poll), dead letters and commits back on
