@@ -24,6 +24,7 @@ from pipeline_lib.records.schema import (
     InvalidRecord,
     _check_symbol,
     _timestamp,
+    check_fields,
     check_id,
     decode_json,
     record_codec,
@@ -120,14 +121,7 @@ def _line(value: Any, field: str, limit: int, required: bool) -> str | None:
 
 def parse_news(data: Any) -> News:
     """Validate an untrusted mapping (decoded JSON, a provider's item) into News."""
-    if type(data) is not dict:
-        raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
-    missing = sorted(_REQUIRED - data.keys())
-    if missing:
-        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(data.keys() - _ALL)
-    if unknown:
-        raise InvalidRecord(f"unknown field(s): {', '.join(unknown)[:200]}")
+    check_fields(data, _REQUIRED, _ALL)
     news_id = check_id(data["news_id"], "news_id")
     symbol = _check_symbol(data["symbol"])
     source = data["source"]

@@ -301,14 +301,18 @@ def _check_symbol(symbol: Any) -> str:
     return symbol
 
 
-def _field_errors(data: dict) -> InvalidRecord | None:
-    missing = sorted(REQUIRED_FIELDS - data.keys())
+def check_fields(data: Any, required: frozenset[str], known: frozenset[str]) -> dict:
+    """An untrusted value is a JSON object with every required field and no unknown
+    one (the first checks of every record type's parser)."""
+    if type(data) is not dict:
+        raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
+    missing = sorted(required - data.keys())
     if missing:
-        return InvalidRecord(f"missing field(s): {', '.join(missing)}")
-    unknown = sorted(data.keys() - _ALL_FIELDS)
+        raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
+    unknown = sorted(data.keys() - known)
     if unknown:
-        return InvalidRecord(f"unknown field(s): {', '.join(unknown)}")
-    return None
+        raise InvalidRecord(f"unknown field(s): {', '.join(unknown)[:200]}")
+    return data
 
 
 def parse_tick(data: Any) -> Tick:
@@ -317,10 +321,8 @@ def parse_tick(data: Any) -> Tick:
     The hot path of the consumer: written for speed (a few microseconds per record),
     every rule is still checked, each failure an :class:`InvalidRecord` with a reason.
     """
-    if type(data) is not dict:
-        raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
-    if len(data) > len(_ALL_FIELDS) or not _ALL_FIELDS.issuperset(data):
-        raise _field_errors(data) or InvalidRecord("unexpected fields")
+    if type(data) is not dict or len(data) > len(_ALL_FIELDS) or not _ALL_FIELDS.issuperset(data):
+        check_fields(data, REQUIRED_FIELDS, _ALL_FIELDS)
     try:
         symbol = data["symbol"]
         event_id = data["event_id"]
@@ -328,7 +330,8 @@ def parse_tick(data: Any) -> Tick:
         open_, high, low, close = data["open"], data["high"], data["low"], data["close"]
         ts, volume = data["ts"], data["volume"]
     except KeyError:
-        raise _field_errors(data) or InvalidRecord("missing fields") from None
+        check_fields(data, REQUIRED_FIELDS, _ALL_FIELDS)
+        raise InvalidRecord("missing fields") from None
 
     symbol = _check_symbol(symbol)
     event_id = check_id(event_id, "event_id")
@@ -407,14 +410,7 @@ def record_parser(record: type, fields: tuple[Field, ...]) -> Callable[[Any], An
         return float(value)
 
     def parse(data: Any) -> Any:
-        if type(data) is not dict:
-            raise InvalidRecord(f"expected a JSON object, got {type(data).__name__}")
-        missing = sorted(required - data.keys())
-        if missing:
-            raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
-        unknown = sorted(data.keys() - known)
-        if unknown:
-            raise InvalidRecord(f"unknown field(s): {', '.join(unknown)[:200]}")
+        check_fields(data, required, known)
         values = {}
         for field in fields:
             value = data.get(field.name)
