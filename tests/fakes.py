@@ -19,10 +19,10 @@ from kafka.structs import TopicPartition
 
 from pipeline_lib.config import Settings
 from pipeline_lib.kafka_io.membership import MemberState
-from pipeline_lib.records.batches import Batch, DeadLetter, WriteResult
+from pipeline_lib.records.batches import Batch, WriteResult
 from pipeline_lib.sinks import Sink, SinkUnavailable
 
-Record = namedtuple("Record", "topic partition offset key value")
+Record = namedtuple("Record", "topic partition offset key value headers", defaults=(None,))
 TOPIC = "ticks"
 
 
@@ -86,7 +86,10 @@ class FakeConsumer:
             values = self.group.log[p][position : position + self.max_poll]
             if values:
                 out[TopicPartition(TOPIC, p)] = [
-                    Record(TOPIC, p, position + i, b"K", v) for i, v in enumerate(values)
+                    Record(
+                        TOPIC, p, position + i, b"K", v, [("trace", f"{p}/{position + i}".encode())]
+                    )
+                    for i, v in enumerate(values)
                 ]
                 self.positions[p] = position + len(values)
         return out
@@ -151,15 +154,9 @@ class RecordingSink(Sink):
             raise SinkUnavailable("the sink is down")
         rejected = []
         for part in batch.parts:
-            for tick, offset, key, value in zip(
-                part.records, part.offsets, part.keys, part.values, strict=True
-            ):
+            for index, (tick, offset) in enumerate(zip(part.records, part.offsets, strict=True)):
                 if self.refuse and self.refuse(tick):
-                    rejected.append(
-                        DeadLetter(
-                            part.topic, part.partition, offset, key, value, "no", stage=self.name
-                        )
-                    )
+                    rejected.append(part.letter(index, "no", self.name))
                 else:
                     self.written.append((part.partition, offset))
         return WriteResult(self.name, len(self.written), [], rejected)

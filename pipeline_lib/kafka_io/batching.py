@@ -45,6 +45,7 @@ class Message(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    # headers: list of (name, bytes), read where present (kafka-python's records)
 
 
 class Columns(Protocol):
@@ -243,6 +244,7 @@ class Batcher:
         part.values.extend(m.value for m in messages)  # type: ignore[misc]
         part.offsets.extend(m.offset for m in messages)
         part.keys.extend(m.key for m in messages)
+        part.headers.extend([getattr(m, "headers", None) for m in messages])
 
     def _take(self, buffer: _PartitionBuffer, messages: list[Message]) -> None:
         """Decode messages of one partition one by one: each bad one a dead letter."""
@@ -302,6 +304,7 @@ class Batcher:
                 reason[:MAX_REASON_CHARS],
                 field,
                 "decode",
+                headers=tuple(getattr(message, "headers", None) or ()),
             )
         )
 

@@ -1,9 +1,12 @@
 """The dead-letter topic: records the pipeline could not accept, kept verbatim.
 
-Like Kafka Connect's dead-letter queues, the original key and value bytes are
+Like Kafka Connect's dead-letter queues, the original key, value and headers are
 copied unchanged (so a fixed record can be replayed), and the context travels in
-headers: ``dlq.reason``, ``dlq.field``, ``dlq.stage`` (decode, gcs, bigquery, ...),
-``dlq.topic``, ``dlq.partition``, ``dlq.offset``, ``dlq.at``.
+headers of its own: ``dlq.reason``, ``dlq.field``, ``dlq.stage`` (decode, gcs,
+bigquery, ...), ``dlq.topic``, ``dlq.partition``, ``dlq.offset``, ``dlq.at``. An
+original header named ``dlq.*`` is dropped (it could pose as the context), and the
+original headers are dropped whole past :data:`MAX_ORIGINAL_HEADER_BYTES`
+(``dlq.truncated`` then says ``headers``).
 
 **Size bound.** A message may be larger than the dead-letter topic accepts (a
 compressed 2 MB value passes the broker's limit on the way in; Kafka's default limit
@@ -34,6 +37,7 @@ MAX_VALUE_BYTES = 512 * 1024
 MAX_KEY_BYTES = 1024
 FALLBACK_VALUE_BYTES = 16 * 1024
 MAX_HEADER_CHARS = 1000
+MAX_ORIGINAL_HEADER_BYTES = 16 * 1024
 
 
 def dead_letter_message(
@@ -59,10 +63,14 @@ def dead_letter_message(
         headers["dlq.original_key_bytes"] = str(len(key))
         key = key[:MAX_KEY_BYTES]
         truncated.append("key")
+    original = [(k, v) for k, v in letter.headers if not k.startswith("dlq.")]
+    if sum(len(k) + len(v or b"") for k, v in original) > MAX_ORIGINAL_HEADER_BYTES:
+        original = []
+        truncated.append("headers")
     if truncated:
         headers["dlq.truncated"] = ",".join(truncated)
     encoded = [(k, v.encode("utf-8", "replace")) for k, v in headers.items()]
-    return key, value, encoded
+    return key, value, original + encoded
 
 
 class DeadLetterWriter:
@@ -172,7 +180,10 @@ def read_dead_letters(
             return []
         letters = []
         for message in consumer:
-            headers = {k: v.decode("utf-8", "replace") for k, v in (message.headers or [])}
+            raw_headers = message.headers or []
+            headers = {
+                k: v.decode("utf-8", "replace") for k, v in raw_headers if k.startswith("dlq.")
+            }
             letters.append(
                 DeadLetter(
                     reason=headers.get("dlq.reason", ""),
@@ -190,6 +201,7 @@ def read_dead_letters(
                         if "dlq.original_value_bytes" in headers
                         else None
                     ),
+                    headers=tuple((k, v) for k, v in raw_headers if not k.startswith("dlq.")),
                 )
             )
             done = all(consumer.position(tp) >= ends[tp] for tp in assigned)

@@ -33,6 +33,7 @@ class PartitionBatch:
     lines: list[bytes] = field(default_factory=list)
     chunks: list[Any] = field(default_factory=list)
     record: Callable[..., Any] | None = None  # builds a record from a row's fields
+    headers: list[Any] = field(default_factory=list)  # each message's headers, or None
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -71,6 +72,21 @@ class PartitionBatch:
             [self.lines[i] for i in indices],
             [self.table.take(indices)],
             self.record,
+            [self.headers[i] for i in indices],
+        )
+
+    def letter(self, index: int, reason: str, stage: str) -> DeadLetter:
+        """The dead letter for the record at ``index``, refused by ``stage`` (a sink):
+        its original key, value and headers, like a message that failed to decode."""
+        return DeadLetter(
+            self.topic,
+            self.partition,
+            self.offsets[index],
+            self.keys[index],
+            self.values[index],
+            reason,
+            stage=stage,
+            headers=tuple(self.headers[index] or ()),
         )
 
 
@@ -91,7 +107,8 @@ class Batch:
 
 @dataclass
 class DeadLetter:
-    """A message the pipeline could not accept, kept with its original key and value.
+    """A message the pipeline could not accept, kept with its original key, value and
+    headers.
 
     Made when decoding fails (``stage="decode"``) or a sink refuses a record (the
     sink's name), sent to the dead-letter topic with the rest in headers, and read
@@ -110,6 +127,7 @@ class DeadLetter:
     dlq_offset: int | None = None
     truncated: str = ""
     original_value_bytes: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()  # the original message's headers
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Stream:
             lines,
             [self.to_table(records)],
             self.record,
+            [None] * len(records),
         )
 
     @property

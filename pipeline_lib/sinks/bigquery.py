@@ -29,7 +29,7 @@ import orjson
 
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
-from pipeline_lib.records.batches import Batch, DeadLetter, WriteResult
+from pipeline_lib.records.batches import Batch, DeadLetter, PartitionBatch, WriteResult
 from pipeline_lib.records.columns import record_schema
 from pipeline_lib.records.schema import LANDING_FIELDS, iso
 from pipeline_lib.records.streams import TICKS, Stream
@@ -211,7 +211,7 @@ class BigQuerySink(Sink):
     def _load_isolating_bad_rows(
         self,
         rows: list[bytes],
-        origins: list[tuple[str, int, int, bytes | None, bytes]],
+        origins: list[tuple[PartitionBatch, int]],
         budget: list[int],
     ) -> list[DeadLetter]:
         """Load; on an invalid-data refusal, bisect to find and return the bad rows."""
@@ -232,9 +232,9 @@ class BigQuerySink(Sink):
                     "or point BQ_TABLE at a new one. Nothing was committed."
                 ) from error
             if len(rows) == 1:
-                topic, partition, offset, key, value = origins[0]
+                part, index = origins[0]
                 reason = f"BigQuery rejected the row: {error.message}"[:1000]
-                return [DeadLetter(topic, partition, offset, key, value, reason, stage=self.name)]
+                return [part.letter(index, reason, self.name)]
             middle = len(rows) // 2
             return self._load_isolating_bad_rows(
                 rows[:middle], origins[:middle], budget
@@ -297,23 +297,17 @@ class BigQuerySink(Sink):
         """NDJSON rows; refused rows are isolated by bisection and returned as rejected."""
         ingested_at = iso(batch.closed_at)
         rows: list[bytes] = []
-        origins: list[tuple[str, int, int, bytes | None, bytes]] = []
+        origins: list[tuple[PartitionBatch, int]] = []  # where each row came from
         unencodable: list[DeadLetter] = []
         for part in batch.parts:
-            for record, offset, key, value in zip(
-                part.records, part.offsets, part.keys, part.values, strict=True
-            ):
+            for index, (record, offset) in enumerate(zip(part.records, part.offsets, strict=True)):
                 try:
                     rows.append(row_bytes(record, part.topic, part.partition, offset, ingested_at))
                 except (TypeError, ValueError) as error:  # never let one record stop the flow
                     reason = f"cannot encode as a BigQuery row: {error}"
-                    unencodable.append(
-                        DeadLetter(
-                            part.topic, part.partition, offset, key, value, reason, stage=self.name
-                        )
-                    )
+                    unencodable.append(part.letter(index, reason, self.name))
                     continue
-                origins.append((part.topic, part.partition, offset, key, value))
+                origins.append((part, index))
         rejected = list(unencodable)
         if rows:
             rejected += self._load_isolating_bad_rows(rows, origins, [MAX_BISECT_LOADS])

@@ -337,14 +337,16 @@ def test_the_kafka_consumer_learns_its_topic_after_subscribing_before_joining(mo
 
 
 def test_a_refused_row_becomes_a_dead_letter_with_its_original_key_and_value():
-    """The README promises the original key and value on the dead-letter topic, for
-    rows a sink refuses as for messages that fail to decode."""
-    group = log_of(1, 100)
+    """The README promises the original key, value and headers on the dead-letter
+    topic, for rows a sink refuses as for messages that fail to decode."""
+    group = log_of(1, 100, bad_every=7)
     sink = RecordingSink(refuse=lambda tick: tick.symbol == "AAPL")
     _, sink, letters, _ = run(group, sink=sink)
     refused = [d for d in letters.sent if d.stage == "recording"]
     assert refused and {d.key for d in refused} == {b"K"}
     assert all(d.value == group.log[0][d.offset] for d in refused)
+    for letter in letters.sent:  # refused by the sink or by the decoder: headers kept
+        assert letter.headers == (("trace", f"0/{letter.offset}".encode()),)
 
 
 @pytest.mark.parametrize(

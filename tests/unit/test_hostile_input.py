@@ -170,3 +170,15 @@ def test_a_bad_topic_name_in_the_environment_is_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: PIPELINE_TOPIC='bad!' is not a Kafka topic name: use 1-249 of a-z A-Z 0-9 . _ -"
     ]
+
+
+def test_dead_letters_keep_the_original_headers_but_none_posing_as_the_context():
+    from dataclasses import replace
+
+    original = (("trace", b"abc"), ("dlq.reason", b"all fine"), ("empty", None))
+    _, _, headers = dead_letter_message(replace(letter(b"{}"), headers=original))
+    assert headers[:2] == [("trace", b"abc"), ("empty", None)]
+    assert [v for k, v in headers if k == "dlq.reason"] == [b"why" * 333 + b"w"]
+    huge = (("blob", b"x" * 20_000),)
+    _, _, headers = dead_letter_message(replace(letter(b"{}"), headers=huge))
+    assert "blob" not in dict(headers) and dict(headers)["dlq.truncated"] == b"headers"
