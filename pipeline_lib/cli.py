@@ -374,6 +374,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
         flush_interval=args.flush_interval,
         progress=not args.quiet,
         file_format=args.format,
+        bq_write=args.bq_write,
     )
     if args.json:
         document = {name: report.to_dict() for name, report in reports.items()}
@@ -481,6 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--flush-interval", type=positive, default=1.0, help="close a batch after N seconds"
     )
     consume.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson")
+    consume.add_argument(
+        "--bq-write",
+        choices=["load", "storage"],
+        default="load",
+        help="BigQuery through load jobs (default) or the Storage Write API (each record "
+        "once in the table itself; no load-job quota)",
+    )
     consume.add_argument("--quiet", action="store_true", help="no progress bar")
     consume.add_argument("--json", action="store_true", help="print the report as JSON")
     consume.add_argument(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
@@ -137,6 +138,24 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
             client_options=ClientOptions(api_endpoint=settings.bigquery_emulator_host),
         )
     return bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
+
+
+def bigquery_write_client(settings: Settings) -> Any:
+    """The Storage Write API client: on the emulator's gRPC port (the library does not
+    read BIGQUERY_EMULATOR_HOST, and needs no credentials on a plain channel), or real
+    BigQuery with Application Default Credentials."""
+    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
+
+    if settings.bigquery_emulator_host:
+        import grpc
+        from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
+            BigQueryWriteGrpcTransport,
+        )
+
+        host = urlparse(settings.bigquery_emulator_host).hostname
+        channel = grpc.insecure_channel(f"{host}:{settings.bigquery_emulator_grpc_port}")
+        return BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))
+    return BigQueryWriteClient()
 
 
 def kafka_admin(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:

@@ -540,16 +540,28 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
+BQ_WRITES = ("load", "storage")
+
+
 def landing_sinks(
-    settings: Settings, stream: str | Route = "ticks", file_format: str = "ndjson"
+    settings: Settings,
+    stream: str | Route = "ticks",
+    file_format: str = "ndjson",
+    bq_write: str = "load",
 ) -> list[Sink]:
-    """Where a stream lands: GCS objects (NDJSON or Parquet) and the BigQuery table."""
+    """Where a stream lands: GCS objects (NDJSON or Parquet) and the BigQuery table,
+    through load jobs (``bq_write="load"``) or the Storage Write API (``"storage"``:
+    each record once in the table itself, see :mod:`pipeline_lib.sinks.storage_write`)."""
     from pipeline_lib.sinks.bigquery import BigQuerySink
     from pipeline_lib.sinks.gcs import GcsSink
+    from pipeline_lib.sinks.storage_write import StorageWriteSink
 
+    if bq_write not in BQ_WRITES:
+        raise ConsumerError(f"bq_write must be one of {', '.join(BQ_WRITES)}, got {bq_write!r}")
+    table = StorageWriteSink if bq_write == "storage" else BigQuerySink
     return [
         GcsSink(settings, file_format=file_format),  # type: ignore[arg-type]
-        BigQuerySink(settings, stream=stream),
+        table(settings, stream=stream),
     ]
 
 
@@ -557,6 +569,7 @@ def _landing_consumer(
     settings: Settings,
     stream: str,
     file_format: str,
+    bq_write: str,
     batch_size: int,
     flush_interval: float,
     on_batch: Callable[[BatchReport], None] | None,
@@ -565,7 +578,7 @@ def _landing_consumer(
     return SinkConsumer(
         settings,
         stream=stream,
-        sinks=landing_sinks(settings, stream, file_format),
+        sinks=landing_sinks(settings, stream, file_format, bq_write),
         batch_size=batch_size,
         flush_interval=flush_interval,
         on_batch=on_batch,
@@ -583,6 +596,7 @@ def consume(
     file_format: str = "ndjson",
     on_batch: Callable[[BatchReport], None] | None = None,
     stream: str = "ticks",
+    bq_write: str = "load",
 ) -> ConsumeReport:
     """Run one consumer of ``stream`` ("ticks" or "news") into GCS and BigQuery until a
     bound is reached (with Ctrl-C / SIGTERM handling): :func:`consume_streams` of one."""
@@ -597,6 +611,7 @@ def consume(
         progress=progress,
         file_format=file_format,
         on_batch=on_batch,
+        bq_write=bq_write,
     )[stream]
 
 
@@ -611,6 +626,7 @@ def consume_streams(
     progress: bool = False,
     file_format: str = "ndjson",
     on_batch: Callable[[BatchReport], None] | None = None,
+    bq_write: str = "load",
 ) -> dict[str, ConsumeReport]:
     """One consumer per stream, side by side on threads (each its own group member,
     topic and table); the reports by stream.
@@ -622,7 +638,9 @@ def consume_streams(
     and is raised once they have closed.
     """
     consumers = {
-        name: _landing_consumer(settings, name, file_format, batch_size, flush_interval, on_batch)
+        name: _landing_consumer(
+            settings, name, file_format, bq_write, batch_size, flush_interval, on_batch
+        )
         for name in streams
     }
     if len(consumers) == 1:  # on this thread, with its own signal handling

@@ -1,0 +1,159 @@
+"""The Storage Write API sink's commit protocol, on a fake Write API: each record
+once in the table whatever step fails, refused rows as dead letters."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pytest
+from google.api_core.exceptions import ServiceUnavailable
+
+from pipeline_lib.config import Settings
+from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.streams import TICKS
+from pipeline_lib.sinks.storage_write import StorageWriteSink
+from tests.helpers import simulated
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2024, 1, 2, tzinfo=UTC)
+TICKS_ = simulated(300, seed=12)
+
+
+class FakeWriteApi:
+    """PENDING streams: rows appended are invisible until the stream is committed.
+    ``fail`` names a step that fails once: append, finalize, commit (nothing
+    committed) or commit_lost (committed, but the answer never arrives)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, list[pa.Table]] = {}
+        self.table: list[tuple[int, int]] = []  # committed (partition, offset)
+        self.fail: set[str] = set()
+        self.refuse_offsets: set[int] = set()  # rows with these offsets get row_errors
+        self.refuse_whole = False
+        self.names = (f"s{i}" for i in itertools.count())
+
+    def _maybe_fail(self, step: str) -> None:
+        if step in self.fail:
+            self.fail.discard(step)
+            raise ServiceUnavailable(f"{step} failed")
+
+    def create_write_stream(self, parent, write_stream):
+        name = next(self.names)
+        self.streams[name] = []
+        return SimpleNamespace(name=name)
+
+    def append_rows(self, requests):
+        schema = None
+        for request in requests:
+            self._maybe_fail("append")
+            if request.arrow_rows.writer_schema.serialized_schema:
+                schema = pa.ipc.read_schema(
+                    pa.py_buffer(request.arrow_rows.writer_schema.serialized_schema)
+                )
+            batch = pa.ipc.read_record_batch(
+                pa.py_buffer(request.arrow_rows.rows.serialized_record_batch), schema
+            )
+            table = pa.Table.from_batches([batch])
+            offsets = table.column("kafka_offset").to_pylist()
+            errors = [
+                SimpleNamespace(index=i, message="no")
+                for i, o in enumerate(offsets)
+                if o in self.refuse_offsets
+            ]
+            code = 3 if (errors or self.refuse_whole) else 0
+            if not errors and not self.refuse_whole:
+                self.streams[request.write_stream].append(table)
+            yield SimpleNamespace(
+                row_errors=errors, error=SimpleNamespace(code=code, message="refused")
+            )
+
+    def finalize_write_stream(self, name):
+        self._maybe_fail("finalize")
+
+    def batch_commit_write_streams(self, request):
+        self._maybe_fail("commit")
+        for name in request.write_streams:
+            for table in self.streams.pop(name):
+                self.table += zip(
+                    table.column("kafka_partition").to_pylist(),
+                    table.column("kafka_offset").to_pylist(),
+                    strict=True,
+                )
+        self._maybe_fail("commit_lost")
+        return SimpleNamespace(stream_errors=[])
+
+
+def sink_on(api: FakeWriteApi) -> StorageWriteSink:
+    sink = StorageWriteSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
+    sink.held_offsets = lambda part: {  # type: ignore[method-assign]
+        o for p, o in api.table if p == part.partition and o in set(part.offsets)
+    }
+    sink._write_rows = lambda batch: pytest.fail("no fallback expected")  # type: ignore[method-assign]
+    return sink
+
+
+def batch(first: int, last: int, generation: int = 1, partition: int = 0) -> Batch:
+    part = TICKS.partition_batch(
+        "t", partition, TICKS_[first:last], list(range(first, last)), keys=[b"K"] * (last - first)
+    )
+    return Batch([part], NOW, "g", generation)
+
+
+def once(api: FakeWriteApi, count: int) -> None:
+    assert len(api.table) == len(set(api.table)) == count
+
+
+@pytest.mark.parametrize("step", ["append", "finalize", "commit", "commit_lost"])
+def test_a_failed_step_is_retried_and_leaves_each_record_once(step, monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    api = FakeWriteApi()
+    sink = sink_on(api)
+    sink.write(batch(0, 100))
+    api.fail = {step}
+    sink.write(batch(100, 200))
+    once(api, 200)
+
+
+def test_a_replay_after_a_crash_or_a_rebalance_writes_only_what_is_missing():
+    api = FakeWriteApi()
+    sink_on(api).write(batch(0, 150))  # committed in BigQuery, the Kafka commit lost
+    restarted = sink_on(api)
+    assert restarted.write(batch(100, 250, generation=2)).rows == 100
+    once(api, 250)
+    assert restarted.write(batch(0, 250, generation=3)).rows == 0
+    once(api, 250)
+
+
+def test_a_batch_continuing_the_last_one_is_written_without_asking_the_table():
+    api = FakeWriteApi()
+    sink = sink_on(api)
+    sink.write(batch(0, 100))
+    asked = []
+    sink.held_offsets = lambda part: asked.append(part.partition) or set()  # type: ignore[method-assign]
+    sink.write(batch(100, 200))
+    assert asked == []
+    sink.write(batch(50, 120))  # a rewind in the same generation: asks
+    assert asked == [0]
+
+
+def test_rows_bigquery_refuses_are_dead_letters_and_the_rest_lands():
+    api = FakeWriteApi()
+    api.refuse_offsets = {3, 7}
+    result = sink_on(api).write(batch(0, 20))
+    assert result.rows == 18 and [d.offset for d in result.rejected] == [3, 7]
+    assert all(d.key == b"K" and d.stage == "bigquery" for d in result.rejected)
+    assert sorted(o for _, o in api.table) == [o for o in range(20) if o not in (3, 7)]
+
+
+def test_a_request_refused_whole_falls_back_to_load_jobs_by_halves():
+    api = FakeWriteApi()
+    api.refuse_whole = True
+    sink = sink_on(api)
+    fell_back = []
+    sink._write_rows = lambda b: fell_back.append(len(b)) or "loaded"  # type: ignore[method-assign]
+    assert sink.write(batch(0, 20)) == "loaded" and fell_back == [20]
+    assert api.table == []
