@@ -88,6 +88,8 @@ class Committer:
         self.report: ConsumeReport | None = None  # of the current run
         self.last_commit_at = 0.0
         self._pool = self._new_pool()
+        for sink in self.sinks:  # a sink re-checks right before it publishes a batch
+            sink.fence_check = fence.check
 
     # --- writing ------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ class SinkUnavailable(SinkError):
 
 class Sink(ABC):
     name = "sink"
+    # Set by the committer: raises Fenced when the group membership a batch was read
+    # in (its generation) has moved on. A sink whose last step makes a batch visible
+    # (the Write API's commit) checks it right before that step, so a member frozen
+    # mid-write cannot publish a batch its successor has written already.
+    fence_check: Callable[[int, str], None] | None = None
 
     @abstractmethod
     def setup(self) -> None:

@@ -1,14 +1,15 @@
-"""BigQuery sink on the Storage Write API: each batch one atomic commit, each Kafka
-record once in the raw table itself.
+"""BigQuery sink on the Storage Write API: each Kafka record once in the raw table
+itself, one call per batch.
 
 Load jobs are capped at 1,500 per table per day on real BigQuery (a 1 s flush spends
 that in 25 minutes); the Storage Write API is what streaming landers use instead.
 
-**Each batch is atomic.** Its rows go to a PENDING write stream of the table, as the
-batch's Arrow table (the columns the consumer decoded), then the stream is finalized
-and committed with ``BatchCommitWriteStreams`` (``parent`` = the table: real BigQuery
-commits streams of one table only). Until the commit nothing is visible; after it,
-all of the batch is.
+**The stream.** The sink appends each batch, as the Arrow table the consumer decoded,
+to a COMMITTED write stream of its own at explicit offsets: a request's rows become
+visible on its append, all or none, and an offset is never taken twice. One stream
+serves every batch of a group generation (Google advises against creating streams
+at a high rate): one call per batch. Any doubt about the stream (an error, a lost
+answer, a new generation, the service restarted) opens a new one.
 
 **Each record once.** Kafka's committed offset alone cannot prevent duplicates: a
 batch may be committed in BigQuery and its Kafka commit lost (a crash between the
@@ -21,11 +22,12 @@ already holds (``kafka_topic``, ``kafka_partition``, the batch's offset range an
 event-time range, so real BigQuery prunes to the batch's day partitions), and leaves
 those rows out.
 
-**What remains.** Two writers of one partition at once: a member frozen after its
-last fence check (:mod:`pipeline_lib.kafka_io.membership`) and before its commit
-call, while the group gives its partitions to another member that checks the table
-before the frozen one's commit lands. The window is that one call; the dedup view
-still shows each event once.
+**Zombies.** Right before the append the sink checks once more that the membership
+the batch was read in is confirmed and current (:mod:`pipeline_lib.kafka_io.membership`,
+through ``fence_check``, which the committer sets). What remains: a member frozen
+during the append call itself, while the group gives its partitions to another member
+that checks the table before the frozen one's rows land. The window is that one
+call; the dedup view still shows each event once.
 
 Rows BigQuery refuses (``row_errors``) are left out and returned as dead letters
 with their original key, value and headers; a request refused whole (a type that
@@ -47,6 +49,9 @@ from pipeline_lib.sinks.bigquery import BigQuerySink, batch_table
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_ROWS = 20_000  # a 10 MB request is about 40k ticks: stay well below
+# No call may block the writer for ever (the emulator was seen to leave an append
+# unanswered): past this, the call fails, the stream is dropped, the batch retried.
+CALL_TIMEOUT_S = 30.0
 
 
 class StreamLost(PipelineError, ConnectionError):
@@ -54,7 +59,7 @@ class StreamLost(PipelineError, ConnectionError):
 
 
 class StorageWriteSink(BigQuerySink):
-    """Lands each batch through a PENDING write stream committed as one (see above).
+    """Lands each batch with one append to a COMMITTED write stream (see above).
     Shares the table, its schema, the dedup view and refused-row handling with the
     load-job sink it extends."""
 
@@ -63,6 +68,9 @@ class StorageWriteSink(BigQuerySink):
         self._write_client = client
         # (topic, partition) -> (generation, offset after the last record committed)
         self._written: dict[tuple[str, int], tuple[int, int]] = {}
+        self._stream: str | None = None  # this sink's COMMITTED write stream
+        self._stream_generation = -2
+        self._stream_rows = 0  # rows appended to it: the next request's offset
 
     @property
     def write_client(self) -> Any:
@@ -98,7 +106,8 @@ class StorageWriteSink(BigQuerySink):
             bigquery.ScalarQueryParameter("last", "INT64", part.offsets[-1]),
         ]
         config = bigquery.QueryJobConfig(query_parameters=parameters)
-        rows = self.client.query(sql, job_config=config).result(timeout=60)
+        job = self.client.query(sql, job_config=config, timeout=CALL_TIMEOUT_S)
+        rows = job.result(timeout=CALL_TIMEOUT_S)
         return {row.kafka_offset for row in rows}
 
     def _unwritten(self, batch: Batch, continuing: set[tuple[str, int]]) -> Batch:
@@ -157,93 +166,102 @@ class StorageWriteSink(BigQuerySink):
 
     def _write_once(self, batch: Batch, continuing: set[tuple[str, int]]) -> WriteResult:
         todo = self._unwritten(batch, continuing)
+        location = [f"bq://{self.route.table_id}"]
         if len(todo) == 0:
-            return WriteResult(self.name, 0, [f"bq://{self.route.table_id}"])
+            return WriteResult(self.name, 0, location)
         table = batch_table(todo, self.stream)
         origins = [(part, i) for part in todo.parts for i in range(len(part))]
         rejected: list[DeadLetter] = []
-        while True:
+        landed = 0
+        while table.num_rows:
             try:
-                refused = self._commit(table)
+                appended, refused = self._append_all(table, batch.generation)
             except _RequestRefused as error:
+                if landed:  # cannot happen with one schema per batch: be loud if it does
+                    raise SinkError(f"the Write API refused part of a batch: {error}") from error
                 log.warning("the Write API refused the batch whole (%s); loading by halves", error)
                 return self._write_rows(todo)
-            if not refused:
-                break
+            landed += appended
             for index, message in sorted(refused.items()):
                 part, i = origins[index]
-                rejected.append(
-                    part.letter(i, f"BigQuery rejected the row: {message}"[:1000], self.name)
-                )
-            keep = [i for i in range(table.num_rows) if i not in refused]
-            table = table.take(keep)
+                reason = f"BigQuery rejected the row: {message}"[:1000]
+                rejected.append(part.letter(i, reason, self.name))
+            keep = [i for i in range(appended, table.num_rows) if i not in refused]
+            table = table.take(keep) if keep else table.slice(0, 0)
             origins = [origins[i] for i in keep]
-            if not keep:
-                break
-        return WriteResult(self.name, table.num_rows, [f"bq://{self.route.table_id}"], rejected)
+        return WriteResult(self.name, landed, location, rejected)
 
-    def _commit(self, table: Any) -> dict[int, str]:
-        """Append ``table`` to a new PENDING stream, finalize and commit it. Returns the
-        rows refused (index -> reason; then nothing was committed), else {}."""
+    def _append_all(self, table: Any, generation: int) -> tuple[int, dict[int, str]]:
+        """Append ``table`` to this sink's COMMITTED stream at its next offsets.
+
+        Returns how many leading rows were appended and the rows refused (by index,
+        within the first request that failed; later requests are not appended). A
+        COMMITTED stream makes each row visible on its append (one request is atomic)
+        and refuses an offset twice, and one stream serves every batch of a group
+        generation: one call per batch and few streams created, as Google advises.
+        Any doubt about the stream (an error, a new generation) opens a new one, and
+        the retry asks the table what it holds first."""
         from google.api_core import exceptions as gexc
         from google.cloud.bigquery_storage_v1 import types
 
-        client = self.write_client
-        try:
-            stream = client.create_write_stream(
-                parent=self.table_path,
-                write_stream=types.WriteStream(type_=types.WriteStream.Type.PENDING),
-            )
-        except gexc.NotFound as error:
-            raise SinkError(
-                f"BigQuery table {self.route.table_id} not found: {error}. Create it with "
-                "`python -m pipeline_lib setup`."
-            ) from error
-        try:
-            refused = self._append(stream.name, table)
-            if refused:
-                return refused
-            client.finalize_write_stream(name=stream.name)
-            response = client.batch_commit_write_streams(
-                request=types.BatchCommitWriteStreamsRequest(
-                    parent=self.table_path, write_streams=[stream.name]
+        if self._stream is None or self._stream_generation != generation:
+            try:
+                created = self.write_client.create_write_stream(
+                    parent=self.table_path,
+                    write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED),
+                    timeout=CALL_TIMEOUT_S,
                 )
-            )
-        except gexc.NotFound as error:
-            raise StreamLost(f"write stream {stream.name} is gone: {error}") from error
-        if response.stream_errors:
-            errors = "; ".join(e.error_message for e in response.stream_errors)
-            raise StreamLost(f"the commit of {stream.name} was refused: {errors}")
-        return {}
+            except gexc.NotFound as error:
+                raise SinkError(
+                    f"BigQuery table {self.route.table_id} not found: {error}. Create it "
+                    "with `python -m pipeline_lib setup`."
+                ) from error
+            self._stream, self._stream_generation, self._stream_rows = created.name, generation, 0
+        if self.fence_check is not None:  # the last step before rows become visible
+            self.fence_check(generation, f"appending {table.num_rows} rows")
+        try:
+            appended, refused = self._append(self._stream, table, self._stream_rows)
+        except (gexc.NotFound, gexc.AlreadyExists, gexc.OutOfRange, gexc.Aborted) as error:
+            self._stream = None  # gone (the service restarted) or out of step
+            raise StreamLost(f"write stream lost: {error}") from error
+        except BaseException:
+            self._stream = None  # its state is unknown now
+            raise
+        self._stream_rows += appended
+        return appended, refused
 
-    def _append(self, stream_name: str, table: Any) -> dict[int, str]:
-        """Every row of ``table`` on the stream, in requests of at most MAX_REQUEST_ROWS
-        (the first carries the Arrow schema). Rows refused are returned by index."""
+    def _append(self, stream_name: str, table: Any, offset: int) -> tuple[int, dict[int, str]]:
+        """Every row of ``table`` at ``offset`` on the stream, in requests of at most
+        MAX_REQUEST_ROWS (the first carries the Arrow schema)."""
         from google.cloud.bigquery_storage_v1 import types
 
         schema = types.ArrowSchema(serialized_schema=table.schema.serialize().to_pybytes())
-        requests, starts, start = [], [], 0
+        requests, sizes = [], []
         for i, piece in enumerate(table.to_batches(max_chunksize=MAX_REQUEST_ROWS)):
             rows = types.ArrowRecordBatch(serialized_record_batch=piece.serialize().to_pybytes())
             request = types.AppendRowsRequest(
                 write_stream=stream_name,  # the emulator wants it on every request
+                offset=offset + sum(sizes),
                 arrow_rows=types.AppendRowsRequest.ArrowData(rows=rows),
             )
             if i == 0:
                 request.arrow_rows.writer_schema = schema
             requests.append(request)
-            starts.append(start)
-            start += piece.num_rows
-        refused: dict[int, str] = {}
-        responses = self.write_client.append_rows(iter(requests))
-        for start, response in zip(starts, responses, strict=False):
-            for row_error in response.row_errors:
-                refused[start + row_error.index] = row_error.message
-            if response.error.code and not response.row_errors:
-                if response.error.code in (5, 14):  # NOT_FOUND, UNAVAILABLE: try again
-                    raise StreamLost(response.error.message)
-                raise _RequestRefused(f"code {response.error.code}: {response.error.message}")
-        return refused
+            sizes.append(piece.num_rows)
+        appended = 0
+        responses = self.write_client.append_rows(iter(requests), timeout=CALL_TIMEOUT_S)
+        for size, response in zip(sizes, responses, strict=False):
+            if response.row_errors:
+                return appended, {appended + e.index: e.message for e in response.row_errors}
+            code = response.error.code
+            if code == 3:  # INVALID_ARGUMENT: the request refused whole
+                raise _RequestRefused(f"code 3: {response.error.message}")
+            if code:  # NOT_FOUND (a restart), ALREADY_EXISTS, OUT_OF_RANGE, UNAVAILABLE
+                raise StreamLost(f"append refused (code {code}): {response.error.message}")
+            appended += size
+        if appended < table.num_rows:
+            raise StreamLost(f"{table.num_rows - appended} rows got no answer")
+        return appended, {}
 
 
 class _RequestRefused(PipelineError):

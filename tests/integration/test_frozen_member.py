@@ -25,6 +25,7 @@ from tests.helpers import (
     START,
     SYMBOLS,
     all_landed_once,
+    bq_event_ids,
     committed_offsets,
     consumer_process,
     finish,
@@ -54,8 +55,12 @@ def records_of(stream: str) -> tuple[list, list[str]]:
     return stories, [s.news_id for s in stories]
 
 
-@pytest.mark.parametrize("stream", ["ticks", "news"])
-def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(settings, stream):
+@pytest.mark.parametrize(
+    ("stream", "bq_write"), [("ticks", "load"), ("news", "load"), ("ticks", "storage")]
+)
+def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
+    settings, stream, bq_write
+):
     ensure_topic(settings, route(settings, stream).topic, partitions=3)
     records, ids = records_of(stream)
     reports = {}
@@ -65,7 +70,7 @@ def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
     producer.start()
 
     def member(*args: str):
-        return consumer_process(settings, *args, stream=stream)
+        return consumer_process(settings, "--bq-write", bq_write, *args, stream=stream)
 
     a = member("--batch-size", "1000", "--until-idle", "10")
     deadline = time.monotonic() + 60
@@ -88,3 +93,6 @@ def test_a_member_frozen_past_its_session_timeout_loses_nothing_when_it_resumes(
     assert frozen["discarded"] > 0, frozen
     assert joined["consumed"] > 0
     all_landed_once(settings, ids, stream)
+    if bq_write == "storage":  # and once in the raw table itself, not only in the view
+        raw = bq_event_ids(settings, deduplicated=False, stream=stream)
+        assert set(raw.values()) == {1}, [i for i, n in raw.items() if n > 1][:3]

@@ -24,13 +24,14 @@ TICKS_ = simulated(300, seed=12)
 
 
 class FakeWriteApi:
-    """PENDING streams: rows appended are invisible until the stream is committed.
-    ``fail`` names a step that fails once: append, finalize, commit (nothing
-    committed) or commit_lost (committed, but the answer never arrives)."""
+    """COMMITTED streams: a request's rows are visible once appended, at the offset
+    it names (ALREADY_EXISTS below the stream's end, OUT_OF_RANGE above). ``fail``
+    names a step that fails once: create, append (nothing appended) or append_lost
+    (appended, but the answer never arrives)."""
 
     def __init__(self) -> None:
-        self.streams: dict[str, list[pa.Table]] = {}
-        self.table: list[tuple[int, int]] = []  # committed (partition, offset)
+        self.streams: dict[str, int] = {}  # name -> rows appended
+        self.table: list[tuple[int, int]] = []  # (partition, offset) of the rows
         self.fail: set[str] = set()
         self.refuse_offsets: set[int] = set()  # rows with these offsets get row_errors
         self.refuse_whole = False
@@ -41,12 +42,13 @@ class FakeWriteApi:
             self.fail.discard(step)
             raise ServiceUnavailable(f"{step} failed")
 
-    def create_write_stream(self, parent, write_stream):
+    def create_write_stream(self, parent, write_stream, timeout=None):
+        self._maybe_fail("create")
         name = next(self.names)
-        self.streams[name] = []
+        self.streams[name] = 0
         return SimpleNamespace(name=name)
 
-    def append_rows(self, requests):
+    def append_rows(self, requests, timeout=None):
         schema = None
         for request in requests:
             self._maybe_fail("append")
@@ -64,27 +66,18 @@ class FakeWriteApi:
                 for i, o in enumerate(offsets)
                 if o in self.refuse_offsets
             ]
-            code = 3 if (errors or self.refuse_whole) else 0
-            if not errors and not self.refuse_whole:
-                self.streams[request.write_stream].append(table)
+            end = self.streams[request.write_stream]
+            given = request.offset
+            code = 3 if self.refuse_whole else 6 if given < end else 11 if given > end else 0
+            if errors:
+                code = 3
+            if code == 0:
+                self.streams[request.write_stream] += table.num_rows
+                self.table += zip(table.column("kafka_partition").to_pylist(), offsets, strict=True)
+                self._maybe_fail("append_lost")
             yield SimpleNamespace(
                 row_errors=errors, error=SimpleNamespace(code=code, message="refused")
             )
-
-    def finalize_write_stream(self, name):
-        self._maybe_fail("finalize")
-
-    def batch_commit_write_streams(self, request):
-        self._maybe_fail("commit")
-        for name in request.write_streams:
-            for table in self.streams.pop(name):
-                self.table += zip(
-                    table.column("kafka_partition").to_pylist(),
-                    table.column("kafka_offset").to_pylist(),
-                    strict=True,
-                )
-        self._maybe_fail("commit_lost")
-        return SimpleNamespace(stream_errors=[])
 
 
 def sink_on(api: FakeWriteApi) -> StorageWriteSink:
@@ -107,7 +100,7 @@ def once(api: FakeWriteApi, count: int) -> None:
     assert len(api.table) == len(set(api.table)) == count
 
 
-@pytest.mark.parametrize("step", ["append", "finalize", "commit", "commit_lost"])
+@pytest.mark.parametrize("step", ["create", "append", "append_lost"])
 def test_a_failed_step_is_retried_and_leaves_each_record_once(step, monkeypatch):
     monkeypatch.setattr("time.sleep", lambda s: None)
     api = FakeWriteApi()
@@ -157,3 +150,18 @@ def test_a_request_refused_whole_falls_back_to_load_jobs_by_halves():
     sink._write_rows = lambda b: fell_back.append(len(b)) or "loaded"  # type: ignore[method-assign]
     assert sink.write(batch(0, 20)) == "loaded" and fell_back == [20]
     assert api.table == []
+
+
+def test_a_membership_lost_before_the_commit_publishes_nothing():
+    from pipeline_lib.kafka_io.membership import Fenced
+
+    api = FakeWriteApi()
+    sink = sink_on(api)
+
+    def fence(generation: int, doing: str) -> None:
+        raise Fenced(f"generation {generation} is over while {doing}")
+
+    sink.fence_check = fence
+    with pytest.raises(Fenced):
+        sink.write(batch(0, 50))
+    assert api.table == []  # nothing appended
