@@ -101,6 +101,25 @@ def settings(services: Settings) -> Settings:
     return own_names(services)
 
 
+@pytest.fixture
+def own_bigquery(settings: Settings, tmp_path):
+    """(settings, emulator): a BigQuery emulator of the test's own, which the test may
+    stop and start; stopped at the end."""
+    from pipeline_lib import local
+
+    mine = settings.with_overrides(
+        home=tmp_path,
+        bigquery_emulator_host="http://127.0.0.1:29050",
+        bigquery_emulator_grpc_port=29060,
+    )
+    emulator = local.BigQueryEmulator(mine)
+    emulator.up()
+    try:
+        yield mine, emulator
+    finally:
+        emulator.down()
+
+
 def own_names(services: Settings) -> Settings:
     suffix = unique_suffix()
     return services.with_overrides(

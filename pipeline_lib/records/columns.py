@@ -4,7 +4,7 @@ The consumer's hot path. Decoding ticks one by one (``orjson`` + :func:`parse_ti
 re-encoding each for GCS and transposing them into columns for BigQuery cost about
 6.8 µs a record; pyarrow's JSON reader over a whole poll, the same rules checked on
 columns, and the message bytes kept as GCS lines when they are canonical cost about
-1.7 µs (``python -m bench``).
+3 µs (measured on 100k ticks in polls of 5,000).
 
 :func:`decode_ticks` is a fast path only: it answers for a whole poll or not at all
 (``None``), and only when every message passes checks at least as strict as

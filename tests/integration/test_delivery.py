@@ -8,7 +8,6 @@ import time
 import orjson
 import pytest
 
-from pipeline_lib import local
 from pipeline_lib.clients import ensure_topic
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.records.schema import encode
@@ -200,48 +199,37 @@ def test_sql_in_text_fields_is_data_never_code(settings):
     assert unique_dead_letters(settings)[0].field == "symbol"
 
 
-def test_bigquery_down_commits_nothing_and_restart_loses_nothing(settings, tmp_path):
+def test_bigquery_down_commits_nothing_and_restart_loses_nothing(own_bigquery):
     """A BigQuery emulator of its own, stopped while the consumer runs."""
-    settings = settings.with_overrides(
-        home=tmp_path,
-        bigquery_emulator_host="http://127.0.0.1:29050",
-        bigquery_emulator_grpc_port=29060,
-    )
-    emulator = local.BigQueryEmulator(settings)
-    emulator.up()
-    try:
-        ticks = simulated(6_000, seed=28)
-        produce_ticks(settings, ticks)
+    settings, emulator = own_bigquery
+    ticks = simulated(6_000, seed=28)
+    produce_ticks(settings, ticks)
 
-        def stop_bigquery_after_first_batch(report):
-            if report.number == 1:
-                emulator.down()
+    def stop_bigquery_after_first_batch(report):
+        if report.number == 1:
+            emulator.down()
 
-        consumer = SinkConsumer(
-            settings, batch_size=1_500, on_batch=stop_bigquery_after_first_batch
-        )
-        with pytest.raises(SinkUnavailable, match="Nothing of this batch was committed"):
-            consumer.run(until_idle=5)
-        after_failure = {p: o or 0 for p, o in committed_offsets(settings).items()}
-        committed = sum(after_failure.values())
-        # At least the first batch; one more may have gone through a keep-alive
-        # connection while the emulator shut down gracefully. Never all of them.
-        assert 1_500 <= committed < 6_000
+    consumer = SinkConsumer(settings, batch_size=1_500, on_batch=stop_bigquery_after_first_batch)
+    with pytest.raises(SinkUnavailable, match="Nothing of this batch was committed"):
+        consumer.run(until_idle=5)
+    after_failure = {p: o or 0 for p, o in committed_offsets(settings).items()}
+    committed = sum(after_failure.values())
+    # At least the first batch; one more may have gone through a keep-alive
+    # connection while the emulator shut down gracefully. Never all of them.
+    assert 1_500 <= committed < 6_000
 
-        emulator.up()  # same data folder: what was loaded is still there
-        from pipeline_lib.clients import bigquery_client
+    emulator.up()  # same data folder: what was loaded is still there
+    from pipeline_lib.clients import bigquery_client
 
-        sql = f"SELECT kafka_partition, kafka_offset FROM {route(settings).table_sql}"  # noqa: S608
-        landed = {(r[0], r[1]) for r in bigquery_client(settings).query(sql).result()}
-        for partition, offset in after_failure.items():  # commits never pass what landed
-            assert all((partition, o) in landed for o in range(offset)), partition
-        report = SinkConsumer(settings, batch_size=1_500).run(until_idle=3)
-        assert report.consumed == 6_000 - committed
-        ids = [t.event_id for t in ticks]
-        exactly_once(bq_event_ids(settings), ids)
-        exactly_once(gcs_event_ids(settings), ids)
-    finally:
-        emulator.down()
+    sql = f"SELECT kafka_partition, kafka_offset FROM {route(settings).table_sql}"  # noqa: S608
+    landed = {(r[0], r[1]) for r in bigquery_client(settings).query(sql).result()}
+    for partition, offset in after_failure.items():  # commits never pass what landed
+        assert all((partition, o) in landed for o in range(offset)), partition
+    report = SinkConsumer(settings, batch_size=1_500).run(until_idle=3)
+    assert report.consumed == 6_000 - committed
+    ids = [t.event_id for t in ticks]
+    exactly_once(bq_event_ids(settings), ids)
+    exactly_once(gcs_event_ids(settings), ids)
 
 
 def test_two_consumer_processes_split_six_partitions(settings):

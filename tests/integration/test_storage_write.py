@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from pipeline_lib import local
 from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks
 from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.records.schema import encode
@@ -119,34 +118,25 @@ def test_a_bad_value_is_a_dead_letter_and_the_table_still_holds_each_tick_once(s
     assert set(raw.values()) == {1} and len(raw) == 3_000
 
 
-def test_the_emulator_restarted_mid_consume_costs_nothing_and_doubles_nothing(settings, tmp_path):
+def test_the_emulator_restarted_mid_consume_costs_nothing_and_doubles_nothing(own_bigquery):
     """A BigQuery emulator of its own, restarted between two batches: every write
-    stream it held is gone (pending rows too); committed rows stay."""
-    settings = settings.with_overrides(
-        home=tmp_path,
-        bigquery_emulator_host="http://127.0.0.1:29050",
-        bigquery_emulator_grpc_port=29060,
+    stream it held is gone; committed rows stay."""
+    settings, emulator = own_bigquery
+    ticks = simulated(6_000, seed=45)
+    assert produce(settings, ticks).ok
+
+    def restart_after_the_second_batch(report):
+        if report.number == 2:
+            emulator.down()
+            emulator.up()
+
+    consumer = SinkConsumer(
+        settings,
+        sinks=landing_sinks(settings, bq_write="storage"),
+        batch_size=1_500,
+        on_batch=restart_after_the_second_batch,
     )
-    emulator = local.BigQueryEmulator(settings)
-    emulator.up()
-    try:
-        ticks = simulated(6_000, seed=45)
-        assert produce(settings, ticks).ok
-
-        def restart_after_the_second_batch(report):
-            if report.number == 2:
-                emulator.down()
-                emulator.up()
-
-        consumer = SinkConsumer(
-            settings,
-            sinks=landing_sinks(settings, bq_write="storage"),
-            batch_size=1_500,
-            on_batch=restart_after_the_second_batch,
-        )
-        report = consumer.run(until_idle=3, handle_signals=False)
-        assert report.written == 6_000
-        raw = bq_event_ids(settings, deduplicated=False)
-        assert set(raw) == {t.event_id for t in ticks} and set(raw.values()) == {1}
-    finally:
-        emulator.down()
+    report = consumer.run(until_idle=3, handle_signals=False)
+    assert report.written == 6_000
+    raw = bq_event_ids(settings, deduplicated=False)
+    assert set(raw) == {t.event_id for t in ticks} and set(raw.values()) == {1}
