@@ -6,11 +6,15 @@ DuckDB would otherwise try to download them. DuckDB keeps extensions under
 
 It runs with time travel off (:func:`without_table_copies`): to answer
 ``FOR SYSTEM_TIME AS OF``, bqemulator copies the whole table after every write, so
-each load costs time and disk in proportion to the table, not the batch.
+each load costs time and disk in proportion to the table, not the batch. And its
+Storage Write API touches DuckDB from the event loop's thread only
+(:func:`write_api_on_event_loop`): from gRPC's worker threads it hung the emulator.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sys
 import urllib.request
@@ -140,9 +144,61 @@ def without_table_copies() -> None:
     SnapshotManager.record_change = record_change
 
 
+# The methods of the Write API's AppendRows call that read or write DuckDB (directly,
+# or through the catalog, which lives in DuckDB too).
+APPEND_DUCKDB_METHODS = ("_bind_stream_to_target", "_perform_append")
+
+
+def write_api_on_event_loop() -> None:
+    """Run bqemulator's AppendRows work on the thread that serves REST.
+
+    bqemulator keeps one DuckDB connection. REST requests and the Write API's unary
+    calls use it on the event loop's thread; the AppendRows call is a synchronous
+    stream handler, so grpc.aio runs it on a worker thread, which used the same
+    connection, guarded by a lock of its own only. With the pipeline's poll queries
+    running while a consumer appended, the emulator hung (py-spy: the loop in a
+    query's ``execute``, the worker in ``unregister`` after an insert), and a query's
+    result could be read off the connection after the other thread's statement had
+    replaced it. The append's DuckDB steps now run as calls on the event loop, between
+    REST requests, while the worker thread waits for them.
+    """
+    from bqemulator.grpc_api.write_servicer import BigQueryWriteHandler
+
+    if getattr(BigQueryWriteHandler, "_pipeline_on_loop", False):
+        return
+    original_init = BigQueryWriteHandler.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self._pipeline_loop = asyncio.get_running_loop()  # built by the server's start()
+
+    def on_loop(method: Any) -> Any:
+        @functools.wraps(method)
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            loop = self._pipeline_loop
+            try:
+                if asyncio.get_running_loop() is loop:
+                    return method(self, *args, **kwargs)
+            except RuntimeError:  # no loop runs on this thread: a gRPC worker
+                pass
+
+            async def run() -> Any:
+                return method(self, *args, **kwargs)
+
+            return asyncio.run_coroutine_threadsafe(run(), loop).result()
+
+        return call
+
+    BigQueryWriteHandler.__init__ = init
+    for name in APPEND_DUCKDB_METHODS:
+        setattr(BigQueryWriteHandler, name, on_loop(getattr(BigQueryWriteHandler, name)))
+    BigQueryWriteHandler._pipeline_on_loop = True
+
+
 def serve(argv: list[str] | None = None) -> None:
-    """The emulator's own command line (``bqemulator start ...``), without table copies."""
+    """The emulator's command line (``bqemulator start ...``), patched as described above."""
     from bqemulator.cli import main
 
     without_table_copies()
+    write_api_on_event_loop()
     main(args=sys.argv[1:] if argv is None else argv, prog_name="bqemulator")

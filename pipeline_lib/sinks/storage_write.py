@@ -210,6 +210,7 @@ class StorageWriteSink(BigQuerySink):
                     parent=self.table_path,
                     write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED),
                     timeout=CALL_TIMEOUT_S,
+                    retry=None,  # with_retries retries; the library's own would wait 20 min
                 )
             except gexc.NotFound as error:
                 raise SinkError(

@@ -4,6 +4,7 @@ in the raw table itself, whatever moment the consumer is killed at."""
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 
@@ -16,6 +17,7 @@ from tests.helpers import (
     bq_event_ids,
     committed_offsets,
     consumer_process,
+    finish,
     gcs_event_ids,
     simulated,
 )
@@ -138,5 +140,48 @@ def test_the_emulator_restarted_mid_consume_costs_nothing_and_doubles_nothing(ow
     )
     report = consumer.run(until_idle=3, handle_signals=False)
     assert report.written == 6_000
+    raw = bq_event_ids(settings, deduplicated=False)
+    assert set(raw) == {t.event_id for t in ticks} and set(raw.values()) == {1}
+
+
+def test_queries_while_the_consumer_appends_neither_hang_nor_read_another_result(settings):
+    """bqemulator's appends used DuckDB from a gRPC thread: with queries polling (as the
+    live chart does) it hung, or a query could read the insert's result instead of its
+    own. The emulator the project starts runs them on one thread."""
+    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.routes import route
+
+    ticks = simulated(8_000, seed=46)
+    assert produce(settings, ticks).ok
+    for sink in landing_sinks(settings, bq_write="storage"):
+        sink.setup()  # the table the poll reads
+    client, table = bigquery_client(settings), route(settings).table_sql
+    answers: list[tuple[tuple[str, ...], int]] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            job = client.query(f"SELECT COUNT(*) AS landed FROM {table}")  # noqa: S608
+            row = next(iter(job.result(timeout=60)))
+            answers.append((tuple(row.keys()), row[0]))
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    consumer = consumer_process(
+        settings, "--bq-write", "storage", "--batch-size", "400", "--until-idle", "3"
+    )
+    try:
+        report = finish(consumer, timeout=180)
+    except subprocess.TimeoutExpired:
+        consumer.kill()
+        raise AssertionError("the emulator hung: the consumer did not end") from None
+    finally:
+        done.set()
+        poller.join(timeout=60)
+    assert not poller.is_alive(), "the emulator hung: a query did not end"
+    assert report["written"] == 8_000 and report["batches"] >= 10
+    counts = [count for _, count in answers]
+    assert len(answers) >= 5 and {names for names, _ in answers} == {("landed",)}
+    assert counts == sorted(counts) and counts[-1] == 8_000
     raw = bq_event_ids(settings, deduplicated=False)
     assert set(raw) == {t.event_id for t in ticks} and set(raw.values()) == {1}
