@@ -22,7 +22,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline_lib.config import PROJECT_ROOT, Settings
+from pipeline_lib.config import BQ_WRITES, PROJECT_ROOT, VARIABLES, Settings
 from pipeline_lib.records.schema import encode
 from pipeline_lib.routes import route
 from pipeline_lib.sources.csv_replay import CsvReplay
@@ -227,11 +227,9 @@ CONSUMER_SCRIPT = """
 import json, resource, sys
 import google.cloud.bigquery, google.cloud.storage, pyarrow.parquet  # startup, not per record
 from pipeline_lib.config import Settings
-from pipeline_lib.kafka_io.consumer import SinkConsumer
-from pipeline_lib.sinks.bigquery import BigQuerySink
-from pipeline_lib.sinks.gcs import GcsSink
+from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks
 n = int(sys.argv[1]); flush = float(sys.argv[2])
-bq_format = sys.argv[3] if len(sys.argv) > 3 else "parquet"
+bq_write = sys.argv[3] if len(sys.argv) > 3 else None  # BQ_WRITE's default: storage
 rss = {}
 def rss_mib(field="VmRSS:"):
     for line in open("/proc/self/status"):
@@ -241,7 +239,7 @@ marks = [m for m in (100_000, 250_000, 500_000, 750_000, 1_000_000) if m <= n]
 settings = Settings.from_env()
 consumer = SinkConsumer(
     settings,
-    sinks=[GcsSink(settings), BigQuerySink(settings, file_format=bq_format)],
+    sinks=landing_sinks(settings, bq_write=bq_write),
     batch_size=10_000,
     flush_interval=flush,
 )
@@ -372,30 +370,31 @@ def end_to_end(size: str) -> dict:
         )
     )
     bare_rate, bare_cpu = bare["rate"], bare["cpu_s"]
-    # Our consumer loading Parquet (the default) and NDJSON, alternated on the same
-    # filled topic (new groups and datasets each time), best of two each: run order
-    # and page-cache warmth favour neither.
-    runs: dict[str, list[dict]] = {"parquet": [], "ndjson": []}
+    # Our consumer with each BigQuery writer, alternated on the same filled topic (new
+    # groups and datasets each time), best of two each: run order and page-cache
+    # warmth favour none. The default writer (the Storage Write API) gives the ratios.
+    writers = list(BQ_WRITES)
+    default = VARIABLES["BQ_WRITE"].default
+    runs: dict[str, list[dict]] = {writer: [] for writer in writers}
     cpu_before: dict[str, float] = {}
     cpu_after: dict[str, float] = {}
     for round_ in range(2):
-        for fmt in ("parquet", "ndjson") if round_ == 0 else ("ndjson", "parquet"):
+        for writer in writers if round_ == 0 else writers[::-1]:
+            tag = f"{writer.replace('-', '')[:12]}{round_}"
             tagged = filled.with_overrides(
-                consumer_group=f"{filled.topic}-{fmt}-{round_}",
-                bq_dataset=f"{filled.bq_dataset}_{fmt}_{round_}",
-                gcs_bucket=f"{filled.gcs_bucket}-{fmt}-{round_}",
+                consumer_group=f"{filled.topic}-{tag}",
+                bq_dataset=f"{filled.bq_dataset}_{tag}",
+                gcs_bucket=f"{filled.gcs_bucket}-{tag}",
             )
             before = _service_cpu(filled)
-            result = _json_result(_python(["-c", CONSUMER_SCRIPT, str(n), "1.0", fmt], tagged))
+            result = _json_result(_python(["-c", CONSUMER_SCRIPT, str(n), "1.0", writer], tagged))
             after = _service_cpu(filled)
             result["rate"] = result["consumed"] / result["active_seconds"]
-            if fmt == "parquet" and (
-                not runs["parquet"] or result["rate"] > runs["parquet"][0]["rate"]
-            ):
+            if writer == default and (not runs[writer] or result["rate"] > runs[writer][0]["rate"]):
                 cpu_before, cpu_after = before, after
-            runs[fmt].append(result)
-            runs[fmt].sort(key=lambda r: -r["rate"])
-    sink = runs["parquet"][0]
+            runs[writer].append(result)
+            runs[writer].sort(key=lambda r: -r["rate"])
+    sink = runs[default][0]
     sink_rate = sink["rate"]
     per_100k = 100_000 / n
     cpu_per_100k = {
@@ -406,7 +405,16 @@ def end_to_end(size: str) -> dict:
     for name in cpu_before:
         cpu_per_100k[name] = round((cpu_after[name] - cpu_before[name]) * per_100k, 2)
     stages_per_100k = {k: round(v * per_100k, 2) for k, v in sink["stage_seconds"].items()}
-    ndjson_rate = runs["ndjson"][0]["rate"]
+    by_writer = {
+        writer: {
+            "records_per_s": round(runs[writer][0]["rate"]),
+            "consumer_cpu_s_per_100k": round(runs[writer][0]["active_cpu_seconds"] * per_100k, 2),
+            "bigquery_stage_s_per_100k": round(
+                runs[writer][0]["stage_seconds"].get("bigquery", 0.0) * per_100k, 2
+            ),
+        }
+        for writer in writers
+    }
     # Where the gap comes from: the same consumer with no sinks (decode + batching only).
     from pipeline_lib.kafka_io.consumer import SinkConsumer
 
@@ -427,8 +435,8 @@ def end_to_end(size: str) -> dict:
         "consumer_without_sinks_records_per_s": round(decode_only.active_rate),
         "sink_overhead_ratio": round(overhead, 2),
         "cpu_ratio_to_bare": round(cpu_ratio, 2),
-        "sink_consumer_bigquery_ndjson_records_per_s": round(ndjson_rate),
-        "parquet_over_ndjson": round(sink_rate / ndjson_rate, 2),
+        "bigquery_writer": default,
+        "by_bigquery_writer": by_writer,
         "cpu_s_per_100k_records": cpu_per_100k,
         "stage_s_per_100k_records": stages_per_100k,
         "consumer_startup_cpu_s": round(
@@ -569,8 +577,11 @@ def producer_ceiling(size: str) -> dict:
     }
 
 
-def _freshness_round(seconds: float, rate: int) -> tuple[float, float, int]:
-    """One round of :func:`freshness`: (p50, p99, rows seen)."""
+def _freshness_round(
+    seconds: float, rate: int, bq_write: str | None = None
+) -> tuple[float, float, int]:
+    """One round of :func:`freshness`: (p50, p99, rows seen), the consumer writing
+    BigQuery as ``bq_write`` says (default: BQ_WRITE's default)."""
     from google.cloud import bigquery
 
     from pipeline_lib.clients import bigquery_client, ensure_topic
@@ -598,6 +609,7 @@ def _freshness_round(seconds: float, rate: int) -> tuple[float, float, int]:
             "0.25",
             "--until-idle",
             "5",
+            *(["--bq-write", bq_write] if bq_write else []),
         ],
         settings,
     )
@@ -669,6 +681,72 @@ def freshness(size: str) -> dict:
         "median_p99_s": round(median_p99, 3),
         "goal": "p99 < 1 s (median of the rounds)",
         "met": median_p99 < 1.0,
+    }
+
+
+def storage_write(size: str) -> dict:
+    """Issue 20: the BigQuery writers side by side at a steady 1,000 ticks/s, and what a
+    day of it asks of real BigQuery's quotas.
+
+    Freshness (tick creation to a query returning it, as in :func:`freshness`) for
+    each writer, rounds alternated so that the machine's moods hit all alike: the
+    Storage Write API exactly once (the default), its default stream (at least once)
+    and a load job per batch. Throughput on a filled topic per writer is in
+    ``end_to_end`` (``by_bigquery_writer``). The quota arithmetic takes a batch a
+    second per consumer (the default flush) and the bytes per row of the Arrow
+    requests the sink sends, measured on simulated ticks.
+    """
+    from pipeline_lib.records.streams import TICKS
+    from pipeline_lib.sinks.bigquery import batch_table
+
+    seconds = 15.0 if size == "full" else 3.0
+    rate = 1000 if size == "full" else 200
+    rounds = 2 if size == "full" else 1
+    writers = list(BQ_WRITES)
+    seen: dict[str, list[tuple[float, float, int]]] = {writer: [] for writer in writers}
+    for round_ in range(rounds):
+        for writer in writers if round_ % 2 == 0 else writers[::-1]:
+            seen[writer].append(_freshness_round(seconds, rate, writer))
+    by_writer = {
+        writer: {
+            "p50_s": [round(p50, 3) for p50, _, _ in runs],
+            "p99_s": [round(p99, 3) for _, p99, _ in runs],
+            "median_p99_s": round(statistics.median(p99 for _, p99, _ in runs), 3),
+            "rows_seen": [rows for _, _, rows in runs],
+        }
+        for writer, runs in seen.items()
+    }
+    # Bytes per row as the Write API receives them: an Arrow record batch of ticks.
+    from pipeline_lib.records.batches import Batch
+
+    ticks = _ticks(10_000, seed=9)
+    part = TICKS.partition_batch("t", 0, ticks, list(range(len(ticks))))
+    table = batch_table(Batch([part], datetime.now(UTC), "g", 1), TICKS)
+    request_bytes = sum(b.serialize().size for b in table.to_batches(max_chunksize=5_000))
+    bytes_per_row = request_bytes / table.num_rows
+    per_day = 86_400
+    gib_per_month = bytes_per_row * 1000 * per_day * 30 / 2**30
+    storage = by_writer["storage"]["median_p99_s"]
+    load = by_writer["load"]["median_p99_s"]
+    return {
+        "name": "storage_write",
+        "ticks_per_s": rate,
+        "seconds_per_round": seconds,
+        "rounds_per_writer": rounds,
+        "freshness_by_writer": by_writer,
+        "storage_over_load_p99": round(storage / load, 2),
+        "quota_at_1000_ticks_per_s": {
+            "load_jobs_per_table_per_day_at_1s_flush_one_consumer": per_day,
+            "load_job_quota_per_table_per_day": 1500,
+            "flush_interval_s_for_load_jobs_to_fit_the_quota": round(per_day / 1500, 1),
+            "write_api_appends_per_day_one_consumer": per_day,
+            "write_streams_created_per_day": "one per consumer start or group rebalance",
+            "arrow_bytes_per_row": round(bytes_per_row, 1),
+            "ingested_gib_per_30_days": round(gib_per_month, 1),
+            "write_api_free_tier_gib_per_month": 2048,
+        },
+        "goal": "Write API p99 within 1.2x of load jobs' and under 1 s (median of rounds)",
+        "met": storage < 1.0 and storage <= 1.2 * load,
     }
 
 
@@ -867,6 +945,7 @@ FIGURES = {
     "end_to_end": end_to_end,
     "producer_ceiling": producer_ceiling,
     "freshness": freshness,
+    "storage_write": storage_write,
     "notebook_flow": notebook_flow,
     "backlog": backlog,
     "replication_cost": replication_cost,

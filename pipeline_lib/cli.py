@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import local
-from pipeline_lib.config import ConfigError, Settings, check_brokers
+from pipeline_lib.config import BQ_WRITES, ConfigError, Settings, check_brokers
 from pipeline_lib.errors import PipelineError
 
 
@@ -484,10 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     consume.add_argument("--format", choices=["ndjson", "parquet"], default="ndjson")
     consume.add_argument(
         "--bq-write",
-        choices=["load", "storage"],
-        default="load",
-        help="BigQuery through load jobs (default) or the Storage Write API (each record "
-        "once in the table itself; no load-job quota)",
+        choices=list(BQ_WRITES),
+        default=None,
+        help="how to write BigQuery (default: BQ_WRITE, else storage): "
+        + "; ".join(f"{name}: {meaning}" for name, meaning in BQ_WRITES.items()),
     )
     consume.add_argument("--quiet", action="store_true", help="no progress bar")
     consume.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -176,6 +176,22 @@ def _target(raw: str, name: str) -> str:
     return target
 
 
+# How the consumer writes BigQuery (the sinks: pipeline_lib.kafka_io.consumer.landing_sinks).
+BQ_WRITES = {
+    "storage": "Storage Write API, each record once in the table itself (default)",
+    "storage-at-least-once": "Storage Write API default stream: lowest latency, "
+    "a record may land twice (the _dedup view hides it)",
+    "load": "a load job per batch (1,500 a table a day on real BigQuery): backfills",
+}
+
+
+def _bq_write(raw: str, name: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in BQ_WRITES:
+        raise ConfigError(f"{name}={raw!r}: use one of {', '.join(BQ_WRITES)}")
+    return mode
+
+
 def _path(raw: str, name: str) -> Path:
     return Path(raw).expanduser().resolve()
 
@@ -389,6 +405,13 @@ VARIABLES: dict[str, Variable] = {
         ),
         Variable("BQ_LOCATION", "bq_location", "US", "BigQuery dataset location (real GCP only)"),
         Variable(
+            "BQ_WRITE",
+            "bq_write",
+            "storage",
+            "how the consumer writes BigQuery: " + " | ".join(BQ_WRITES),
+            _bq_write,
+        ),
+        Variable(
             "STORAGE_EMULATOR_HOST",
             "storage_emulator_host",
             _local_only(f"http://{LOCAL_HOST}:4443"),
@@ -455,6 +478,7 @@ class Settings:
     bq_table: str
     bq_news_table: str
     bq_location: str
+    bq_write: str
     storage_emulator_host: str | None
     bigquery_emulator_host: str | None
     bigquery_emulator_grpc_port: int

@@ -540,25 +540,30 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-BQ_WRITES = ("load", "storage")
-
-
 def landing_sinks(
     settings: Settings,
     stream: str | Route = "ticks",
     file_format: str = "ndjson",
-    bq_write: str = "load",
+    bq_write: str | None = None,
 ) -> list[Sink]:
     """Where a stream lands: GCS objects (NDJSON or Parquet) and the BigQuery table,
-    through load jobs (``bq_write="load"``) or the Storage Write API (``"storage"``:
-    each record once in the table itself, see :mod:`pipeline_lib.sinks.storage_write`)."""
+    written as ``bq_write`` says (default: ``settings.bq_write``, ``BQ_WRITE``; the
+    modes are :data:`pipeline_lib.config.BQ_WRITES`): through the Storage Write API,
+    each record once in the table itself (``storage``) or at least once through the
+    default stream, or by load jobs (see :mod:`pipeline_lib.sinks.storage_write`)."""
     from pipeline_lib.sinks.bigquery import BigQuerySink
     from pipeline_lib.sinks.gcs import GcsSink
-    from pipeline_lib.sinks.storage_write import StorageWriteSink
+    from pipeline_lib.sinks.storage_write import DefaultStreamSink, StorageWriteSink
 
-    if bq_write not in BQ_WRITES:
-        raise ConsumerError(f"bq_write must be one of {', '.join(BQ_WRITES)}, got {bq_write!r}")
-    table = StorageWriteSink if bq_write == "storage" else BigQuerySink
+    mode = settings.bq_write if bq_write is None else bq_write
+    tables = {
+        "storage": StorageWriteSink,
+        "storage-at-least-once": DefaultStreamSink,
+        "load": BigQuerySink,
+    }
+    if mode not in tables:
+        raise ConsumerError(f"bq_write must be one of {', '.join(tables)}, got {mode!r}")
+    table = tables[mode]
     return [
         GcsSink(settings, file_format=file_format),  # type: ignore[arg-type]
         table(settings, stream=stream),
@@ -569,7 +574,7 @@ def _landing_consumer(
     settings: Settings,
     stream: str,
     file_format: str,
-    bq_write: str,
+    bq_write: str | None,
     batch_size: int,
     flush_interval: float,
     on_batch: Callable[[BatchReport], None] | None,
@@ -596,7 +601,7 @@ def consume(
     file_format: str = "ndjson",
     on_batch: Callable[[BatchReport], None] | None = None,
     stream: str = "ticks",
-    bq_write: str = "load",
+    bq_write: str | None = None,
 ) -> ConsumeReport:
     """Run one consumer of ``stream`` ("ticks" or "news") into GCS and BigQuery until a
     bound is reached (with Ctrl-C / SIGTERM handling): :func:`consume_streams` of one."""
@@ -626,7 +631,7 @@ def consume_streams(
     progress: bool = False,
     file_format: str = "ndjson",
     on_batch: Callable[[BatchReport], None] | None = None,
-    bq_write: str = "load",
+    bq_write: str | None = None,
 ) -> dict[str, ConsumeReport]:
     """One consumer per stream, side by side on threads (each its own group member,
     topic and table); the reports by stream.

@@ -29,6 +29,11 @@ during the append call itself, while the group gives its partitions to another m
 that checks the table before the frozen one's rows land. The window is that one
 call; the dedup view still shows each event once.
 
+**At least once** (:class:`DefaultStreamSink`, ``BQ_WRITE=storage-at-least-once``):
+the table's default stream, no offsets, no question to the table before a write. A
+batch written and not committed in Kafka lands again when it is read again; the
+dedup view shows it once. One call per batch and nothing more: the lowest latency.
+
 Rows BigQuery refuses (``row_errors``) are left out and returned as dead letters
 with their original key, value and headers; a request refused whole (a type that
 does not fit) falls back to NDJSON load jobs split in halves, as the load sink does.
@@ -62,6 +67,8 @@ class StorageWriteSink(BigQuerySink):
     """Lands each batch with one append to a COMMITTED write stream (see above).
     Shares the table, its schema, the dedup view and refused-row handling with the
     load-job sink it extends."""
+
+    exactly_once = True  # ask the table, write at offsets (else: the default stream)
 
     def __init__(self, settings: Settings, stream: str | Route = "ticks", client: Any = None):
         super().__init__(settings, stream=stream)
@@ -165,7 +172,7 @@ class StorageWriteSink(BigQuerySink):
         return result
 
     def _write_once(self, batch: Batch, continuing: set[tuple[str, int]]) -> WriteResult:
-        todo = self._unwritten(batch, continuing)
+        todo = self._unwritten(batch, continuing) if self.exactly_once else batch
         location = [f"bq://{self.route.table_id}"]
         if len(todo) == 0:
             return WriteResult(self.name, 0, location)
@@ -204,7 +211,9 @@ class StorageWriteSink(BigQuerySink):
         from google.api_core import exceptions as gexc
         from google.cloud.bigquery_storage_v1 import types
 
-        if self._stream is None or self._stream_generation != generation:
+        if not self.exactly_once:
+            self._stream = f"{self.table_path}/streams/_default"
+        elif self._stream is None or self._stream_generation != generation:
             try:
                 created = self.write_client.create_write_stream(
                     parent=self.table_path,
@@ -221,7 +230,8 @@ class StorageWriteSink(BigQuerySink):
         if self.fence_check is not None:  # the last step before rows become visible
             self.fence_check(generation, f"appending {table.num_rows} rows")
         try:
-            appended, refused = self._append(self._stream, table, self._stream_rows)
+            offset = self._stream_rows if self.exactly_once else None
+            appended, refused = self._append(self._stream, table, offset)
         except (gexc.NotFound, gexc.AlreadyExists, gexc.OutOfRange, gexc.Aborted) as error:
             self._stream = None  # gone (the service restarted) or out of step
             raise StreamLost(f"write stream lost: {error}") from error
@@ -231,20 +241,27 @@ class StorageWriteSink(BigQuerySink):
         self._stream_rows += appended
         return appended, refused
 
-    def _append(self, stream_name: str, table: Any, offset: int) -> tuple[int, dict[int, str]]:
-        """Every row of ``table`` at ``offset`` on the stream, in requests of at most
-        MAX_REQUEST_ROWS (the first carries the Arrow schema)."""
+    def _append(
+        self, stream_name: str, table: Any, offset: int | None
+    ) -> tuple[int, dict[int, str]]:
+        """Every row of ``table`` at ``offset`` on the stream (None: wherever the stream
+        ends, as the default stream wants), in requests of at most MAX_REQUEST_ROWS (the
+        first carries the Arrow schema)."""
         from google.cloud.bigquery_storage_v1 import types
 
         schema = types.ArrowSchema(serialized_schema=table.schema.serialize().to_pybytes())
         requests, sizes = [], []
-        for i, piece in enumerate(table.to_batches(max_chunksize=MAX_REQUEST_ROWS)):
+        # One request per MAX_REQUEST_ROWS rows, not per chunk: a batch's table joins
+        # its polls' chunks, and a request per chunk landed a batch bit by bit.
+        pieces = table.combine_chunks().to_batches(max_chunksize=MAX_REQUEST_ROWS)
+        for i, piece in enumerate(pieces):
             rows = types.ArrowRecordBatch(serialized_record_batch=piece.serialize().to_pybytes())
             request = types.AppendRowsRequest(
                 write_stream=stream_name,  # the emulator wants it on every request
-                offset=offset + sum(sizes),
                 arrow_rows=types.AppendRowsRequest.ArrowData(rows=rows),
             )
+            if offset is not None:
+                request.offset = offset + sum(sizes)
             if i == 0:
                 request.arrow_rows.writer_schema = schema
             requests.append(request)
@@ -263,6 +280,14 @@ class StorageWriteSink(BigQuerySink):
         if appended < table.num_rows:
             raise StreamLost(f"{table.num_rows - appended} rows got no answer")
         return appended, {}
+
+
+class DefaultStreamSink(StorageWriteSink):
+    """At least once through the table's default stream (see the module's text): no
+    stream to create, no offsets, no query before a write; duplicates of a replayed
+    batch are left to the dedup view."""
+
+    exactly_once = False
 
 
 class _RequestRefused(PipelineError):

@@ -14,7 +14,7 @@ from google.api_core.exceptions import ServiceUnavailable
 from pipeline_lib.config import Settings
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.sinks.storage_write import StorageWriteSink
+from pipeline_lib.sinks.storage_write import DefaultStreamSink, StorageWriteSink
 from tests.helpers import simulated
 
 pytestmark = pytest.mark.unit
@@ -36,21 +36,26 @@ class FakeWriteApi:
         self.refuse_offsets: set[int] = set()  # rows with these offsets get row_errors
         self.refuse_whole = False
         self.names = (f"s{i}" for i in itertools.count())
+        self.requests_per_call: list[int] = []
 
     def _maybe_fail(self, step: str) -> None:
         if step in self.fail:
             self.fail.discard(step)
             raise ServiceUnavailable(f"{step} failed")
 
-    def create_write_stream(self, parent, write_stream, timeout=None):
+    def create_write_stream(self, parent, write_stream, timeout=None, retry="library's"):
+        assert timeout and retry is None  # bounded: the library's retry would take 20 min
         self._maybe_fail("create")
         name = next(self.names)
         self.streams[name] = 0
         return SimpleNamespace(name=name)
 
     def append_rows(self, requests, timeout=None):
+        assert timeout
         schema = None
+        self.requests_per_call.append(0)
         for request in requests:
+            self.requests_per_call[-1] += 1
             self._maybe_fail("append")
             if request.arrow_rows.writer_schema.serialized_schema:
                 schema = pa.ipc.read_schema(
@@ -66,8 +71,10 @@ class FakeWriteApi:
                 for i, o in enumerate(offsets)
                 if o in self.refuse_offsets
             ]
+            if request.write_stream.endswith("/streams/_default"):
+                self.streams.setdefault(request.write_stream, 0)  # always there, no offsets
             end = self.streams[request.write_stream]
-            given = request.offset
+            given = request.offset if "offset" in request else end
             code = 3 if self.refuse_whole else 6 if given < end else 11 if given > end else 0
             if errors:
                 code = 3
@@ -165,3 +172,34 @@ def test_a_membership_lost_before_the_commit_publishes_nothing():
     with pytest.raises(Fenced):
         sink.write(batch(0, 50))
     assert api.table == []  # nothing appended
+
+
+def test_at_least_once_appends_to_the_default_stream_without_offsets_or_questions():
+    api = FakeWriteApi()
+    sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
+    sink.held_offsets = lambda part: pytest.fail("at least once asks the table nothing")  # type: ignore[method-assign]
+    assert sink.write(batch(0, 100)).rows == 100
+    assert sink.write(batch(0, 100, generation=2)).rows == 100  # a replay lands again...
+    assert len(api.table) == 200 and len(set(api.table)) == 100  # ...for the view to hide
+    assert list(api.streams) == [f"{sink.table_path}/streams/_default"]  # none created
+
+
+def test_a_batch_of_many_polls_is_one_request_all_or_nothing():
+    api = FakeWriteApi()
+    sink = sink_on(api)
+    parts = [
+        TICKS.partition_batch("t", 0, TICKS_[i : i + 10], list(range(i, i + 10)))
+        for i in range(0, 100, 10)
+    ]
+    merged = parts[0]
+    for part in parts[1:]:  # a partition's batch holds one Arrow chunk per poll
+        merged.chunks.extend(part.chunks)
+        merged.offsets.extend(part.offsets)
+        merged.keys.extend(part.keys)
+        merged.values.extend(part.values)
+        merged.headers.extend(part.headers)
+        merged.lines.extend(part.lines)
+    assert len(merged.chunks) == 10
+    assert sink.write(Batch([merged], NOW, "g", 1)).rows == 100
+    assert api.requests_per_call == [1]
+    once(api, 100)
