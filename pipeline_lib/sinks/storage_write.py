@@ -76,7 +76,7 @@ class StorageWriteSink(BigQuerySink):
         # (topic, partition) -> (generation, offset after the last record committed)
         self._written: dict[tuple[str, int], tuple[int, int]] = {}
         self._stream: str | None = None  # this sink's COMMITTED write stream
-        self._stream_generation = -2
+        self._stream_generation: int | None = -2  # None: made at setup, for the first one
         self._stream_rows = 0  # rows appended to it: the next request's offset
 
     @property
@@ -85,6 +85,28 @@ class StorageWriteSink(BigQuerySink):
             self._write_client = bigquery_write_client(self.settings)
         return self._write_client
 
+    def setup(self) -> None:
+        """The table (as the load sink makes it), the Write API client connected, the
+        first write stream made and the query client warmed now: at the first write,
+        they made the first batch 0.5 s late (imports, connecting, the first
+        CreateWriteStream, the first query)."""
+        super().setup()
+        import grpc
+        from google.cloud.bigquery_storage_v1 import types  # noqa: F401
+
+        try:  # and connected: the first call would wait for it (0.2 s on the emulator)
+            grpc.channel_ready_future(self.write_client.transport.grpc_channel).result(
+                timeout=CALL_TIMEOUT_S
+            )
+        except grpc.FutureTimeoutError:
+            log.warning("the Storage Write API is not answering yet; the writes will retry")
+            return
+        if self.exactly_once:  # the first batch's stream, made before it is due
+            try:
+                self._open_stream(None)
+            except Exception as error:
+                log.warning("no write stream yet (%s); the first write makes one", error)
+
     @property
     def table_path(self) -> str:
         to = self.route
@@ -92,56 +114,93 @@ class StorageWriteSink(BigQuerySink):
 
     # --- what the table holds ---------------------------------------------------------
 
-    def held_offsets(self, part: PartitionBatch) -> set[int]:
-        """Offsets of ``part`` the table holds already (a query pruned to the part's
-        offset range and event-time days)."""
+    def held_offsets(self, parts: list[PartitionBatch]) -> dict[tuple[str, int], set[int]]:
+        """Offsets of each part the table holds already, by (topic, partition): one
+        query, pruned to the parts' event-time days and each part's offset range."""
         import pyarrow.compute as pc
         from google.cloud import bigquery
 
-        times = pc.min_max(part.table.column("ts")).as_py()
-        sql = (
-            f"SELECT DISTINCT kafka_offset FROM {self.route.table_sql} "  # noqa: S608 - checked
-            "WHERE ts BETWEEN @first_ts AND @last_ts AND kafka_topic = @topic "
-            "AND kafka_partition = @partition AND kafka_offset BETWEEN @first AND @last"
-        )
+        times = [pc.min_max(part.table.column("ts")).as_py() for part in parts]
         parameters = [
-            bigquery.ScalarQueryParameter("first_ts", "TIMESTAMP", times["min"]),
-            bigquery.ScalarQueryParameter("last_ts", "TIMESTAMP", times["max"]),
-            bigquery.ScalarQueryParameter("topic", "STRING", part.topic),
-            bigquery.ScalarQueryParameter("partition", "INT64", part.partition),
-            bigquery.ScalarQueryParameter("first", "INT64", part.offsets[0]),
-            bigquery.ScalarQueryParameter("last", "INT64", part.offsets[-1]),
+            bigquery.ScalarQueryParameter("first_ts", "TIMESTAMP", min(t["min"] for t in times)),
+            bigquery.ScalarQueryParameter("last_ts", "TIMESTAMP", max(t["max"] for t in times)),
         ]
+        ranges = []
+        for i, part in enumerate(parts):  # the text names parameters only
+            ranges.append(
+                f"(kafka_topic = @t{i} AND kafka_partition = @p{i} "
+                f"AND kafka_offset BETWEEN @first{i} AND @last{i})"
+            )
+            parameters += [
+                bigquery.ScalarQueryParameter(f"t{i}", "STRING", part.topic),
+                bigquery.ScalarQueryParameter(f"p{i}", "INT64", part.partition),
+                bigquery.ScalarQueryParameter(f"first{i}", "INT64", part.offsets[0]),
+                bigquery.ScalarQueryParameter(f"last{i}", "INT64", part.offsets[-1]),
+            ]
+        where = f"ts BETWEEN @first_ts AND @last_ts AND ({' OR '.join(ranges)})"
+        columns = "DISTINCT kafka_topic, kafka_partition, kafka_offset"
+        sql = f"SELECT {columns} FROM {self.route.table_sql} WHERE {where}"  # noqa: S608
         config = bigquery.QueryJobConfig(query_parameters=parameters)
         job = self.client.query(sql, job_config=config, timeout=CALL_TIMEOUT_S)
-        rows = job.result(timeout=CALL_TIMEOUT_S)
-        return {row.kafka_offset for row in rows}
+        held: dict[tuple[str, int], set[int]] = {(p.topic, p.partition): set() for p in parts}
+        for row in job.result(timeout=CALL_TIMEOUT_S):
+            held[(row.kafka_topic, row.kafka_partition)].add(row.kafka_offset)
+        return held
 
     def _unwritten(self, batch: Batch, continuing: set[tuple[str, int]]) -> Batch:
         """The batch without the records the table holds already; the parts of
         ``continuing`` partitions follow what this sink committed: nothing to ask."""
-        parts = []
-        for part in batch.parts:
-            if not len(part):
-                continue
-            if (part.topic, part.partition) in continuing:
-                parts.append(part)
-                continue
-            held = self.held_offsets(part)
-            if held:
+        parts = [part for part in batch.parts if len(part)]
+        unsure = [part for part in parts if (part.topic, part.partition) not in continuing]
+        if not unsure:
+            return Batch(parts, batch.closed_at, batch.group, batch.generation)
+        held = self.held_offsets(unsure)
+        kept = []
+        for part in parts:
+            key = (part.topic, part.partition)
+            have = held[key] if key not in continuing else set()
+            if have:
                 log.info(
                     "partition %d: %d of %d records of this batch are in %s already; left out",
                     part.partition,
-                    len(held),
+                    len(have),
                     len(part),
                     self.route.table_id,
                 )
-                keep = [i for i, offset in enumerate(part.offsets) if offset not in held]
+                keep = [i for i, offset in enumerate(part.offsets) if offset not in have]
                 if not keep:
                     continue
                 part = part.take(keep)
-            parts.append(part)
-        return Batch(parts, batch.closed_at, batch.group, batch.generation)
+            kept.append(part)
+        return Batch(kept, batch.closed_at, batch.group, batch.generation)
+
+    def check_table_schema(self, error: Exception) -> None:
+        """Raise one clear SinkError if the table no longer has the columns the
+        pipeline writes (a column dropped, or of another type): every batch would be
+        refused, so stop with nothing committed rather than dead-letter them all."""
+        from pipeline_lib.sinks.bigquery import bigquery_schema
+
+        try:
+            table = self.client.get_table(self.route.table_id, timeout=CALL_TIMEOUT_S)
+        except Exception:  # cannot tell: treat the refusal as the rows'
+            return
+        have = {field.name: field.field_type for field in table.schema}
+        problems = []
+        for field in bigquery_schema(self.stream):
+            found = have.get(field.name)
+            if found is None:
+                problems.append(f"column {field.name} is missing")
+            elif _standard(found) != _standard(field.field_type):
+                problems.append(
+                    f"column {field.name} is {found}, the pipeline writes {field.field_type}"
+                )
+        if problems:
+            raise SinkError(
+                f"BigQuery table {self.route.table_id} changed underneath the pipeline: "
+                f"{'; '.join(problems)} (the Write API refused the batch: {error}). Restore "
+                "the columns, or point BQ_TABLE at a new table and run "
+                "`python -m pipeline_lib setup`; nothing of this batch was committed."
+            )
 
     # --- writing ------------------------------------------------------------------------
 
@@ -186,6 +245,7 @@ class StorageWriteSink(BigQuerySink):
             except _RequestRefused as error:
                 if landed:  # cannot happen with one schema per batch: be loud if it does
                     raise SinkError(f"the Write API refused part of a batch: {error}") from error
+                self.check_table_schema(error)
                 log.warning("the Write API refused the batch whole (%s); loading by halves", error)
                 return self._write_rows(todo)
             landed += appended
@@ -209,24 +269,13 @@ class StorageWriteSink(BigQuerySink):
         Any doubt about the stream (an error, a new generation) opens a new one, and
         the retry asks the table what it holds first."""
         from google.api_core import exceptions as gexc
-        from google.cloud.bigquery_storage_v1 import types
 
         if not self.exactly_once:
             self._stream = f"{self.table_path}/streams/_default"
+        elif self._stream is not None and self._stream_generation is None:
+            self._stream_generation = generation  # made at setup: the first generation's
         elif self._stream is None or self._stream_generation != generation:
-            try:
-                created = self.write_client.create_write_stream(
-                    parent=self.table_path,
-                    write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED),
-                    timeout=CALL_TIMEOUT_S,
-                    retry=None,  # with_retries retries; the library's own would wait 20 min
-                )
-            except gexc.NotFound as error:
-                raise SinkError(
-                    f"BigQuery table {self.route.table_id} not found: {error}. Create it "
-                    "with `python -m pipeline_lib setup`."
-                ) from error
-            self._stream, self._stream_generation, self._stream_rows = created.name, generation, 0
+            self._open_stream(generation)
         if self.fence_check is not None:  # the last step before rows become visible
             self.fence_check(generation, f"appending {table.num_rows} rows")
         try:
@@ -240,6 +289,25 @@ class StorageWriteSink(BigQuerySink):
             raise
         self._stream_rows += appended
         return appended, refused
+
+    def _open_stream(self, generation: int | None) -> None:
+        """A new COMMITTED stream for ``generation`` (None: the first one seen)."""
+        from google.api_core import exceptions as gexc
+        from google.cloud.bigquery_storage_v1 import types
+
+        try:
+            created = self.write_client.create_write_stream(
+                parent=self.table_path,
+                write_stream=types.WriteStream(type_=types.WriteStream.Type.COMMITTED),
+                timeout=CALL_TIMEOUT_S,
+                retry=None,  # with_retries retries; the library's own would wait 20 min
+            )
+        except gexc.NotFound as error:
+            raise SinkError(
+                f"BigQuery table {self.route.table_id} not found: {error}. Create it "
+                "with `python -m pipeline_lib setup`."
+            ) from error
+        self._stream, self._stream_generation, self._stream_rows = created.name, generation, 0
 
     def _append(
         self, stream_name: str, table: Any, offset: int | None
@@ -280,6 +348,11 @@ class StorageWriteSink(BigQuerySink):
         if appended < table.num_rows:
             raise StreamLost(f"{table.num_rows - appended} rows got no answer")
         return appended, {}
+
+
+def _standard(kind: str) -> str:
+    """Legacy and standard SQL names of one BigQuery type, as one."""
+    return {"INT64": "INTEGER", "FLOAT64": "FLOAT", "BOOL": "BOOLEAN"}.get(kind, kind)
 
 
 class DefaultStreamSink(StorageWriteSink):

@@ -87,10 +87,27 @@ class FakeWriteApi:
             )
 
 
+class FakeTables:
+    """The BigQuery client's get_table: the table's schema as the sink created it,
+    or as someone changed it."""
+
+    def __init__(self, schema: list) -> None:
+        self.schema = schema
+
+    def get_table(self, table_id, timeout=None):
+        return SimpleNamespace(schema=self.schema)
+
+
 def sink_on(api: FakeWriteApi) -> StorageWriteSink:
+    from pipeline_lib.sinks.bigquery import bigquery_schema
+
     sink = StorageWriteSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
-    sink.held_offsets = lambda part: {  # type: ignore[method-assign]
-        o for p, o in api.table if p == part.partition and o in set(part.offsets)
+    sink._client = FakeTables(bigquery_schema())
+    sink.held_offsets = lambda parts: {  # type: ignore[method-assign]
+        (part.topic, part.partition): {
+            o for p, o in api.table if p == part.partition and o in set(part.offsets)
+        }
+        for part in parts
     }
     sink._write_rows = lambda batch: pytest.fail("no fallback expected")  # type: ignore[method-assign]
     return sink
@@ -133,7 +150,12 @@ def test_a_batch_continuing_the_last_one_is_written_without_asking_the_table():
     sink = sink_on(api)
     sink.write(batch(0, 100))
     asked = []
-    sink.held_offsets = lambda part: asked.append(part.partition) or set()  # type: ignore[method-assign]
+    sink.held_offsets = lambda parts: (
+        asked.extend(p.partition for p in parts)
+        or {  # type: ignore[method-assign]
+            (p.topic, p.partition): set() for p in parts
+        }
+    )
     sink.write(batch(100, 200))
     assert asked == []
     sink.write(batch(50, 120))  # a rewind in the same generation: asks
@@ -177,7 +199,7 @@ def test_a_membership_lost_before_the_commit_publishes_nothing():
 def test_at_least_once_appends_to_the_default_stream_without_offsets_or_questions():
     api = FakeWriteApi()
     sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
-    sink.held_offsets = lambda part: pytest.fail("at least once asks the table nothing")  # type: ignore[method-assign]
+    sink.held_offsets = lambda parts: pytest.fail("at least once asks the table nothing")  # type: ignore[method-assign]
     assert sink.write(batch(0, 100)).rows == 100
     assert sink.write(batch(0, 100, generation=2)).rows == 100  # a replay lands again...
     assert len(api.table) == 200 and len(set(api.table)) == 100  # ...for the view to hide
@@ -203,3 +225,26 @@ def test_a_batch_of_many_polls_is_one_request_all_or_nothing():
     assert sink.write(Batch([merged], NOW, "g", 1)).rows == 100
     assert api.requests_per_call == [1]
     once(api, 100)
+
+
+def test_a_table_changed_underneath_stops_the_sink_with_one_line():
+    from google.cloud import bigquery
+
+    from pipeline_lib.sinks import SinkError
+    from pipeline_lib.sinks.bigquery import bigquery_schema
+
+    api = FakeWriteApi()
+    api.refuse_whole = True
+    sink = sink_on(api)
+    changed = [
+        bigquery.SchemaField(f.name, "STRING") if f.name == "close" else f
+        for f in bigquery_schema()
+        if f.name != "volume"
+    ]
+    sink._client = FakeTables(changed)
+    with pytest.raises(SinkError) as refused:
+        sink.write(batch(0, 20))
+    line = str(refused.value)
+    assert "\n" not in line and "column volume is missing" in line
+    assert "column close is STRING, the pipeline writes FLOAT" in line
+    assert api.table == []
