@@ -74,6 +74,14 @@ def test_every_notebook_ran_without_error_and_was_exported(flow):
     assert any("assigned" in t for t in tables)  # what the group gave this member
     letters = next(t for t in tables if "reason" in t and "stage" in t)
     assert "close" in letters and "12.5" in letters  # the deliberately bad tick, with why
+    # the crash drill: a SIGKILL between the sinks and the commit, then the counts
+    storage = re.search(
+        r"([\d,]+) records in Kafka;.*: each once \(BQ_WRITE=storage\)", consumer_out
+    )
+    load = re.search(r"([\d,]+) duplicates \(BQ_WRITE=load\)", consumer_out)
+    assert storage and storage[1] == "6,000", consumer_out[-2000:]
+    assert load and int(load[1].replace(",", "")) > 0
+    assert any("rows at the kill" in t and "duplicates" in t for t in tables)
     partitions = describe_cluster(settings, [settings.topic]).partitions
     assert len(partitions) == 3 and all(p.messages > 0 for p in partitions)  # keys spread
 
