@@ -50,7 +50,7 @@ REPEATING_COLUMNS = frozenset({"symbol", "source", "sentiment_label", "publisher
 TABLE_SCHEMA: tuple[tuple[str, str, str, str], ...] = TICKS.columns
 
 
-def _quick_retry():
+def quick_retry():
     """The client's own retry, capped: with_retries() decides when to give up."""
     from google.cloud.bigquery import DEFAULT_RETRY
 
@@ -67,14 +67,14 @@ def wait_for_job(job: Any, timeout: float) -> None:
     started = time.monotonic()
     deadline = started + timeout
     delays, quick = QUICK_CHECK_BACKOFF.delays(), True
-    while not job.done(retry=_quick_retry(), timeout=30):
+    while not job.done(retry=quick_retry(), timeout=30):
         delay = next(delays)
         if time.monotonic() + delay > deadline:
             raise TimeoutError(f"BigQuery job {job.job_id} not done after {timeout:g}s")
         time.sleep(delay)
         if quick and time.monotonic() - started >= QUICK_POLL_FOR_S:
             delays, quick = SLOW_CHECK_BACKOFF.delays(), False
-    job.result(retry=_quick_retry(), timeout=30)
+    job.result(retry=quick_retry(), timeout=30)
 
 
 def bigquery_schema(stream: Stream = TICKS) -> list:
@@ -163,7 +163,7 @@ class BigQuerySink(Sink):
         def create() -> None:
             dataset = bigquery.Dataset(f"{self.settings.gcp_project}.{self.settings.bq_dataset}")
             dataset.location = self.settings.bq_location
-            retry = _quick_retry()
+            retry = quick_retry()
             self.client.create_dataset(dataset, exists_ok=True, timeout=30, retry=retry)
             table = bigquery.Table(self.route.table_id, schema=bigquery_schema(self.stream))
             table.time_partitioning = bigquery.TimePartitioning(

@@ -50,7 +50,7 @@ from pipeline_lib.errors import PipelineError
 from pipeline_lib.records.batches import Batch, DeadLetter, PartitionBatch, WriteResult
 from pipeline_lib.routes import Route
 from pipeline_lib.sinks import SinkError, with_retries
-from pipeline_lib.sinks.bigquery import BigQuerySink, batch_table
+from pipeline_lib.sinks.bigquery import BigQuerySink, batch_table, quick_retry
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_ROWS = 20_000  # a 10 MB request is about 40k ticks: stay well below
@@ -141,9 +141,9 @@ class StorageWriteSink(BigQuerySink):
         columns = "DISTINCT kafka_topic, kafka_partition, kafka_offset"
         sql = f"SELECT {columns} FROM {self.route.table_sql} WHERE {where}"  # noqa: S608
         config = bigquery.QueryJobConfig(query_parameters=parameters)
-        job = self.client.query(sql, job_config=config, timeout=CALL_TIMEOUT_S)
+        job = self.client.query(sql, job_config=config, timeout=CALL_TIMEOUT_S, retry=quick_retry())
         held: dict[tuple[str, int], set[int]] = {(p.topic, p.partition): set() for p in parts}
-        for row in job.result(timeout=CALL_TIMEOUT_S):
+        for row in job.result(timeout=CALL_TIMEOUT_S, retry=quick_retry()):
             held[(row.kafka_topic, row.kafka_partition)].add(row.kafka_offset)
         return held
 
@@ -181,7 +181,9 @@ class StorageWriteSink(BigQuerySink):
         from pipeline_lib.sinks.bigquery import bigquery_schema
 
         try:
-            table = self.client.get_table(self.route.table_id, timeout=CALL_TIMEOUT_S)
+            table = self.client.get_table(
+                self.route.table_id, timeout=CALL_TIMEOUT_S, retry=quick_retry()
+            )
         except Exception:  # cannot tell: treat the refusal as the rows'
             return
         have = {field.name: field.field_type for field in table.schema}
@@ -335,7 +337,9 @@ class StorageWriteSink(BigQuerySink):
             requests.append(request)
             sizes.append(piece.num_rows)
         appended = 0
-        responses = self.write_client.append_rows(iter(requests), timeout=CALL_TIMEOUT_S)
+        responses = self.write_client.append_rows(  # its own retry would wait a day
+            iter(requests), timeout=CALL_TIMEOUT_S, retry=None
+        )
         for size, response in zip(sizes, responses, strict=False):
             if response.row_errors:
                 return appended, {appended + e.index: e.message for e in response.row_errors}

@@ -15,6 +15,7 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
         "end_to_end",
         "producer_ceiling",
         "freshness",
+        "storage_write",
         "notebook_flow",
         "backlog",
         "replication_cost",
@@ -28,6 +29,10 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
     assert figures["producer_ceiling"]["java_producer_perf_records_per_s"] > 0
     assert figures["freshness"]["rows_seen"][0] > 0 and figures["freshness"]["median_p99_s"] > 0
     assert figures["backlog"]["records_per_s"] > 0
+    writers = figures["storage_write"]["freshness_by_writer"]
+    assert set(writers) == {"storage", "storage-at-least-once", "load"}
+    assert all(w["rows_seen"][0] > 0 for w in writers.values())
+    assert set(figures["end_to_end"]["by_bigquery_writer"]) == set(writers)
     assert figures["replication_cost"]["ratio_rf3_to_rf1"] > 0
     assert 0 < figures["failover"]["median_s"] < 60
     assert figures["sentiment_rate"]["headlines_scored_per_s"] > 0

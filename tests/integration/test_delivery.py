@@ -44,8 +44,10 @@ def test_ten_thousand_ticks_exactly_once(settings):
     assert sum(o for o in committed_offsets(settings).values() if o) == 10_000
 
 
-def test_sigkill_between_sinks_and_commit_then_restart(settings):
-    """The worst moment to die: both sinks written, offsets not committed."""
+def test_sigkill_between_sinks_and_commit_then_restart_with_load_jobs(settings):
+    """The worst moment to die: both sinks written, offsets not committed. Load jobs
+    write the batch again (the Write API does not: test_storage_write)."""
+    settings = settings.with_overrides(bq_write="load")
     ticks = simulated(10_000, seed=22)
     produce_ticks(settings, ticks)
     script = (

@@ -50,8 +50,8 @@ class FakeWriteApi:
         self.streams[name] = 0
         return SimpleNamespace(name=name)
 
-    def append_rows(self, requests, timeout=None):
-        assert timeout
+    def append_rows(self, requests, timeout=None, retry="library's"):
+        assert timeout and retry is None  # bounded: the library's retry would take a day
         schema = None
         self.requests_per_call.append(0)
         for request in requests:
@@ -94,7 +94,7 @@ class FakeTables:
     def __init__(self, schema: list) -> None:
         self.schema = schema
 
-    def get_table(self, table_id, timeout=None):
+    def get_table(self, table_id, timeout=None, retry=None):
         return SimpleNamespace(schema=self.schema)
 
 
