@@ -308,7 +308,8 @@ def test_sigterm_or_ctrl_c_flushes_and_commits_the_open_batch(settings, signal_n
 
 
 def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
-    """A table whose `symbol` column drifted to INT64: BigQuery refuses the letter symbols."""
+    """A table whose `symbol` column drifted to INT64: load jobs refuse the letter
+    symbols (the Write API refuses the whole batch: test_storage_write)."""
     from google.cloud import bigquery
 
     from pipeline_lib.clients import bigquery_client
@@ -326,6 +327,7 @@ def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
     ticks = [t._replace(symbol="AAPL") if i in refused else t for i, t in enumerate(ticks)]
     produce_ticks(settings, ticks)
 
+    settings = settings.with_overrides(bq_write="load")
     report = SinkConsumer(settings).run(until_idle=3)
     assert report.consumed == 43 and report.written == 40 and report.dead_letters == 3
     letters = unique_dead_letters(settings)

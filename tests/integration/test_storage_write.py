@@ -185,3 +185,30 @@ def test_queries_while_the_consumer_appends_neither_hang_nor_read_another_result
     assert counts == sorted(counts) and counts[-1] == 8_000
     raw = bq_event_ids(settings, deduplicated=False)
     assert set(raw) == {t.event_id for t in ticks} and set(raw.values()) == {1}
+
+
+def test_a_column_retyped_underneath_stops_the_consumer_with_one_line(settings):
+    """The Write API refuses a batch whole when a column's type no longer fits: the
+    consumer stops naming the column, and commits nothing."""
+    from google.cloud import bigquery
+
+    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.routes import route
+    from pipeline_lib.sinks import SinkError
+    from pipeline_lib.sinks.bigquery import bigquery_schema
+
+    client = bigquery_client(settings)
+    client.create_dataset(settings.bq_dataset)
+    drifted = [
+        bigquery.SchemaField(f.name, "INT64" if f.name == "symbol" else f.field_type, mode=f.mode)
+        for f in bigquery_schema()
+    ]
+    client.create_table(bigquery.Table(route(settings).table_id, schema=drifted))
+    assert produce(settings, simulated(500, seed=47)).ok
+    consumer = SinkConsumer(settings, sinks=landing_sinks(settings, bq_write="storage"))
+    with pytest.raises(SinkError) as stopped:
+        consumer.run(until_idle=3, handle_signals=False)
+    line = str(stopped.value)
+    assert "\n" not in line and "column symbol is INT64, the pipeline writes STRING" in line
+    assert not any(committed_offsets(settings).values())
+    assert not bq_event_ids(settings, deduplicated=False)
