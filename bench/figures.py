@@ -410,7 +410,7 @@ def end_to_end(size: str) -> dict:
             "records_per_s": round(runs[writer][0]["rate"]),
             "consumer_cpu_s_per_100k": round(runs[writer][0]["active_cpu_seconds"] * per_100k, 2),
             "bigquery_stage_s_per_100k": round(
-                runs[writer][0]["stage_seconds"].get("bigquery", 0.0) * per_100k, 2
+                runs[writer][0]["stage_seconds"].get("sink:bigquery", 0.0) * per_100k, 2
             ),
         }
         for writer in writers

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
@@ -109,8 +110,8 @@ def raw_counts(settings: Settings) -> tuple[int, int, int]:
 
 def run_crash_drill(
     settings: Settings,
-    ticks: int = 6_000,
-    batch_size: int = 1_000,
+    ticks: int = 3_000,
+    batch_size: int = 500,
     kill_at: int = 3,
     bq_write: str | None = None,
     seed: int = 11,
@@ -156,3 +157,23 @@ def run_crash_drill(
         records=records,
         events=events,
     )
+
+
+def drill_table(drills: list[CrashCounts]) -> Any:
+    """The drills side by side, one row per BigQuery writer (a pandas DataFrame)."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "BQ_WRITE": d.bq_write,
+                "records in Kafka": d.in_kafka,
+                "committed at the kill": d.committed_at_crash,
+                "rows at the kill": d.rows_at_crash,
+                "rows now": d.rows,
+                "distinct records": d.records,
+                "duplicates": d.duplicates,
+            }
+            for d in drills
+        ]
+    ).set_index("BQ_WRITE")

@@ -79,7 +79,7 @@ def test_every_notebook_ran_without_error_and_was_exported(flow):
         r"([\d,]+) records in Kafka;.*: each once \(BQ_WRITE=storage\)", consumer_out
     )
     load = re.search(r"([\d,]+) duplicates \(BQ_WRITE=load\)", consumer_out)
-    assert storage and storage[1] == "6,000", consumer_out[-2000:]
+    assert storage and storage[1] == "3,000", consumer_out[-2000:]
     assert load and int(load[1].replace(",", "")) > 0
     assert any("rows at the kill" in t and "duplicates" in t for t in tables)
     partitions = describe_cluster(settings, [settings.topic]).partitions
