@@ -35,13 +35,18 @@ batch written and not committed in Kafka lands again when it is read again; the
 dedup view shows it once. One call per batch and nothing more: the lowest latency.
 
 Rows BigQuery refuses (``row_errors``) are left out and returned as dead letters
-with their original key, value and headers; a request refused whole (a type that
-does not fit) falls back to NDJSON load jobs split in halves, as the load sink does.
+with their original key, value and headers. A request refused whole is checked
+against the table first: a column dropped or retyped underneath stops the sink with
+one line; otherwise the rows from that request on go to NDJSON load jobs split in
+halves, as the load sink does, to find the bad ones. A stream given up after an
+error or a lost answer is finalized first, so that an append still on its way
+cannot land after the retry has asked the table what it holds.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from pipeline_lib.clients import bigquery_write_client
@@ -54,6 +59,7 @@ from pipeline_lib.sinks.bigquery import BigQuerySink, batch_table, quick_retry
 
 log = logging.getLogger(__name__)
 MAX_REQUEST_ROWS = 20_000  # a 10 MB request is about 40k ticks: stay well below
+MAX_REQUEST_BYTES = 8 * 1024 * 1024  # and below 10 MB for wide records (news summaries)
 # No call may block the writer for ever (the emulator was seen to leave an append
 # unanswered): past this, the call fails, the stream is dropped, the batch retried.
 CALL_TIMEOUT_S = 30.0
@@ -73,6 +79,7 @@ class StorageWriteSink(BigQuerySink):
     def __init__(self, settings: Settings, stream: str | Route = "ticks", client: Any = None):
         super().__init__(settings, stream=stream)
         self._write_client = client
+        self._lock = threading.Lock()  # one batch at a time: the stream's offsets
         # (topic, partition) -> (generation, offset after the last record committed)
         self._written: dict[tuple[str, int], tuple[int, int]] = {}
         self._stream: str | None = None  # this sink's COMMITTED write stream
@@ -221,6 +228,10 @@ class StorageWriteSink(BigQuerySink):
     # --- writing ------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> WriteResult:
+        with self._lock:  # SinkConsumer(max_inflight=2) may call it from two threads
+            return self._write(batch)
+
+    def _write(self, batch: Batch) -> WriteResult:
         location = [f"bq://{self.route.table_id}"]
         if len(batch) == 0:
             return WriteResult(self.name, 0, location)
@@ -259,11 +270,18 @@ class StorageWriteSink(BigQuerySink):
             try:
                 appended, refused = self._append_all(table, batch.generation)
             except _RequestRefused as error:
-                if landed:  # cannot happen with one schema per batch: be loud if it does
-                    raise SinkError(f"the Write API refused part of a batch: {error}") from error
                 self.check_table_schema(error)
-                log.warning("the Write API refused the batch whole (%s); loading by halves", error)
-                return self._write_rows(todo)
+                landed += error.appended  # requests before the refused one landed
+                rest = origins[error.appended :]
+                log.warning(
+                    "the Write API refused %d rows whole (%s); loading them by halves",
+                    len(rest),
+                    error,
+                )
+                loaded = self._write_rows(_rows_of(todo, rest))
+                return WriteResult(
+                    self.name, landed + loaded.rows, location, rejected + loaded.rejected
+                )
             landed += appended
             for index, message in sorted(refused.items()):
                 part, i = origins[index]
@@ -298,13 +316,27 @@ class StorageWriteSink(BigQuerySink):
             offset = self._stream_rows if self.exactly_once else None
             appended, refused = self._append(self._stream, table, offset)
         except (gexc.NotFound, gexc.AlreadyExists, gexc.OutOfRange, gexc.Aborted) as error:
-            self._stream = None  # gone (the service restarted) or out of step
+            self._give_up_stream()  # gone (the service restarted) or out of step
             raise StreamLost(f"write stream lost: {error}") from error
         except BaseException:
-            self._stream = None  # its state is unknown now
+            self._give_up_stream()  # its state is unknown now
             raise
         self._stream_rows += appended
         return appended, refused
+
+    def _give_up_stream(self) -> None:
+        """Finalize this sink's COMMITTED stream and forget it: an append still on its
+        way (its answer lost, its deadline passed) is refused from now on instead of
+        landing after the retry has asked the table what it holds. Best effort: a
+        stream the service lost, or a service that does not answer within the
+        deadline, leaves that window open (the dedup view still shows each event once)."""
+        stream, self._stream = self._stream, None
+        if not self.exactly_once or stream is None:
+            return
+        try:
+            self.write_client.finalize_write_stream(name=stream, timeout=CALL_TIMEOUT_S, retry=None)
+        except Exception as error:
+            log.info("write stream %s not finalized (%s)", stream, error)
 
     def _open_stream(self, generation: int | None) -> None:
         """A new COMMITTED stream for ``generation`` (None: the first one seen)."""
@@ -334,11 +366,14 @@ class StorageWriteSink(BigQuerySink):
         from google.cloud.bigquery_storage_v1 import types
 
         schema = types.ArrowSchema(serialized_schema=table.schema.serialize().to_pybytes())
+        # One request per MAX_REQUEST_ROWS rows (and MAX_REQUEST_BYTES), not per chunk:
+        # a batch's table joins its polls' chunks, and a request per chunk landed a
+        # batch bit by bit.
+        table = table.combine_chunks()
+        row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+        per_request = max(1, min(MAX_REQUEST_ROWS, MAX_REQUEST_BYTES // row_bytes))
         requests, sizes = [], []
-        # One request per MAX_REQUEST_ROWS rows, not per chunk: a batch's table joins
-        # its polls' chunks, and a request per chunk landed a batch bit by bit.
-        pieces = table.combine_chunks().to_batches(max_chunksize=MAX_REQUEST_ROWS)
-        for i, piece in enumerate(pieces):
+        for piece in table.to_batches(max_chunksize=per_request):
             rows = types.ArrowRecordBatch(serialized_record_batch=piece.serialize().to_pybytes())
             request = types.AppendRowsRequest(
                 write_stream=stream_name,  # the emulator wants it on every request
@@ -346,26 +381,45 @@ class StorageWriteSink(BigQuerySink):
             )
             if offset is not None:
                 request.offset = offset + sum(sizes)
-            if i == 0:
+            if offset is None or not requests:  # each call's first request
                 request.arrow_rows.writer_schema = schema
             requests.append(request)
             sizes.append(piece.num_rows)
-        appended = 0
-        responses = self.write_client.append_rows(  # its own retry would wait a day
-            iter(requests), timeout=CALL_TIMEOUT_S, retry=None
+        # On the default stream nothing refuses a request twice: one request per call,
+        # so that those after a refused one are not sent (they would land twice).
+        calls = (
+            [[i] for i in range(len(requests))] if offset is None else [list(range(len(requests)))]
         )
-        for size, response in zip(sizes, responses, strict=False):
-            if response.row_errors:
-                return appended, {appended + e.index: e.message for e in response.row_errors}
-            code = response.error.code
-            if code == 3:  # INVALID_ARGUMENT: the request refused whole
-                raise _RequestRefused(f"code 3: {response.error.message}")
-            if code:  # NOT_FOUND (a restart), ALREADY_EXISTS, OUT_OF_RANGE, UNAVAILABLE
-                raise StreamLost(f"append refused (code {code}): {response.error.message}")
-            appended += size
+        appended = 0
+        for call in calls:
+            responses = self.write_client.append_rows(  # its own retry would wait a day
+                iter([requests[i] for i in call]), timeout=CALL_TIMEOUT_S, retry=None
+            )
+            answered = 0
+            for i, response in zip(call, responses, strict=False):
+                answered += 1
+                if response.row_errors:
+                    return appended, {appended + e.index: e.message for e in response.row_errors}
+                code = response.error.code
+                if code == 3:  # INVALID_ARGUMENT: the request refused whole
+                    raise _RequestRefused(f"code 3: {response.error.message}", appended)
+                if code:  # NOT_FOUND (a restart), ALREADY_EXISTS, OUT_OF_RANGE, UNAVAILABLE
+                    raise StreamLost(f"append refused (code {code}): {response.error.message}")
+                appended += sizes[i]
+            if answered < len(call):
+                break
         if appended < table.num_rows:
             raise StreamLost(f"{table.num_rows - appended} rows got no answer")
         return appended, {}
+
+
+def _rows_of(batch: Batch, origins: list[tuple[PartitionBatch, int]]) -> Batch:
+    """The rows ``origins`` names ((part, index) pairs, in order) as a batch of their own."""
+    chosen: dict[int, tuple[PartitionBatch, list[int]]] = {}
+    for part, i in origins:
+        chosen.setdefault(id(part), (part, []))[1].append(i)
+    parts = [part.take(indices) for part, indices in chosen.values()]
+    return Batch(parts, batch.closed_at, batch.group, batch.generation)
 
 
 def _standard(kind: str) -> str:
@@ -382,4 +436,9 @@ class DefaultStreamSink(StorageWriteSink):
 
 
 class _RequestRefused(PipelineError):
-    """An append refused whole (a type that does not fit the table)."""
+    """An append refused whole (a type that does not fit the table), after
+    ``appended`` rows of the earlier requests of the call had landed."""
+
+    def __init__(self, message: str, appended: int = 0) -> None:
+        super().__init__(message)
+        self.appended = appended

@@ -37,6 +37,14 @@ class FakeWriteApi:
         self.refuse_whole = False
         self.names = (f"s{i}" for i in itertools.count())
         self.requests_per_call: list[int] = []
+        self.finalized: list[str] = []
+        self.refuse_whole_from: int | None = None  # kafka offsets from here refused whole
+        self.log: list[str] = []  # finalize and held-offsets questions, in order
+
+    def finalize_write_stream(self, name, timeout=None, retry="library's"):
+        assert timeout and retry is None
+        self.finalized.append(name)
+        self.log.append(f"finalize {name}")
 
     def _maybe_fail(self, step: str) -> None:
         if step in self.fail:
@@ -75,7 +83,12 @@ class FakeWriteApi:
                 self.streams.setdefault(request.write_stream, 0)  # always there, no offsets
             end = self.streams[request.write_stream]
             given = request.offset if "offset" in request else end
-            code = 3 if self.refuse_whole else 6 if given < end else 11 if given > end else 0
+            refused_whole = self.refuse_whole or (
+                self.refuse_whole_from is not None and offsets[0] >= self.refuse_whole_from
+            )
+            code = 3 if refused_whole else 6 if given < end else 11 if given > end else 0
+            if request.write_stream in self.finalized:
+                code = 9  # FAILED_PRECONDITION: the stream is finalized
             if errors:
                 code = 3
             if code == 0:
@@ -103,12 +116,17 @@ def sink_on(api: FakeWriteApi) -> StorageWriteSink:
 
     sink = StorageWriteSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
     sink._client = FakeTables(bigquery_schema())
-    sink.held_offsets = lambda parts: {  # type: ignore[method-assign]
-        (part.topic, part.partition): {
-            o for p, o in api.table if p == part.partition and o in set(part.offsets)
+
+    def held(parts):
+        api.log.append("held")
+        return {
+            (part.topic, part.partition): {
+                o for p, o in api.table if p == part.partition and o in set(part.offsets)
+            }
+            for part in parts
         }
-        for part in parts
-    }
+
+    sink.held_offsets = held  # type: ignore[method-assign]
     sink._write_rows = lambda batch: pytest.fail("no fallback expected")  # type: ignore[method-assign]
     return sink
 
@@ -176,8 +194,13 @@ def test_a_request_refused_whole_falls_back_to_load_jobs_by_halves():
     api.refuse_whole = True
     sink = sink_on(api)
     fell_back = []
-    sink._write_rows = lambda b: fell_back.append(len(b)) or "loaded"  # type: ignore[method-assign]
-    assert sink.write(batch(0, 20)) == "loaded" and fell_back == [20]
+    sink._write_rows = lambda b: (
+        fell_back.append(len(b))
+        or SimpleNamespace(  # type: ignore[method-assign]
+            rows=len(b), rejected=[]
+        )
+    )
+    assert sink.write(batch(0, 20)).rows == 20 and fell_back == [20]
     assert api.table == []
 
 
@@ -248,3 +271,50 @@ def test_a_table_changed_underneath_stops_the_sink_with_one_line():
     assert "\n" not in line and "column volume is missing" in line
     assert "column close is STRING, the pipeline writes FLOAT" in line
     assert api.table == []
+
+
+def test_a_stream_given_up_is_finalized_before_the_table_is_asked(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    api = FakeWriteApi()
+    sink = sink_on(api)
+    sink.write(batch(0, 100))
+    api.fail = {"append_lost"}  # landed, its answer lost: it must not land again later
+    sink.write(batch(100, 200))
+    assert api.log == ["held", "finalize s0", "held"]
+    once(api, 200)
+
+
+def test_a_later_request_refused_whole_keeps_what_landed_and_loads_the_rest(monkeypatch):
+    monkeypatch.setattr("pipeline_lib.sinks.storage_write.MAX_REQUEST_ROWS", 10)
+    api = FakeWriteApi()
+    api.refuse_whole_from = 20  # the third request of the batch
+    sink = sink_on(api)
+    loaded = []
+
+    def load(rows):
+        loaded.extend(o for part in rows.parts for o in part.offsets)
+        return SimpleNamespace(rows=len(rows), rejected=[])
+
+    sink._write_rows = load  # type: ignore[method-assign]
+    result = sink.write(batch(0, 40))
+    assert sorted(o for _, o in api.table) == list(range(20))  # once each
+    assert loaded == list(range(20, 40)) and result.rows == 40
+
+
+def test_at_least_once_sends_no_request_twice_after_refused_rows(monkeypatch):
+    monkeypatch.setattr("pipeline_lib.sinks.storage_write.MAX_REQUEST_ROWS", 10)
+    api = FakeWriteApi()
+    api.refuse_offsets = {13}
+    sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
+    result = sink.write(batch(0, 30))
+    assert [d.offset for d in result.rejected] == [13] and result.rows == 29
+    assert sorted(o for _, o in api.table) == [o for o in range(30) if o != 13]  # once each
+
+
+def test_wide_rows_go_in_requests_under_the_byte_cap(monkeypatch):
+    monkeypatch.setattr("pipeline_lib.sinks.storage_write.MAX_REQUEST_BYTES", 4_000)
+    api = FakeWriteApi()
+    sink = sink_on(api)
+    sink.write(batch(0, 100))
+    assert api.requests_per_call[-1] > 1
+    once(api, 100)
