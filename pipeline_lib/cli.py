@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import local
+from pipeline_lib.clients import kafka_connection
 from pipeline_lib.config import BQ_WRITES, ConfigError, Settings, check_brokers
 from pipeline_lib.errors import PipelineError
 
@@ -66,6 +67,7 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
     document: dict[str, object] = {
         "target": settings.target,
         "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
+        "kafka_connection": kafka_connection(settings),
         "gcs_endpoint": settings.storage_emulator_host or "https://storage.googleapis.com",
         "bigquery_endpoint": settings.bigquery_emulator_host or "https://bigquery.googleapis.com",
         "settings": settings.public_dict(),
@@ -164,6 +166,7 @@ def format_status(document: dict) -> str:
     lines += [
         f"kafka bootstrap: {document['kafka_bootstrap_servers']}   "
         f"topic: {settings['topic']}   dead letters: {settings['dead_letter_topic']}",
+        f"kafka connection: {document['kafka_connection']}",
         f"gcs: {document['gcs_endpoint']}   bucket: {settings['gcs_bucket']}",
         f"bigquery: {document['bigquery_endpoint']}   table: "
         f"{settings['gcp_project']}.{settings['bq_dataset']}.{settings['bq_table']}",
@@ -203,7 +206,9 @@ def format_status(document: dict) -> str:
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if args.brokers is not None:
         settings = settings.with_overrides(brokers=check_brokers(args.brokers, "--brokers"))
-    local.up(settings, notify=_notify)
+    local.up(settings, notify=_notify, secure=args.secure)
+    if args.secure:  # the home's secure defaults, now that it has them
+        settings = Settings.from_env().with_overrides(brokers=settings.brokers)
     print(format_status(status_document(settings, pipeline=False)))
     return 0
 
@@ -424,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="local Kafka brokers: 1, or 3-5 for a replicated cluster (default: PIPELINE_BROKERS)",
+    )
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        help="a new home's Kafka with TLS, SCRAM logins and ACLs (users admin, pipeline, "
+        "analyst); later commands connect as pipeline by themselves",
     )
     up.set_defaults(func=cmd_up)
 

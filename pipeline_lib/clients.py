@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.secrets import mask
 
 if TYPE_CHECKING:
     from google.cloud import bigquery, storage
@@ -34,6 +35,67 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
 }
 
 
+def kafka_security(settings: Settings) -> dict[str, Any]:
+    """The security arguments of every Kafka client the package builds (kafka-python's
+    names): TLS, SASL and the credentials, from the KAFKA_SECURITY_* settings. The one
+    place they are read, so no client can miss them."""
+    config: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in {"SSL", "SASL_SSL"}:
+        for option, path in (
+            ("ssl_cafile", settings.kafka_ssl_cafile),
+            ("ssl_certfile", settings.kafka_ssl_certfile),
+            ("ssl_keyfile", settings.kafka_ssl_keyfile),
+        ):
+            if path is not None:
+                config[option] = str(path)
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "OAUTHBEARER":
+        from pipeline_lib.kafka_io.oauth import GoogleTokenProvider
+
+        config["sasl_mechanism"] = mechanism
+        config["sasl_oauth_token_provider"] = GoogleTokenProvider()
+    elif mechanism:
+        config["sasl_mechanism"] = mechanism
+        config["sasl_plain_username"] = settings.kafka_sasl_username
+        config["sasl_plain_password"] = settings.kafka_sasl_password
+    return config
+
+
+def librdkafka_security(settings: Settings) -> dict[str, str]:
+    """The same settings as librdkafka (confluent-kafka) names them, for the bench's
+    baselines. OAUTHBEARER is not offered here."""
+    properties = {"security.protocol": settings.kafka_security_protocol}
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism and mechanism != "OAUTHBEARER":
+        properties["sasl.mechanism"] = mechanism
+        properties["sasl.username"] = settings.kafka_sasl_username or ""
+        properties["sasl.password"] = settings.kafka_sasl_password or ""
+    if settings.kafka_ssl_cafile is not None:
+        properties["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+    return properties
+
+
+def kafka_connection(settings: Settings) -> str:
+    """Over what and as whom the clients connect, in words (``status`` prints it)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return "PLAINTEXT: not encrypted, no login"
+    parts = [protocol + ":"]
+    if protocol in {"SSL", "SASL_SSL"}:
+        ca = settings.kafka_ssl_cafile
+        parts.append(f"encrypted (TLS, trusting {ca if ca else 'the system CAs'})")
+    else:
+        parts.append("NOT encrypted")
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "OAUTHBEARER":
+        parts.append("as the Application Default Credentials' service account (OAUTHBEARER)")
+    elif mechanism:
+        parts.append(f"as User:{settings.kafka_sasl_username} ({mechanism})")
+    elif settings.kafka_ssl_certfile:
+        parts.append(f"as the subject of {settings.kafka_ssl_certfile} (mutual TLS)")
+    return " ".join(parts)
+
+
 class ConnectionFailed(PipelineError):
     """A service did not answer; the message says how to bring it up."""
 
@@ -45,7 +107,15 @@ def _hint(settings: Settings) -> str:
 
 
 def broker_unreachable(settings: Settings, error: Exception) -> ConnectionFailed:
-    """The error every Kafka client raises when bootstrapping fails: what and what next."""
+    """The error every Kafka client raises when bootstrapping fails: what and what next.
+
+    A broker that answered but refused (a login, a certificate, a protocol) is told
+    apart from one that did not answer by :func:`pipeline_lib.kafka_io.probe.refusal`."""
+    from pipeline_lib.kafka_io.probe import refusal
+
+    cause = refusal(settings, kafka_security(settings))
+    if cause:
+        return ConnectionFailed(mask(cause))
     return ConnectionFailed(
         f"No Kafka broker answered at {settings.kafka_bootstrap_servers} "
         f"({type(error).__name__}). {_hint(settings)}"
@@ -69,6 +139,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "max_block_ms": timeout_ms,
         "client_id": "stock-pipeline-producer",
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **kafka_security(settings),
         **overrides,
     }
     # Kafka requires delivery timeout > linger + request timeout.
@@ -79,7 +150,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **config)
     except KafkaConfigurationError as error:
-        raise ConnectionFailed(f"Kafka producer settings rejected: {error}") from error
+        raise ConnectionFailed(mask(f"Kafka producer settings rejected: {error}")) from None
     except KafkaError as error:
         raise broker_unreachable(settings, error) from error
 
@@ -100,6 +171,7 @@ def kafka_consumer(settings: Settings, group: str | None, **overrides: Any) -> K
         "session_timeout_ms": int(SESSION_TIMEOUT_S * 1000),
         "heartbeat_interval_ms": 3_000,
         "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+        **kafka_security(settings),
         **overrides,
     }
     try:
@@ -169,6 +241,7 @@ def kafka_admin(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient
             client_id="pipeline-admin",
             bootstrap_timeout_ms=int(timeout_s * 1000),
             request_timeout_ms=int(timeout_s * 1000) + 5000,
+            **kafka_security(settings),
         )
     except KafkaError as error:
         raise broker_unreachable(settings, error) from error

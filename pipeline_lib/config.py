@@ -279,6 +279,90 @@ def _brokers(raw: str, name: str) -> int:
 
 _PORT = _whole(1, 65535)
 
+# What a client may ask of Kafka's security (kafka-python's names, Kafka's own).
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def read(raw: str, name: str) -> str:
+        value = raw.strip().upper()
+        if value not in choices:
+            raise ConfigError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+        return value
+
+    return read
+
+
+def _existing_file(raw: str, name: str) -> Path:
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}={raw!r}: no such file")
+    return path.resolve()
+
+
+def _is_secure_home(values: dict[str, Any]) -> bool:
+    from pipeline_lib.local.secure import recorded_secure
+
+    return values["target"] == "local" and recorded_secure(values["home"])
+
+
+def _secure_home(secure: str, plain: str) -> Callable[[dict[str, Any], Mapping[str, str]], str]:
+    """A default that follows the home: ``secure`` after `up --secure`, else ``plain``."""
+    return lambda values, env: secure if _is_secure_home(values) else plain
+
+
+def _secure_home_ca(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    """On a secure local home: the CA that `up --secure` made for it."""
+    from pipeline_lib.local.secure import ca_file
+
+    return str(ca_file(values["home"])) if _is_secure_home(values) else ""
+
+
+def _local_password(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    """On a secure local home: the generated password of KAFKA_SASL_USERNAME."""
+    from pipeline_lib.local.secure import local_password
+
+    user = values["kafka_sasl_username"]
+    return (local_password(values["home"], user) or "") if user and _is_secure_home(values) else ""
+
+
+def check_kafka_security(values: Mapping[str, Any]) -> None:
+    """The security settings must make one coherent client: a mechanism exactly when the
+    protocol is SASL, credentials for the mechanisms that take them."""
+    protocol, mechanism = values["kafka_security_protocol"], values["kafka_sasl_mechanism"]
+    if protocol.startswith("SASL") and not mechanism:
+        raise ConfigError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
+            f"({', '.join(KAFKA_SASL_MECHANISMS)})"
+        )
+    if mechanism and not protocol.startswith("SASL"):
+        raise ConfigError(
+            f"KAFKA_SASL_MECHANISM={mechanism} is set but KAFKA_SECURITY_PROTOCOL={protocol} "
+            "uses no SASL: set it to SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    if mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
+        for field, name in (
+            ("kafka_sasl_username", "KAFKA_SASL_USERNAME"),
+            ("kafka_sasl_password", "KAFKA_SASL_PASSWORD"),
+        ):
+            if not values[field]:
+                raise ConfigError(f"KAFKA_SASL_MECHANISM={mechanism} needs {name}")
+    tls = protocol in {"SSL", "SASL_SSL"}
+    for field, name in (
+        ("kafka_ssl_cafile", "KAFKA_SSL_CAFILE"),
+        ("kafka_ssl_certfile", "KAFKA_SSL_CERTFILE"),
+        ("kafka_ssl_keyfile", "KAFKA_SSL_KEYFILE"),
+    ):
+        if values[field] and not tls:
+            raise ConfigError(
+                f"{name} is set but KAFKA_SECURITY_PROTOCOL={protocol} uses no TLS: "
+                "set it to SSL or SASL_SSL"
+            )
+    if values["kafka_ssl_keyfile"] and not values["kafka_ssl_certfile"]:
+        raise ConfigError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE (mutual TLS)")
+
+
 # Every variable the package reads, in the order they are read: the one declaration
 # from which Settings.from_env, Settings.to_env and the defaults follow.
 # `.env.example` and the README are checked against this table by a unit test.
@@ -327,6 +411,60 @@ VARIABLES: dict[str, Variable] = {
             _default_brokers,
             "local Kafka brokers: 1, or 3-5 for a replicated cluster (unset: what `up` last ran)",
             _brokers,
+        ),
+        Variable(
+            "KAFKA_SECURITY_PROTOCOL",
+            "kafka_security_protocol",
+            _secure_home("SASL_SSL", "PLAINTEXT"),
+            "how clients reach Kafka: " + " | ".join(KAFKA_SECURITY_PROTOCOLS) + " (unset: "
+            "PLAINTEXT, or SASL_SSL on a home started with `up --secure`)",
+            _one_of(KAFKA_SECURITY_PROTOCOLS),
+        ),
+        Variable(
+            "KAFKA_SASL_MECHANISM",
+            "kafka_sasl_mechanism",
+            _secure_home("SCRAM-SHA-512", ""),
+            "SASL mechanism: " + " | ".join(KAFKA_SASL_MECHANISMS) + " (OAUTHBEARER: a "
+            "token from Application Default Credentials, for Google's managed Kafka)",
+            _optional(_one_of(KAFKA_SASL_MECHANISMS)),
+        ),
+        Variable(
+            "KAFKA_SASL_USERNAME",
+            "kafka_sasl_username",
+            _secure_home("pipeline", ""),
+            "SASL user (PLAIN, SCRAM) (unset on a secure local home: pipeline)",
+            _optional(_text),
+        ),
+        Variable(
+            "KAFKA_SASL_PASSWORD",
+            "kafka_sasl_password",
+            _local_password,
+            "SASL password or API secret (unset on a secure local home: the user's "
+            "generated password)",
+            _optional(_text),
+            secret=True,
+        ),
+        Variable(
+            "KAFKA_SSL_CAFILE",
+            "kafka_ssl_cafile",
+            _secure_home_ca,
+            "CA certificate(s) that sign the brokers' certificates (unset: the system's "
+            "trusted CAs, or the secure local home's own CA)",
+            _optional(_existing_file),
+        ),
+        Variable(
+            "KAFKA_SSL_CERTFILE",
+            "kafka_ssl_certfile",
+            "",
+            "client certificate for mutual TLS (PEM)",
+            _optional(_existing_file),
+        ),
+        Variable(
+            "KAFKA_SSL_KEYFILE",
+            "kafka_ssl_keyfile",
+            "",
+            "private key of the client certificate (PEM, unencrypted)",
+            _optional(_existing_file),
         ),
         Variable(
             "PIPELINE_TOPIC",
@@ -465,6 +603,13 @@ class Settings:
     kafka_bootstrap_servers: str
     kafka_controller_port: int
     brokers: int
+    kafka_security_protocol: str
+    kafka_sasl_mechanism: str | None
+    kafka_sasl_username: str | None
+    kafka_sasl_password: str | None
+    kafka_ssl_cafile: Path | None
+    kafka_ssl_certfile: Path | None
+    kafka_ssl_keyfile: Path | None
     topic: str
     dead_letter_topic: str
     news_topic: str
@@ -486,6 +631,11 @@ class Settings:
     alphavantage_base_url: str
 
     def __post_init__(self) -> None:
+        from pipeline_lib.secrets import register_secret
+
+        for variable in VARIABLES.values():  # masked in every message from now on
+            if variable.secret:
+                register_secret(getattr(self, variable.field))
         # A local cluster is reached through every broker, so a client still finds it
         # with broker 1 down; the addresses follow from the first one.
         if self.is_local and self.brokers > 1:
@@ -504,6 +654,7 @@ class Settings:
             if not raw.strip():  # unset, empty or blank: the default
                 raw = variable.default_text(values, env)
             values[variable.field] = variable.read(raw, variable.name)
+        check_kafka_security(values)
         if values["target"] == "cloud" and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
             raise ConfigError(
                 "PIPELINE_TARGET=cloud needs KAFKA_BOOTSTRAP_SERVERS (host:port of your cluster)"

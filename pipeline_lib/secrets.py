@@ -16,7 +16,6 @@ import threading
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
-SECRET_ENVIRONMENT_VARIABLES = ("ALPHAVANTAGE_API_KEY",)
 _CREDENTIAL_PARAMETER = re.compile(
     r"(?i)\b((?:api[_-]?key|apikey|key|token|access_token|password|secret)(?:=|%3D))"
     r"[^&\s'\"<>]+"
@@ -33,7 +32,9 @@ def register_secret(value: str | None) -> None:
 
 
 def _secrets() -> list[str]:
-    values = {os.environ.get(name, "") for name in SECRET_ENVIRONMENT_VARIABLES}
+    from pipeline_lib.config import SECRET_VARIABLES
+
+    values = {os.environ.get(name, "") for name in SECRET_VARIABLES}
     with _lock:
         values |= _registered
     # Longest first, so a secret that contains another is masked whole.

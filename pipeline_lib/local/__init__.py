@@ -22,6 +22,7 @@ from pipeline_lib.local.process import (
     ServiceError,
     ServiceStatus,
 )
+from pipeline_lib.local.secure import grant_acls, prepare_home, recorded_secure
 
 __all__ = [
     "BigQueryEmulator",
@@ -87,16 +88,22 @@ def start_broker(settings: Settings, node_id: int, notify: Notify | None = None)
 
 
 def up(
-    settings: Settings, notify: Notify | None = None, kafka_only: bool = False
+    settings: Settings,
+    notify: Notify | None = None,
+    kafka_only: bool = False,
+    secure: bool = False,
 ) -> list[ServiceStatus]:
     """Start (or reuse) every local service (``kafka_only``: just the brokers) and wait
-    until each is ready."""
+    until each is ready. ``secure`` makes a new home's Kafka secure (SASL_SSL, ACLs; see
+    :mod:`pipeline_lib.local.secure`); a home made so stays so."""
     if not settings.is_local:
         raise ServiceError(
             "PIPELINE_TARGET=cloud: nothing to start locally. Unset PIPELINE_TARGET and the "
             "KAFKA_BOOTSTRAP_SERVERS address to use the local services."
         )
     check_layout(settings)
+    if secure:
+        prepare_home(settings.home)
     cluster_id(settings)  # recorded once, before the nodes format their storage in parallel
     services = kafka_nodes(settings, notify) if kafka_only else local_services(settings, notify)
     already = {s.name for s in services if s.status().running}
@@ -111,6 +118,8 @@ def up(
             if service.name not in already:
                 service.down()
         raise errors[0]
+    if recorded_secure(settings.home):
+        grant_acls(settings)
     return [f.result() for f in futures]
 
 

@@ -30,6 +30,12 @@ from pipeline_lib.local.layout import (
     replication_factor,
 )
 from pipeline_lib.local.process import LocalService, Notify, ServiceError, port_open
+from pipeline_lib.local.secure import (
+    listener_properties,
+    recorded_secure,
+    scram_arguments,
+    write_private,
+)
 
 KAFKA_VERSION = "4.1.1"  # Apache Kafka jars from Maven Central
 JVM_OPTIONS = ["-Xms256m", "-XX:+UseG1GC", "-Djava.awt.headless=true"]
@@ -96,6 +102,8 @@ def broker_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> st
         "auto.create.topics.enable": "false",
         "log.retention.hours": "168",
     }
+    if recorded_secure(settings.home):
+        lines.update(listener_properties(settings.home, port, cport))
     if settings.brokers > 1:
         # A killed node is fenced (its partitions get new leaders, it leaves every ISR)
         # once it misses heartbeats for this long: 6 s instead of 9 s, for the lesson.
@@ -105,16 +113,21 @@ def broker_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> st
 
 
 def cluster_id(settings: Settings) -> str:
-    """The cluster id every node is formatted with, created and recorded on first use."""
+    """The cluster id every node is formatted with, created and recorded on first use
+    (beside what the record already holds: ``up --secure`` writes it first)."""
     layout = settings.home / KAFKA_LAYOUT_FILE
     try:
-        return str(json.loads(layout.read_text())["cluster_id"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+        record = json.loads(layout.read_text())
+    except (OSError, ValueError):
+        record = {}
+    record = record if isinstance(record, dict) else {}
+    if isinstance(record.get("cluster_id"), str):
+        return record["cluster_id"]
     legacy = settings.home / "kafka" / "cluster-id"  # homes made before the layout file
     identifier = legacy.read_text().strip() if legacy.exists() else _kafka_cluster_id()
     settings.home.mkdir(parents=True, exist_ok=True)
-    layout.write_text(json.dumps({"brokers": settings.brokers, "cluster_id": identifier}) + "\n")
+    record.update(brokers=settings.brokers, cluster_id=identifier)
+    layout.write_text(json.dumps(record) + "\n")
     return identifier
 
 
@@ -200,10 +213,13 @@ class KafkaBroker(LocalService):
         java = require_tool("java", "run the Kafka broker")
         self.resolve_jars()
         (self.folder / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
-        (self.folder / "server.properties").write_text(
-            broker_properties(self.settings, self.data_dir, self.node_id)
+        # Private: on a secure home it holds the admin's password.
+        write_private(
+            self.folder / "server.properties",
+            broker_properties(self.settings, self.data_dir, self.node_id),
         )
         identifier = cluster_id(self.settings)
+        secure = recorded_secure(self.settings.home)  # its logins are made at format time
         if (self.data_dir / "meta.properties").exists():
             return  # formatted before: skip a JVM start
         result = subprocess.run(
@@ -220,6 +236,7 @@ class KafkaBroker(LocalService):
                 "-c",
                 str(self.folder / "server.properties"),
                 "--ignore-formatted",
+                *(scram_arguments(self.settings.home) if secure else []),
             ],
             capture_output=True,
             text=True,

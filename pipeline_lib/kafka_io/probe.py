@@ -1,0 +1,168 @@
+"""Why a Kafka broker refused this client, asked of the broker itself.
+
+kafka-python's clients raise the same bootstrap timeout for a dead broker, a refused
+login, an untrusted certificate, a protocol mismatch and a mechanism the cluster does
+not offer (the cause is logged, and not always: a refused connection may close before
+its answer is read). When a client cannot bootstrap, one blocking connection replays
+the steps (TCP, TLS, SASL handshake, SASL login) and names the step that failed.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+from pipeline_lib.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline_lib.config import Settings
+
+PROBE_TIMEOUT_S = 5.0
+
+
+class _Refused(PipelineError):
+    """The broker's answer, as one line for the user."""
+
+
+def refusal(settings: Settings, security: dict[str, Any]) -> str | None:
+    """The reason the first reachable bootstrap broker refuses a client with these
+    ``security`` arguments (see :func:`pipeline_lib.clients.kafka_security`), or None
+    when no broker answers or the broker accepts the login (the cause lies elsewhere)."""
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        host = host.strip("[]")
+        try:
+            sock = socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S)
+        except OSError:
+            continue
+        try:
+            _probe(sock, host, settings, security)
+        except _Refused as reason:
+            return f"Kafka at {server.strip()} {reason}"
+        except (OSError, ValueError, EOFError):
+            return None
+        finally:
+            sock.close()
+        return None
+    return None
+
+
+def _probe(sock: socket.socket, host: str, settings: Settings, security: dict[str, Any]) -> None:
+    protocol = settings.kafka_security_protocol
+    if protocol in {"SSL", "SASL_SSL"}:
+        sock = _tls(sock, host, settings, security)
+    elif _speaks_tls(sock):
+        raise _Refused(
+            f"speaks TLS and this client {protocol}: set KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SSL)"
+        )
+    mechanism = security.get("sasl_mechanism")
+    if mechanism:
+        _sasl(sock, host, mechanism, security)
+    else:
+        _no_sasl(sock, protocol)
+
+
+def _speaks_tls(sock: socket.socket) -> bool:
+    """Send a Kafka ApiVersions request in the clear: a TLS server answers with an
+    alert record (0x15 0x03 ...), a Kafka listener with a Kafka response."""
+    from kafka.protocol.metadata.api_versions import ApiVersionsRequest
+    from kafka.protocol.parser import KafkaProtocol
+
+    parser = KafkaProtocol(client_id="pipeline-probe")
+    request = ApiVersionsRequest()
+    request.API_VERSION = 0
+    parser.send_request(request)
+    sock.sendall(parser.send_bytes())
+    try:
+        first = sock.recv(2)
+    except OSError:
+        return False
+    return first[:1] == b"\x15" and first[1:2] == b"\x03"
+
+
+def _tls(sock: socket.socket, host: str, settings: Settings, security: dict[str, Any]) -> Any:
+    context = ssl.create_default_context(cafile=security.get("ssl_cafile"))
+    if security.get("ssl_certfile"):
+        context.load_cert_chain(security["ssl_certfile"], security.get("ssl_keyfile"))
+    try:
+        return context.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as error:
+        trusted = security.get("ssl_cafile") or "the system's CAs"
+        raise _Refused(
+            f"showed a TLS certificate this client does not trust ({error.verify_message}): "
+            f"KAFKA_SSL_CAFILE must hold the CA that signed the brokers' certificates "
+            f"(now: {trusted})"
+        ) from None
+    except ssl.SSLError as error:
+        if "WRONG_VERSION_NUMBER" in str(error) or "record layer" in str(error):
+            raise _Refused(
+                f"does not speak TLS and this client {settings.kafka_security_protocol}: set "
+                "KAFKA_SECURITY_PROTOCOL=PLAINTEXT (or SASL_PLAINTEXT)"
+            ) from None
+        raise _Refused(f"refused the TLS handshake ({error.reason or error})") from None
+
+
+def _call(sock: Any, parser: Any, request: Any) -> Any:
+    parser.send_request(request)
+    sock.sendall(parser.send_bytes())
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            raise EOFError("the broker closed the connection")
+        responses = parser.receive_bytes(data)
+        if responses:
+            return responses[0][1]
+
+
+def _handshake(sock: Any, parser: Any, mechanism: str) -> Any:
+    from kafka.protocol.sasl import SaslHandshakeRequest
+
+    handshake = SaslHandshakeRequest(mechanism=mechanism)
+    handshake.API_VERSION = 1
+    return _call(sock, parser, handshake)
+
+
+def _no_sasl(sock: Any, protocol: str) -> None:
+    """A client without SASL: does the listener ask for a login? (A SASL listener
+    answers a handshake with the mechanisms it offers; any other refuses it.)"""
+    from kafka.protocol.parser import KafkaProtocol
+
+    answer = _handshake(sock, KafkaProtocol(client_id="pipeline-probe"), "PLAIN")
+    if answer.mechanisms:
+        tls = "SASL_SSL" if protocol == "SSL" else "SASL_PLAINTEXT"
+        raise _Refused(
+            f"asks for a SASL login (it offers {', '.join(answer.mechanisms)}) and this "
+            f"client uses {protocol}: set KAFKA_SECURITY_PROTOCOL={tls} and KAFKA_SASL_MECHANISM"
+        )
+
+
+def _sasl(sock: Any, host: str, mechanism: str, security: dict[str, Any]) -> None:
+    from kafka.net.sasl import get_sasl_mechanism
+    from kafka.protocol.parser import KafkaProtocol
+    from kafka.protocol.sasl import SaslAuthenticateRequest
+
+    parser = KafkaProtocol(client_id="pipeline-probe")
+    answer = _handshake(sock, parser, mechanism)
+    if answer.error_code != 0 or mechanism not in answer.mechanisms:
+        offered = ", ".join(answer.mechanisms) or "none"
+        raise _Refused(
+            f"does not offer the SASL mechanism {mechanism} (it offers {offered}): set "
+            "KAFKA_SASL_MECHANISM"
+        )
+    login = get_sasl_mechanism(mechanism)(host=host, **security)
+    while not login.is_done():
+        request = SaslAuthenticateRequest(auth_bytes=login.auth_bytes())
+        request.API_VERSION = 0
+        answer = _call(sock, parser, request)
+        if answer.error_code != 0:
+            who = (
+                "the OAUTHBEARER token"
+                if mechanism == "OAUTHBEARER"
+                else f"user {security.get('sasl_plain_username')!r}"
+            )
+            raise _Refused(
+                f"refused the login of {who} ({mechanism}: {answer.error_message}): check "
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+            )
+        login.receive(answer.auth_bytes)

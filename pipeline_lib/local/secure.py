@@ -1,0 +1,301 @@
+"""The local Kafka in secure mode (``up --secure``): what a managed cluster asks of a
+client, on loopback.
+
+A SASL_SSL client listener (TLS with a certificate from a CA made for the home, SCRAM-
+SHA-512 logins), the KRaft ``StandardAuthorizer`` with ACLs, and no plaintext listener
+for clients. Three principals, their passwords generated once into the home:
+
+* ``admin``: super user; the brokers log in to each other with it.
+* ``pipeline``: what the package connects as by default: produce, consume and create
+  topics, its consumer groups; never a group of the analyst's.
+* ``analyst``: read-only: may consume every topic in groups named ``analyst*``, may not
+  produce.
+
+Certificates are made with ``cryptography`` (a Google-client dependency already): no
+download, no ``keytool``. The CA's key is not kept: nothing else gets signed by it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipeline_lib.local.layout import KAFKA_LAYOUT_FILE
+
+if TYPE_CHECKING:
+    from pipeline_lib.config import Settings
+
+SECURE_DIR = "kafka-secure"
+MECHANISM = "SCRAM-SHA-512"
+ADMIN, PIPELINE, ANALYST = "admin", "pipeline", "analyst"
+USERS = (ADMIN, PIPELINE, ANALYST)
+# The analyst's groups: the pipeline principal is denied every group with this prefix.
+ANALYST_GROUP_PREFIX = "analyst"
+
+
+def secure_dir(home: Path) -> Path:
+    return home / SECURE_DIR
+
+
+def ca_file(home: Path) -> Path:
+    """The CA certificate a client trusts (KAFKA_SSL_CAFILE of a secure home)."""
+    return secure_dir(home) / "ca.pem"
+
+
+def broker_pem(home: Path) -> Path:
+    """The broker's key, certificate and CA in one PEM file (Kafka's PEM keystore)."""
+    return secure_dir(home) / "broker.pem"
+
+
+def recorded_secure(home: Path) -> bool:
+    """True when ``up --secure`` made this home's Kafka (recorded beside its shape)."""
+    try:
+        return bool(json.loads((home / KAFKA_LAYOUT_FILE).read_text()).get("secure"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def local_password(home: Path, user: str) -> str | None:
+    """The generated password of a principal of the home's secure Kafka, if any."""
+    try:
+        users = json.loads((secure_dir(home) / "users.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = users.get(user) if isinstance(users, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def write_private(path: Path, text: str | bytes) -> None:
+    """Write a file only its owner may read."""
+    data = text.encode() if isinstance(text, str) else text
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file made before, with wider rights
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(data)
+
+
+def prepare_home(home: Path) -> None:
+    """Passwords and certificates for a secure home, made once; the home recorded secure.
+
+    Refuses a home whose Kafka was formatted without security: its storage holds no
+    SCRAM users and its topics have no ACLs to speak of.
+    """
+    from pipeline_lib.local.process import ServiceError
+
+    layout = home / KAFKA_LAYOUT_FILE
+    try:
+        record = json.loads(layout.read_text())
+    except (OSError, ValueError):
+        record = None
+    formatted = any(home.glob("kafka*/data/meta.properties"))
+    if not recorded_secure(home) and formatted:
+        raise ServiceError(
+            f"{home} holds a local Kafka without security. Keep it (run `up` without "
+            "--secure), or start afresh with `python -m pipeline_lib down --purge` (deletes "
+            "the local topics, bucket and tables) and then `python -m pipeline_lib up "
+            "--secure`, or use another PIPELINE_HOME."
+        )
+    folder = secure_dir(home)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if local_password(home, ADMIN) is None:
+        write_private(
+            folder / "users.json",
+            json.dumps({user: secrets.token_urlsafe(18) for user in USERS}, indent=1) + "\n",
+        )
+    if not broker_pem(home).exists() or not ca_file(home).exists():
+        ca_pem, bundle = _certificates()
+        ca_file(home).write_text(ca_pem)
+        write_private(broker_pem(home), bundle)
+    if isinstance(record, dict):
+        record["secure"] = True
+    else:
+        record = {"secure": True}
+    home.mkdir(parents=True, exist_ok=True)
+    layout.write_text(json.dumps(record) + "\n")
+
+
+def _certificates() -> tuple[str, str]:
+    """(CA certificate, broker key + certificate + CA) as PEM text. The broker's name
+    covers both ``localhost`` and ``127.0.0.1``: clients check it against the address
+    they dial (bootstrap and advertised)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    lifetime = datetime.timedelta(days=825)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stock-pipeline local CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + lifetime)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + lifetime)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    ca_pem = ca_cert.public_bytes(pem).decode()
+    key_pem = key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return ca_pem, key_pem + cert.public_bytes(pem).decode() + ca_pem
+
+
+def scram_arguments(home: Path) -> list[str]:
+    """StorageTool ``format`` arguments that create every principal's SCRAM login."""
+    arguments = []
+    for user in USERS:
+        password = local_password(home, user)
+        arguments += ["--add-scram", f"{MECHANISM}=[name={user},password={password}]"]
+    return arguments
+
+
+def listener_properties(home: Path, port: int, controller_port: int) -> dict[str, str]:
+    """server.properties lines of a secure node: SASL_SSL for clients and between
+    brokers, SASL (PLAIN, admin only) to the controllers, ACLs on, admin the super user."""
+    admin = local_password(home, ADMIN)
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return {
+        "listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"CLIENT://127.0.0.1:{port}",
+        "inter.broker.listener.name": "CLIENT",
+        "listener.security.protocol.map": "CLIENT:SASL_SSL,CONTROLLER:SASL_SSL",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": MECHANISM,
+        f"listener.name.client.{MECHANISM.lower()}.sasl.jaas.config": (
+            f'{scram} required username="{ADMIN}" password="{admin}";'
+        ),
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": (
+            f'{plain} required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";'
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(broker_pem(home)),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ca_file(home)),
+        "ssl.endpoint.identification.algorithm": "https",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users": f"User:{ADMIN}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def as_principal(settings: Settings, user: str) -> Settings:
+    """``settings`` connecting to the home's secure Kafka as ``user`` (admin, pipeline or
+    analyst), with that user's generated password."""
+    return settings.with_overrides(
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism=MECHANISM,
+        kafka_sasl_username=user,
+        kafka_sasl_password=local_password(settings.home, user),
+        kafka_ssl_cafile=ca_file(settings.home),
+    )
+
+
+def principal_acls() -> list:
+    """The rights of the pipeline and the analyst (the admin is a super user).
+
+    The pipeline: every topic of this cluster (read, write, create, describe, delete),
+    every consumer group but the analyst's (a DENY wins over an ALLOW), and creating
+    topics. The analyst: read and describe topics, its own groups; nothing to write.
+    """
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+    )
+
+    def rule(user, operation, kind, name, pattern=ACLResourcePatternType.LITERAL, allow=True):
+        return ACL(
+            principal=f"User:{user}",
+            host="*",
+            operation=operation,
+            permission_type=ACLPermissionType.ALLOW if allow else ACLPermissionType.DENY,
+            resource_pattern=ResourcePattern(kind, name, pattern),
+        )
+
+    topic, group, cluster = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.CLUSTER
+    op = ACLOperation
+    pipeline_topic_rights = (op.READ, op.WRITE, op.CREATE, op.DESCRIBE, op.DELETE)
+    return [
+        *(rule(PIPELINE, o, topic, "*") for o in pipeline_topic_rights),
+        rule(PIPELINE, op.DESCRIBE_CONFIGS, topic, "*"),
+        rule(PIPELINE, op.READ, group, "*"),
+        rule(PIPELINE, op.DESCRIBE, group, "*"),
+        rule(PIPELINE, op.DELETE, group, "*"),
+        rule(PIPELINE, op.ALL, group, ANALYST_GROUP_PREFIX, ACLResourcePatternType.PREFIXED, False),
+        rule(PIPELINE, op.CREATE, cluster, "kafka-cluster"),
+        rule(PIPELINE, op.DESCRIBE, cluster, "kafka-cluster"),
+        rule(ANALYST, op.READ, topic, "*"),
+        rule(ANALYST, op.DESCRIBE, topic, "*"),
+        rule(ANALYST, op.READ, group, ANALYST_GROUP_PREFIX, ACLResourcePatternType.PREFIXED),
+        rule(ANALYST, op.DESCRIBE, group, ANALYST_GROUP_PREFIX, ACLResourcePatternType.PREFIXED),
+    ]
+
+
+def grant_acls(settings: Settings) -> None:
+    """Create the principals' ACLs as the admin (creating one that exists is a no-op)."""
+    from pipeline_lib.clients import kafka_admin
+
+    admin = kafka_admin(as_principal(settings, ADMIN))
+    try:
+        result = admin.create_acls(principal_acls())
+    finally:
+        admin.close()
+    failed = result.get("failed") or []
+    if failed:
+        from pipeline_lib.local.process import ServiceError
+
+        raise ServiceError(f"Kafka refused the local ACLs: {failed[0]}")
