@@ -106,6 +106,58 @@ def _hint(settings: Settings) -> str:
     return "Check KAFKA_BOOTSTRAP_SERVERS, your network and credentials."
 
 
+class AccessDenied(PipelineError):
+    """Kafka authenticated the client and refused it a right: the message names the ACL
+    that is missing."""
+
+
+def principal(settings: Settings) -> str:
+    """Who the clients are to Kafka's authorizer, as ACLs name it."""
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism == "OAUTHBEARER":
+        return "User:<the Application Default Credentials' service account>"
+    if mechanism:
+        return f"User:{settings.kafka_sasl_username}"
+    if settings.kafka_ssl_certfile:
+        return f"User:<the subject of {settings.kafka_ssl_certfile}>"
+    return "User:ANONYMOUS"
+
+
+def access_denied(
+    settings: Settings, error: BaseException, operation: str = "READ", topic: str = ""
+) -> AccessDenied | None:
+    """The one-line refusal for a Kafka authorization error; None for any other error.
+
+    ``operation`` and ``topic`` say what the caller was doing (``WRITE`` to a topic,
+    ``CREATE`` it, ``READ`` it), which the error itself often does not."""
+    text = f"{type(error).__name__} {error}"
+    who = principal(settings)
+    on_topic = f"TOPIC {topic or '<topic>'}"
+    if "GroupAuthorizationFailed" in text:
+        group = str(error).rsplit(": ", 1)[-1].strip()
+        return AccessDenied(
+            f"Kafka refused {who} the consumer group {group!r} (GroupAuthorizationFailed): "
+            f"the ACL missing is ALLOW READ on GROUP {group} for {who}, or use a group "
+            "this principal may join"
+        )
+    if "ClusterAuthorizationFailed" in text and ("InitProducerId" in text or operation == "WRITE"):
+        return AccessDenied(
+            f"Kafka refused {who} a producer (ClusterAuthorizationFailed on InitProducerId: "
+            f"it may write no topic): the ACL missing is ALLOW WRITE on {on_topic} for {who}"
+        )
+    if "ClusterAuthorizationFailed" in text:
+        return AccessDenied(
+            f"Kafka refused {who} {operation} on the cluster (ClusterAuthorizationFailed): "
+            f"the ACL missing is ALLOW {operation} on CLUSTER kafka-cluster for {who}"
+        )
+    if "TopicAuthorizationFailed" in text:
+        return AccessDenied(
+            f"Kafka refused {who} {operation} on topic {topic!r} (TopicAuthorizationFailed): "
+            f"the ACL missing is ALLOW {operation} on {on_topic} for {who}"
+        )
+    return None
+
+
 def broker_unreachable(settings: Settings, error: Exception) -> ConnectionFailed:
     """The error every Kafka client raises when bootstrapping fails: what and what next.
 
@@ -279,7 +331,7 @@ def ensure_topic(
     Waits until the new topic's partitions all have a leader, so a producer can
     write to it straight away.
     """
-    from kafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
+    from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
 
     from pipeline_lib.local import layout
 
@@ -293,6 +345,11 @@ def ensure_topic(
             admin.create_topics([new_topic(settings, topic, partitions)])
         except TopicAlreadyExistsError:
             return False
+        except KafkaError as error:
+            denied = access_denied(settings, error, "CREATE", topic)
+            if denied is None:
+                raise
+            raise denied from None
         except InvalidReplicationFactorError:
             raise ConnectionFailed(
                 f"Kafka could not create topic {topic!r} with "

@@ -45,7 +45,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic, kafka_consumer
+from pipeline_lib.clients import SESSION_TIMEOUT_S, access_denied, ensure_topic, kafka_consumer
 from pipeline_lib.config import Settings
 from pipeline_lib.kafka_io.batching import Batcher, Counts
 from pipeline_lib.kafka_io.committer import Committer, ConsumerError, owned, seek
@@ -295,6 +295,9 @@ class SinkConsumer:
         except BaseException as error:
             report.stopped_because = f"error: {type(error).__name__}"
             self.core.abandon()  # uncommitted: whoever reads the partition next re-reads it
+            denied = access_denied(self.settings, error, "READ", self.topic)
+            if denied is not None:
+                raise denied from None
             raise
         finally:
             try:

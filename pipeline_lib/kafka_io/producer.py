@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients import PRODUCER_DEFAULTS, ensure_topic, kafka_producer
+from pipeline_lib.clients import PRODUCER_DEFAULTS, access_denied, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.records.streams import stream_of
@@ -86,7 +86,7 @@ class ProduceReport:
         )
         if self.stopped_because:
             text += f"; stopped: {self.stopped_because}"
-        if self.errors:
+        if self.errors and self.errors[0] != self.stopped_because:
             text += f"; first error: {self.errors[0]}"
         if self.first_unacknowledged is not None:
             text += (
@@ -150,6 +150,7 @@ def produce(
     producer = kafka_producer(settings, **producer_overrides)
     unacknowledged: set[int] = set()  # source positions sent, not yet acknowledged
     first_failed: list[int] = []
+    refused: list[str] = []  # an authorization refusal (set on the client's I/O thread)
 
     def delivered(index: int, _metadata: Any) -> None:
         report.delivered += 1
@@ -157,13 +158,16 @@ def produce(
         if on_acknowledged is not None:
             on_acknowledged(index)
 
-    def failed(index: int, error: Exception) -> None:
+    def failed(index: int, topic: str, error: Exception) -> None:
         report.failed += 1
         unacknowledged.discard(index)
         if not first_failed or index < first_failed[0]:
             first_failed[:] = [index]
+        denied = access_denied(settings, error, "WRITE", topic)
+        if denied is not None and not refused:
+            refused.append(str(denied))  # every later send would be refused alike: stop
         if len(report.errors) < 5:
-            report.errors.append(f"{type(error).__name__}: {error}")
+            report.errors.append(str(denied) if denied else f"{type(error).__name__}: {error}")
 
     source = iter(records)
     for _ in range(skip):
@@ -183,6 +187,9 @@ def produce(
     index = skip
     try:
         for record in stream:
+            if refused:
+                report.stopped_because = refused[0]
+                break
             target, encode = destination(record)
             value = encode(record, produced_at=datetime.now(UTC))
             try:
@@ -201,7 +208,7 @@ def produce(
                 first_failed[:] = [min([index, *first_failed])]
                 break
             unacknowledged.add(index)
-            future.add_callback(delivered, index).add_errback(failed, index)
+            future.add_callback(delivered, index).add_errback(failed, index, target)
             report.sent += 1
             report.sent_by_topic[target] += 1
             counted_flags.append(counted_type is None or isinstance(record, counted_type))
