@@ -11,7 +11,7 @@ import time
 
 from google.cloud import bigquery
 
-from pipeline_lib.clients import bigquery_client, storage_client
+from pipeline_lib.clients import bigquery_client, kafka_security, storage_client
 from pipeline_lib.config import Settings
 from pipeline_lib.records.schema import decode
 from pipeline_lib.routes import route
@@ -41,6 +41,7 @@ def run_baseline(settings: Settings, count: int, group: str) -> dict:
         auto_offset_reset="earliest",
         enable_auto_commit=True,
         consumer_timeout_ms=20_000,
+        **kafka_security(settings),
     )
     done = 0
     started = time.perf_counter()

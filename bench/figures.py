@@ -22,6 +22,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipeline_lib.clients import java_security_properties, librdkafka_security
 from pipeline_lib.config import BQ_WRITES, PROJECT_ROOT, VARIABLES, Settings
 from pipeline_lib.records.schema import encode
 from pipeline_lib.routes import route
@@ -201,6 +202,8 @@ def simulator_rate(size: str) -> dict:
 BARE_CONSUMER_SCRIPT = """
 import json, sys, time
 from kafka import KafkaConsumer
+from pipeline_lib.clients import kafka_security
+from pipeline_lib.config import Settings
 n, topic, servers, group = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 bare = KafkaConsumer(
     topic,
@@ -211,6 +214,7 @@ bare = KafkaConsumer(
     max_poll_records=5000,
     fetch_max_bytes=16 * 1024 * 1024,
     max_partition_fetch_bytes=4 * 1024 * 1024,
+    **kafka_security(Settings.from_env()),
 )
 seen, first, cpu = 0, None, 0.0
 while seen < n:
@@ -294,6 +298,7 @@ def _fill(settings: Settings, ticks: list) -> None:
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **librdkafka_security(settings),
             "acks": "all",
             "compression.type": "lz4",
             "linger.ms": 20,
@@ -455,6 +460,10 @@ def _java_producer_perf(settings: Settings, payloads: list[bytes]) -> float:
     with tempfile.NamedTemporaryFile("wb", suffix=".txt", delete=False) as handle:
         handle.write(b"\n".join(payloads))
         payload_file = handle.name
+    # Credentials in a private file, not on a command line anyone may read.
+    with tempfile.NamedTemporaryFile("w", suffix=".properties", delete=False) as handle:
+        handle.write("".join(f"{k}={v}\n" for k, v in java_security_properties(settings).items()))
+        security_file = handle.name
     try:
         result = subprocess.run(
             [
@@ -478,6 +487,8 @@ def _java_producer_perf(settings: Settings, payloads: list[bytes]) -> float:
                 "compression.type=lz4",
                 "linger.ms=20",
                 "batch.size=262144",
+                "--producer.config",
+                security_file,
             ],
             capture_output=True,
             text=True,
@@ -485,6 +496,7 @@ def _java_producer_perf(settings: Settings, payloads: list[bytes]) -> float:
         )
     finally:
         Path(payload_file).unlink(missing_ok=True)
+        Path(security_file).unlink(missing_ok=True)
     last = [line for line in result.stdout.splitlines() if "records/sec" in line]
     if result.returncode != 0 or not last:
         raise RuntimeError(f"ProducerPerformance failed: {result.stderr[-1500:]}")
@@ -499,6 +511,7 @@ def _confluent_rate(settings: Settings, ticks: list, payloads: list[bytes]) -> f
     producer = Producer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **librdkafka_security(settings),
             "acks": "all",
             "enable.idempotence": True,
             "compression.type": "lz4",

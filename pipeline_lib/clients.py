@@ -96,6 +96,28 @@ def kafka_connection(settings: Settings) -> str:
     return " ".join(parts)
 
 
+def java_security_properties(settings: Settings) -> dict[str, str]:
+    """The same settings as Kafka's Java clients name them (the bench's Java baseline):
+    write them to a private file, never a command line. OAUTHBEARER is not offered."""
+    properties = {"security.protocol": settings.kafka_security_protocol}
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism and mechanism != "OAUTHBEARER":
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+        properties["sasl.mechanism"] = mechanism
+        properties["sasl.jaas.config"] = (
+            f'{module} required username="{settings.kafka_sasl_username}" '
+            f'password="{settings.kafka_sasl_password}";'
+        )
+    if settings.kafka_ssl_cafile is not None:
+        properties["ssl.truststore.type"] = "PEM"
+        properties["ssl.truststore.location"] = str(settings.kafka_ssl_cafile)
+    return properties
+
+
 class ConnectionFailed(PipelineError):
     """A service did not answer; the message says how to bring it up."""
 

@@ -88,14 +88,12 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> dict:
 
 
 def committed_offsets(settings: Settings, stream: str = "ticks") -> dict[int, int | None]:
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
+
+    from pipeline_lib.clients import kafka_consumer
 
     to = route(settings, stream)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=to.group,
-        enable_auto_commit=False,
-    )
+    consumer = kafka_consumer(settings, to.group)
     try:
         partitions = consumer.partitions_for_topic(to.topic) or set()
         return {p: consumer.committed(TopicPartition(to.topic, p)) for p in sorted(partitions)}

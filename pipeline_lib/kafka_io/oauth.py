@@ -14,6 +14,7 @@ import base64
 import json
 import threading
 import time
+from datetime import UTC
 from typing import Any
 
 from kafka.net.sasl.oauth import AbstractTokenProvider
@@ -40,7 +41,10 @@ def google_kafka_token(credentials: Any, now: float | None = None) -> str:
             "--impersonate-service-account=SA_EMAIL`."
         )
     issued = int(time.time() if now is None else now)
-    expiry = credentials.expiry.timestamp() if credentials.expiry else issued + 3600
+    expiry = issued + 3600
+    if credentials.expiry is not None:  # google-auth keeps it as a naive UTC datetime
+        moment = credentials.expiry
+        expiry = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     header = json.dumps({"typ": "JWT", "alg": "GOOG_OAUTH2_TOKEN"})
     claims = json.dumps(
         {"exp": int(expiry), "iat": issued, "iss": "Google", "scope": "kafka", "sub": principal}
