@@ -8,6 +8,7 @@ import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_the_password_is_a_secret_everywhere_settings_are_shown(tmp_path):
 class Recorder:
     """Stands in for a kafka-python client class: records how it was built."""
 
-    built: list[dict] = []
+    built: ClassVar[list[dict]] = []
 
     def __init__(self, *args, **config) -> None:
         Recorder.built.append(config)
@@ -172,7 +173,9 @@ def test_the_certificate_names_both_loopback_names(tmp_path):
 def test_a_plaintext_home_is_not_turned_secure(tmp_path):
     (tmp_path / "kafka" / "data").mkdir(parents=True)
     (tmp_path / "kafka" / "data" / "meta.properties").write_text("x")
-    with pytest.raises(Exception, match="without security.*down --purge"):
+    from pipeline_lib.local import ServiceError
+
+    with pytest.raises(ServiceError, match=r"without security.*down --purge"):
         secure.prepare_home(tmp_path)
 
 
