@@ -36,6 +36,8 @@ TEST_ENVIRONMENT = {
 
 # The three-broker cluster of the failure tests, beside the services above.
 CLUSTER_HOME = REPO / ".pipeline-test-cluster"
+# The broker in secure mode (SASL_SSL, SCRAM, ACLs), beside the services above.
+SECURE_HOME = REPO / ".pipeline-test-secure"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -87,6 +89,32 @@ def cluster(services: Settings) -> Iterator[Settings]:
     yield settings
     if not already:
         local.down(settings, kafka_only=True)
+
+
+@pytest.fixture(scope="session")
+def secure_kafka(services: Settings) -> Iterator[Settings]:
+    """A real Kafka broker in secure mode (``up --secure``: SASL_SSL, SCRAM logins, ACLs)
+    beside the test emulators, connected to as the ``pipeline`` principal; started
+    through ``pipeline_lib.local`` on first use and stopped at the end."""
+    from pipeline_lib.local import secure
+
+    settings = services.with_overrides(
+        home=SECURE_HOME,
+        kafka_bootstrap_servers="127.0.0.1:19392",
+        kafka_controller_port=19393,
+        brokers=1,
+    )
+    already = {s.name for s in local.kafka_nodes(settings) if s.status().running}
+    local.up(settings, notify=print, kafka_only=True, secure=True)
+    yield secure.as_principal(settings, secure.PIPELINE)
+    if not already:
+        local.down(settings, kafka_only=True)
+
+
+@pytest.fixture
+def secure_settings(secure_kafka: Settings) -> Settings:
+    """Per-test names on the secure broker."""
+    return own_names(secure_kafka)
 
 
 @pytest.fixture

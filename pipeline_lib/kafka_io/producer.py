@@ -217,6 +217,8 @@ def produce(
         report.interrupted = True
     finally:
         _finish(producer, settings, report)
+        if refused and not report.stopped_because.startswith("Kafka refused"):
+            report.stopped_because = refused[0]  # it arrived after the last send
         report.seconds = time.perf_counter() - started
         if len(report.sent_by_topic) == 1:
             report.topic = next(iter(report.sent_by_topic))
