@@ -22,11 +22,13 @@ from typing import Any
 from pipeline_lib.config import PROJECT_ROOT, Settings
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.local.process import Notify
+from pipeline_lib.local.secure import recorded_secure
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 OUTPUT_DIR = PROJECT_ROOT / "output"
 NOTEBOOKS = ("01_setup", "02_producer", "03_consumer", "04_analysis")
 FAULT_TOLERANCE = "05_fault_tolerance"  # needs the three-broker cluster: run on its own
+SECURITY = "06_security"  # needs a home made by `up --secure`
 
 
 class FlowFailed(PipelineError):
@@ -192,6 +194,10 @@ def run_flow(
         notify("flow: 05_fault_tolerance (a broker killed mid-stream, and restarted)")
         run_one(FAULT_TOLERANCE, {})
         names.append(FAULT_TOLERANCE)
+    if settings.is_local and recorded_secure(settings.home):
+        notify("flow: 06_security (who connects, over what, and the broker's refusals)")
+        run_one(SECURITY, {})
+        names.append(SECURITY)
 
     for name in names:
         result.notebooks[name] = out_dir / f"{name}.ipynb"

@@ -17,6 +17,7 @@ def test_the_notebooks_exist_in_run_order():
         "03_consumer",
         "04_analysis",
         "05_fault_tolerance",
+        "06_security",
     ]
 
 

@@ -1,0 +1,184 @@
+"""Notebook 06's lesson on a secure home (``up --secure``): who connects to Kafka, over
+what, with which rights, and what a refusal looks like.
+
+Each step is something a principal tries on the real broker; the tables show what
+the broker answered, in the one-line words the pipeline uses everywhere (no traceback,
+no password).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pandas as pd
+
+from pipeline_lib.clients import (
+    AccessDenied,
+    ConnectionFailed,
+    access_denied,
+    kafka_admin,
+    kafka_connection,
+    kafka_consumer,
+)
+from pipeline_lib.config import Settings
+from pipeline_lib.errors import PipelineError
+from pipeline_lib.local import secure
+from pipeline_lib.secrets import mask
+
+
+class NotSecure(PipelineError):
+    """The lesson needs a home started with ``up --secure``."""
+
+
+def lesson_settings(settings: Settings) -> Settings:
+    """``settings`` of a secure local home; NotSecure (one line, what to run) otherwise."""
+    if not (settings.is_local and secure.recorded_secure(settings.home)):
+        raise NotSecure(
+            f"{settings.home} is not a secure home. Run the lesson on one: "
+            "`PIPELINE_HOME=.pipeline-secure KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9192 "
+            "KAFKA_CONTROLLER_PORT=9193 python -m pipeline_lib up --secure`, then start "
+            "JupyterLab with the same variables."
+        )
+    return settings
+
+
+def connections(settings: Settings) -> pd.DataFrame:
+    """One row per principal of the home: over what and as whom it connects."""
+    rows = [
+        {"principal": f"User:{user}", "connects": kafka_connection(as_user(settings, user))}
+        for user in (secure.PIPELINE, secure.ANALYST)
+    ]
+    return pd.DataFrame(rows).set_index("principal")
+
+
+def as_user(settings: Settings, user: str) -> Settings:
+    return secure.as_principal(settings, user)
+
+
+def rights(settings: Settings) -> pd.DataFrame:
+    """The ACLs the broker enforces, as the admin reads them back from it."""
+    from kafka.admin import (
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+
+    admin = kafka_admin(as_user(settings, secure.ADMIN))
+    try:
+        everything = ACLFilter(
+            principal=None,
+            host="*",
+            operation=ACLOperation.ANY,
+            permission_type=ACLPermissionType.ANY,
+            resource_pattern=ResourcePatternFilter(
+                ResourceType.ANY, None, ACLResourcePatternType.ANY
+            ),
+        )
+        acls, _error = admin.describe_acls(everything)
+    finally:
+        admin.close()
+    rows = [
+        {
+            "principal": acl.principal,
+            "permission": acl.permission_type.name,
+            "operation": acl.operation.name,
+            "resource": acl.resource_pattern.resource_type.name,
+            "name": acl.resource_pattern.resource_name
+            + ("*" if acl.resource_pattern.pattern_type.name == "PREFIXED" else ""),
+        }
+        for acl in acls
+    ]
+    frame = pd.DataFrame(rows).sort_values(["principal", "resource", "name", "operation"])
+    return frame.set_index("principal")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one principal tried and what the broker answered."""
+
+    principal: str
+    action: str
+    allowed: bool
+    answer: str
+
+
+def _produce_one(settings: Settings, topic: str) -> Attempt:
+    from pipeline_lib.kafka_io.producer import send_raw
+
+    who = f"User:{settings.kafka_sasl_username}"
+    action = f"write to topic {topic!r}"
+    try:
+        send_raw(settings.with_overrides(topic=topic), b'{"lesson": 1}', key=b"lesson")
+    except Exception as error:  # the broker's refusal, as the pipeline words it
+        denied = access_denied(settings, error, "WRITE", topic)
+        return Attempt(who, action, False, mask(str(denied or f"{type(error).__name__}")))
+    return Attempt(who, action, True, "written")
+
+
+def _read(settings: Settings, topic: str, group: str) -> Attempt:
+    """Join ``group`` and poll ``topic`` until it is assigned or refused."""
+    who = f"User:{settings.kafka_sasl_username}"
+    action = f"read topic {topic!r} in group {group!r}"
+    consumer = kafka_consumer(settings, group)
+    try:
+        consumer.subscribe([topic])
+        for _ in range(20):
+            records = consumer.poll(timeout_ms=500)
+            if consumer.assignment():
+                count = sum(len(batch) for batch in records.values())
+                return Attempt(who, action, True, f"joined; {count} record(s) in the first poll")
+        return Attempt(who, action, False, "no partition assigned within 10 s")
+    except Exception as error:
+        denied = access_denied(settings, error, "READ", topic)
+        return Attempt(who, action, False, mask(str(denied or f"{type(error).__name__}")))
+    finally:
+        consumer.close()
+
+
+def try_rights(settings: Settings, topic: str | None = None) -> pd.DataFrame:
+    """The pipeline and the analyst each try to write the topic, read it in a group of
+    their own, and read it in the other's group (new group names every run)."""
+    from pipeline_lib.clients import ensure_topic
+
+    topic = topic or settings.topic
+    run = uuid.uuid4().hex[:6]
+    pipeline, analyst = as_user(settings, secure.PIPELINE), as_user(settings, secure.ANALYST)
+    ensure_topic(pipeline, topic)
+    theirs = f"{secure.ANALYST_GROUP_PREFIX}-lesson-{run}"
+    ours = f"lesson-{run}"
+    attempts = [
+        _produce_one(pipeline, topic),
+        _produce_one(analyst, topic),
+        _read(pipeline, topic, ours),
+        _read(analyst, topic, theirs),
+        _read(pipeline, topic, theirs),
+        _read(analyst, topic, ours),
+    ]
+    return pd.DataFrame([a.__dict__ for a in attempts])
+
+
+def try_logins(settings: Settings) -> pd.DataFrame:
+    """Clients the broker turns away before any right is asked: a wrong password, a
+    client without TLS, a client with TLS and no login."""
+    cases = {
+        "wrong password": {"kafka_sasl_password": "not-the-password"},
+        "no TLS (PLAINTEXT)": {
+            "kafka_security_protocol": "PLAINTEXT",
+            "kafka_sasl_mechanism": None,
+            "kafka_ssl_cafile": None,
+        },
+        "TLS, no login (SSL)": {"kafka_security_protocol": "SSL", "kafka_sasl_mechanism": None},
+    }
+    rows = []
+    for case, changes in cases.items():
+        try:
+            kafka_admin(settings.with_overrides(**changes), timeout_s=2).close()
+            answer = "accepted (this should not happen on a secure home)"
+        except (ConnectionFailed, AccessDenied) as refused:
+            answer = mask(str(refused))
+        rows.append({"client": case, "broker's answer": answer})
+    return pd.DataFrame(rows).set_index("client")
