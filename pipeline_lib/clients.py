@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
-from pipeline_lib.secrets import mask
+from pipeline_lib.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:
     from google.cloud import bigquery, storage
@@ -61,17 +60,57 @@ def kafka_security(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def _not_for_other_clients(settings: Settings, client: str) -> None:
+    if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+        raise ConfigError(f"KAFKA_SASL_MECHANISM=OAUTHBEARER is not offered to {client}")
+
+
 def librdkafka_security(settings: Settings) -> dict[str, str]:
     """The same settings as librdkafka (confluent-kafka) names them, for the bench's
-    baselines. OAUTHBEARER is not offered here."""
+    baselines; ConfigError for OAUTHBEARER, which only kafka-python clients get here."""
+    _not_for_other_clients(settings, "librdkafka (the bench's baseline)")
     properties = {"security.protocol": settings.kafka_security_protocol}
-    mechanism = settings.kafka_sasl_mechanism
-    if mechanism and mechanism != "OAUTHBEARER":
-        properties["sasl.mechanism"] = mechanism
+    if settings.kafka_sasl_mechanism:
+        properties["sasl.mechanism"] = settings.kafka_sasl_mechanism
         properties["sasl.username"] = settings.kafka_sasl_username or ""
         properties["sasl.password"] = settings.kafka_sasl_password or ""
+    for name, path in (
+        ("ssl.ca.location", settings.kafka_ssl_cafile),
+        ("ssl.certificate.location", settings.kafka_ssl_certfile),
+        ("ssl.key.location", settings.kafka_ssl_keyfile),
+    ):
+        if path is not None:
+            properties[name] = str(path)
+    return properties
+
+
+def java_security_properties(settings: Settings) -> dict[str, str]:
+    """The same settings as Kafka's Java clients name them (the bench's Java baseline):
+    write them to a private file, never a command line. ConfigError for what this does
+    not map (OAUTHBEARER, mutual TLS)."""
+    _not_for_other_clients(settings, "Kafka's Java tools (the bench's baseline)")
+    if settings.kafka_ssl_certfile is not None:
+        raise ConfigError("KAFKA_SSL_CERTFILE (mutual TLS) is not offered to Kafka's Java tools")
+    properties = {"security.protocol": settings.kafka_security_protocol}
+    mechanism = settings.kafka_sasl_mechanism
+    if mechanism:
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+
+        def quoted(text: str | None) -> str:  # JAAS string syntax
+            return '"' + (text or "").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        properties["sasl.mechanism"] = mechanism
+        properties["sasl.jaas.config"] = (
+            f"{module} required username={quoted(settings.kafka_sasl_username)} "
+            f"password={quoted(settings.kafka_sasl_password)};"
+        )
     if settings.kafka_ssl_cafile is not None:
-        properties["ssl.ca.location"] = str(settings.kafka_ssl_cafile)
+        properties["ssl.truststore.type"] = "PEM"
+        properties["ssl.truststore.location"] = str(settings.kafka_ssl_cafile)
     return properties
 
 
@@ -87,35 +126,9 @@ def kafka_connection(settings: Settings) -> str:
     else:
         parts.append("NOT encrypted")
     mechanism = settings.kafka_sasl_mechanism
-    if mechanism == "OAUTHBEARER":
-        parts.append("as the Application Default Credentials' service account (OAUTHBEARER)")
-    elif mechanism:
-        parts.append(f"as User:{settings.kafka_sasl_username} ({mechanism})")
-    elif settings.kafka_ssl_certfile:
-        parts.append(f"as the subject of {settings.kafka_ssl_certfile} (mutual TLS)")
+    how = mechanism or ("mutual TLS" if settings.kafka_ssl_certfile else "no login")
+    parts.append(f"as {principal(settings)} ({how})")
     return " ".join(parts)
-
-
-def java_security_properties(settings: Settings) -> dict[str, str]:
-    """The same settings as Kafka's Java clients name them (the bench's Java baseline):
-    write them to a private file, never a command line. OAUTHBEARER is not offered."""
-    properties = {"security.protocol": settings.kafka_security_protocol}
-    mechanism = settings.kafka_sasl_mechanism
-    if mechanism and mechanism != "OAUTHBEARER":
-        module = (
-            "org.apache.kafka.common.security.plain.PlainLoginModule"
-            if mechanism == "PLAIN"
-            else "org.apache.kafka.common.security.scram.ScramLoginModule"
-        )
-        properties["sasl.mechanism"] = mechanism
-        properties["sasl.jaas.config"] = (
-            f'{module} required username="{settings.kafka_sasl_username}" '
-            f'password="{settings.kafka_sasl_password}";'
-        )
-    if settings.kafka_ssl_cafile is not None:
-        properties["ssl.truststore.type"] = "PEM"
-        properties["ssl.truststore.location"] = str(settings.kafka_ssl_cafile)
-    return properties
 
 
 class ConnectionFailed(PipelineError):
@@ -137,7 +150,7 @@ def principal(settings: Settings) -> str:
     """Who the clients are to Kafka's authorizer, as ACLs name it."""
     mechanism = settings.kafka_sasl_mechanism
     if mechanism == "OAUTHBEARER":
-        return "User:<the Application Default Credentials' service account>"
+        return "User:<the service account of Application Default Credentials>"
     if mechanism:
         return f"User:{settings.kafka_sasl_username}"
     if settings.kafka_ssl_certfile:
@@ -146,33 +159,46 @@ def principal(settings: Settings) -> str:
 
 
 def access_denied(
-    settings: Settings, error: BaseException, operation: str = "READ", topic: str = ""
+    settings: Settings,
+    error: BaseException,
+    operation: str = "READ",
+    topic: str = "",
+    group: str = "",
 ) -> AccessDenied | None:
     """The one-line refusal for a Kafka authorization error; None for any other error.
 
-    ``operation`` and ``topic`` say what the caller was doing (``WRITE`` to a topic,
-    ``CREATE`` it, ``READ`` it), which the error itself often does not."""
-    text = f"{type(error).__name__} {error}"
+    ``operation``, ``topic`` and ``group`` say what the caller was doing (``WRITE`` to
+    a topic, ``CREATE`` it, ``READ`` it in a group), which the error often does not."""
+    from kafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        KafkaError,
+        TopicAuthorizationFailedError,
+    )
+
     who = principal(settings)
     on_topic = f"TOPIC {topic or '<topic>'}"
-    if "GroupAuthorizationFailed" in text:
-        group = str(error).rsplit(": ", 1)[-1].strip()
+    if isinstance(error, GroupAuthorizationFailedError):
+        named = str(error).rsplit(": ", 1)[-1].strip()  # kafka-python adds it, or not
+        group = group or (named if named and not named.endswith("Error") else "<group>")
         return AccessDenied(
             f"Kafka refused {who} the consumer group {group!r} (GroupAuthorizationFailed): "
             f"the ACL missing is ALLOW READ on GROUP {group} for {who}, or use a group "
             "this principal may join"
         )
-    if "ClusterAuthorizationFailed" in text and ("InitProducerId" in text or operation == "WRITE"):
+    # A producer refused its id fails every send with a plain KafkaError naming it.
+    from_init = type(error) is KafkaError and "ClusterAuthorizationFailed" in str(error)
+    if from_init or (isinstance(error, ClusterAuthorizationFailedError) and operation == "WRITE"):
         return AccessDenied(
             f"Kafka refused {who} a producer (ClusterAuthorizationFailed on InitProducerId: "
             f"it may write no topic): the ACL missing is ALLOW WRITE on {on_topic} for {who}"
         )
-    if "ClusterAuthorizationFailed" in text:
+    if isinstance(error, ClusterAuthorizationFailedError):
         return AccessDenied(
             f"Kafka refused {who} {operation} on the cluster (ClusterAuthorizationFailed): "
             f"the ACL missing is ALLOW {operation} on CLUSTER kafka-cluster for {who}"
         )
-    if "TopicAuthorizationFailed" in text:
+    if isinstance(error, TopicAuthorizationFailedError):
         return AccessDenied(
             f"Kafka refused {who} {operation} on topic {topic!r} (TopicAuthorizationFailed): "
             f"the ACL missing is ALLOW {operation} on {on_topic} for {who}"
@@ -189,7 +215,7 @@ def broker_unreachable(settings: Settings, error: Exception) -> ConnectionFailed
 
     cause = refusal(settings, kafka_security(settings))
     if cause:
-        return ConnectionFailed(mask(cause))
+        return ConnectionFailed(cause)
     return ConnectionFailed(
         f"No Kafka broker answered at {settings.kafka_bootstrap_servers} "
         f"({type(error).__name__}). {_hint(settings)}"
@@ -224,7 +250,7 @@ def kafka_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **config)
     except KafkaConfigurationError as error:
-        raise ConnectionFailed(mask(f"Kafka producer settings rejected: {error}")) from None
+        raise ConnectionFailed(f"Kafka producer settings rejected: {error}") from None
     except KafkaError as error:
         raise broker_unreachable(settings, error) from error
 
@@ -367,11 +393,6 @@ def ensure_topic(
             admin.create_topics([new_topic(settings, topic, partitions)])
         except TopicAlreadyExistsError:
             return False
-        except KafkaError as error:
-            denied = access_denied(settings, error, "CREATE", topic)
-            if denied is None:
-                raise
-            raise denied from None
         except InvalidReplicationFactorError:
             raise ConnectionFailed(
                 f"Kafka could not create topic {topic!r} with "
@@ -379,6 +400,11 @@ def ensure_topic(
                 "`python -m pipeline_lib status` shows which is down; "
                 "`python -m pipeline_lib broker start N` brings it back."
             ) from None
+        except KafkaError as error:
+            denied = access_denied(settings, error, "CREATE", topic)
+            if denied is None:
+                raise
+            raise denied from None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             described = admin.describe_topics([topic])

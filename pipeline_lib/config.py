@@ -307,16 +307,36 @@ def _is_secure_home(values: dict[str, Any]) -> bool:
     return values["target"] == "local" and recorded_secure(values["home"])
 
 
-def _secure_home(secure: str, plain: str) -> Callable[[dict[str, Any], Mapping[str, str]], str]:
-    """A default that follows the home: ``secure`` after `up --secure`, else ``plain``."""
-    return lambda values, env: secure if _is_secure_home(values) else plain
+def _default_protocol(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    """SASL_SSL on a home made by `up --secure`, else PLAINTEXT."""
+    return "SASL_SSL" if _is_secure_home(values) else "PLAINTEXT"
+
+
+def _on_secure_home(values: dict[str, Any]) -> bool:
+    """The home is secure and the client uses its protocol: the home's own defaults
+    apply (a client told to use another protocol gets none of them)."""
+    return values["kafka_security_protocol"] == "SASL_SSL" and _is_secure_home(values)
+
+
+def _default_mechanism(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    from pipeline_lib.local.secure import MECHANISM
+
+    return MECHANISM if _on_secure_home(values) else ""
+
+
+def _default_user(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    from pipeline_lib.local.secure import PIPELINE
+
+    return PIPELINE if _on_secure_home(values) and values["kafka_sasl_mechanism"] else ""
 
 
 def _secure_home_ca(values: dict[str, Any], env: Mapping[str, str]) -> str:
-    """On a secure local home: the CA that `up --secure` made for it."""
+    """On a secure local home: the CA that `up --secure` made for it (if it is there:
+    a home whose files were removed still starts, and `down --purge` still runs)."""
     from pipeline_lib.local.secure import ca_file
 
-    return str(ca_file(values["home"])) if _is_secure_home(values) else ""
+    ca = ca_file(values["home"])
+    return str(ca) if _on_secure_home(values) and ca.is_file() else ""
 
 
 def _local_password(values: dict[str, Any], env: Mapping[str, str]) -> str:
@@ -324,7 +344,7 @@ def _local_password(values: dict[str, Any], env: Mapping[str, str]) -> str:
     from pipeline_lib.local.secure import local_password
 
     user = values["kafka_sasl_username"]
-    return (local_password(values["home"], user) or "") if user and _is_secure_home(values) else ""
+    return (local_password(values["home"], user) or "") if user and _on_secure_home(values) else ""
 
 
 def check_kafka_security(values: Mapping[str, Any]) -> None:
@@ -415,7 +435,7 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "KAFKA_SECURITY_PROTOCOL",
             "kafka_security_protocol",
-            _secure_home("SASL_SSL", "PLAINTEXT"),
+            _default_protocol,
             "how clients reach Kafka: " + " | ".join(KAFKA_SECURITY_PROTOCOLS) + " (unset: "
             "PLAINTEXT, or SASL_SSL on a home started with `up --secure`)",
             _one_of(KAFKA_SECURITY_PROTOCOLS),
@@ -423,7 +443,7 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "KAFKA_SASL_MECHANISM",
             "kafka_sasl_mechanism",
-            _secure_home("SCRAM-SHA-512", ""),
+            _default_mechanism,
             "SASL mechanism: " + " | ".join(KAFKA_SASL_MECHANISMS) + " (OAUTHBEARER: a "
             "token from Application Default Credentials, for Google's managed Kafka)",
             _optional(_one_of(KAFKA_SASL_MECHANISMS)),
@@ -431,7 +451,7 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "KAFKA_SASL_USERNAME",
             "kafka_sasl_username",
-            _secure_home("pipeline", ""),
+            _default_user,
             "SASL user (PLAIN, SCRAM) (unset on a secure local home: pipeline)",
             _optional(_text),
         ),

@@ -295,7 +295,7 @@ class SinkConsumer:
         except BaseException as error:
             report.stopped_because = f"error: {type(error).__name__}"
             self.core.abandon()  # uncommitted: whoever reads the partition next re-reads it
-            denied = access_denied(self.settings, error, "READ", self.topic)
+            denied = access_denied(self.settings, error, "READ", self.topic, self.group)
             if denied is not None:
                 raise denied from None
             raise

@@ -25,7 +25,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients import kafka_consumer, kafka_producer
+from pipeline_lib.clients import access_denied, kafka_consumer, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.records.batches import DeadLetter
 from pipeline_lib.records.schema import iso
@@ -98,6 +98,9 @@ class DeadLetterWriter:
         try:
             return self._producer.send(self.topic, key=key, value=value, headers=headers)
         except KafkaError as error:
+            denied = access_denied(self.settings, error, "WRITE", self.topic)
+            if denied is not None:
+                raise denied from None
             if max_value > FALLBACK_VALUE_BYTES:
                 log.warning("dead letter refused (%s); sending it cut to 16 KiB", error)
                 return self._send(letter, FALLBACK_VALUE_BYTES)
@@ -135,6 +138,11 @@ class DeadLetterWriter:
                 # The broker's limit is below ours: cut harder and try once more.
                 self._pending = [(self._send(x, FALLBACK_VALUE_BYTES), x) for x in too_large]
                 continue
+            denied = failed and access_denied(
+                self.settings, failed[0][0].exception, "WRITE", self.topic
+            )
+            if denied:
+                raise denied
             if failed:
                 raise SinkUnavailable(
                     f"{len(failed)} dead letters could not be written to {self.topic!r} "

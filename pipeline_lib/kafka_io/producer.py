@@ -204,7 +204,10 @@ def produce(
                 first_failed[:] = [min([index, *first_failed])]
                 break
             except KafkaError as error:
-                report.stopped_because = f"send failed: {type(error).__name__}: {error}"
+                denied = access_denied(settings, error, "WRITE", target)
+                report.stopped_because = (
+                    str(denied) if denied else f"send failed: {type(error).__name__}: {error}"
+                )
                 first_failed[:] = [min([index, *first_failed])]
                 break
             unacknowledged.add(index)

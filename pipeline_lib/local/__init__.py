@@ -22,7 +22,7 @@ from pipeline_lib.local.process import (
     ServiceError,
     ServiceStatus,
 )
-from pipeline_lib.local.secure import grant_acls, prepare_home, recorded_secure
+from pipeline_lib.local.secure import grant_acls, prepare_home, recorded_secure, secure_dir
 
 __all__ = [
     "BigQueryEmulator",
@@ -139,6 +139,7 @@ def down(
             shutil.rmtree(service.data_dir, ignore_errors=True)
         (settings.home / "kafka" / "cluster-id").unlink(missing_ok=True)
         (settings.home / KAFKA_LAYOUT_FILE).unlink(missing_ok=True)
+        shutil.rmtree(secure_dir(settings.home), ignore_errors=True)  # passwords, keys
     return stopped
 
 

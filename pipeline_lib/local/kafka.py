@@ -33,7 +33,6 @@ from pipeline_lib.local.process import LocalService, Notify, ServiceError, port_
 from pipeline_lib.local.secure import (
     listener_properties,
     recorded_secure,
-    scram_arguments,
     write_private,
 )
 
@@ -219,7 +218,6 @@ class KafkaBroker(LocalService):
             broker_properties(self.settings, self.data_dir, self.node_id),
         )
         identifier = cluster_id(self.settings)
-        secure = recorded_secure(self.settings.home)  # its logins are made at format time
         if (self.data_dir / "meta.properties").exists():
             return  # formatted before: skip a JVM start
         result = subprocess.run(
@@ -236,7 +234,6 @@ class KafkaBroker(LocalService):
                 "-c",
                 str(self.folder / "server.properties"),
                 "--ignore-formatted",
-                *(scram_arguments(self.settings.home) if secure else []),
             ],
             capture_output=True,
             text=True,

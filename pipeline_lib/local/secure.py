@@ -1,15 +1,18 @@
 """The local Kafka in secure mode (``up --secure``): what a managed cluster asks of a
 client, on loopback.
 
-A SASL_SSL client listener (TLS with a certificate from a CA made for the home, SCRAM-
-SHA-512 logins), the KRaft ``StandardAuthorizer`` with ACLs, and no plaintext listener
-for clients. Three principals, their passwords generated once into the home:
+SASL_SSL listeners only (TLS with a certificate from a CA made for the home), the KRaft
+``StandardAuthorizer`` with ACLs. Three principals, their passwords generated once
+into the home:
 
-* ``admin``: super user; the brokers log in to each other with it.
+* ``admin``: super user, PLAIN login; the brokers log in to each other with it.
 * ``pipeline``: what the package connects as by default: produce, consume and create
   topics, its consumer groups; never a group of the analyst's.
 * ``analyst``: read-only: may consume every topic in groups named ``analyst*``, may not
   produce.
+
+``pipeline`` and ``analyst`` log in with SCRAM-SHA-512, made through the admin API
+once the broker runs.
 
 Certificates are made with ``cryptography`` (a Google-client dependency already): no
 download, no ``keytool``. The CA's key is not kept: nothing else gets signed by it.
@@ -26,12 +29,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline_lib.local.layout import KAFKA_LAYOUT_FILE
+from pipeline_lib.secrets import register_secret
 
 if TYPE_CHECKING:
     from pipeline_lib.config import Settings
 
 SECURE_DIR = "kafka-secure"
-MECHANISM = "SCRAM-SHA-512"
+MECHANISM = "SCRAM-SHA-512"  # how the pipeline and the analyst log in
+ADMIN_MECHANISM = "PLAIN"  # how the admin (and the brokers) log in: see listener_properties
 ADMIN, PIPELINE, ANALYST = "admin", "pipeline", "analyst"
 USERS = (ADMIN, PIPELINE, ANALYST)
 # The analyst's groups: the pipeline principal is denied every group with this prefix.
@@ -67,7 +72,10 @@ def local_password(home: Path, user: str) -> str | None:
     except (OSError, ValueError):
         return None
     value = users.get(user) if isinstance(users, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    register_secret(value)  # masked in any message from now on
+    return value
 
 
 def write_private(path: Path, text: str | bytes) -> None:
@@ -188,36 +196,32 @@ def _certificates() -> tuple[str, str]:
     return ca_pem, key_pem + cert.public_bytes(pem).decode() + ca_pem
 
 
-def scram_arguments(home: Path) -> list[str]:
-    """StorageTool ``format`` arguments that create every principal's SCRAM login."""
-    arguments = []
-    for user in USERS:
-        password = local_password(home, user)
-        arguments += ["--add-scram", f"{MECHANISM}=[name={user},password={password}]"]
-    return arguments
-
-
 def listener_properties(home: Path, port: int, controller_port: int) -> dict[str, str]:
-    """server.properties lines of a secure node: SASL_SSL for clients and between
-    brokers, SASL (PLAIN, admin only) to the controllers, ACLs on, admin the super user."""
+    """server.properties lines of a secure node: SASL_SSL on every listener, ACLs on.
+
+    The admin logs in with PLAIN, its password in this private file only; the brokers
+    log in to each other and to the controllers as the admin. The other principals'
+    SCRAM logins are made through the admin API once the broker runs
+    (:func:`grant_acls`): a password given to Kafka's format tool would sit on its
+    command line, which every user of the machine may read."""
     admin = local_password(home, ADMIN)
-    scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
-    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";'
+    )
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     return {
         "listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"CLIENT://127.0.0.1:{port}",
         "inter.broker.listener.name": "CLIENT",
         "listener.security.protocol.map": "CLIENT:SASL_SSL,CONTROLLER:SASL_SSL",
-        "sasl.enabled.mechanisms": MECHANISM,
-        "sasl.mechanism.inter.broker.protocol": MECHANISM,
-        f"listener.name.client.{MECHANISM.lower()}.sasl.jaas.config": (
-            f'{scram} required username="{ADMIN}" password="{admin}";'
-        ),
-        "sasl.mechanism.controller.protocol": "PLAIN",
-        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-        "listener.name.controller.plain.sasl.jaas.config": (
-            f'{plain} required username="{ADMIN}" password="{admin}" user_{ADMIN}="{admin}";'
-        ),
+        "sasl.enabled.mechanisms": f"{MECHANISM},{ADMIN_MECHANISM}",
+        "sasl.mechanism.inter.broker.protocol": ADMIN_MECHANISM,
+        f"listener.name.client.{MECHANISM.lower()}.sasl.jaas.config": scram,
+        "listener.name.client.plain.sasl.jaas.config": plain,
+        "sasl.mechanism.controller.protocol": ADMIN_MECHANISM,
+        "listener.name.controller.sasl.enabled.mechanisms": ADMIN_MECHANISM,
+        "listener.name.controller.plain.sasl.jaas.config": plain,
         "ssl.keystore.type": "PEM",
         "ssl.keystore.location": str(broker_pem(home)),
         "ssl.truststore.type": "PEM",
@@ -234,7 +238,7 @@ def as_principal(settings: Settings, user: str) -> Settings:
     analyst), with that user's generated password."""
     return settings.with_overrides(
         kafka_security_protocol="SASL_SSL",
-        kafka_sasl_mechanism=MECHANISM,
+        kafka_sasl_mechanism=ADMIN_MECHANISM if user == ADMIN else MECHANISM,
         kafka_sasl_username=user,
         kafka_sasl_password=local_password(settings.home, user),
         kafka_ssl_cafile=ca_file(settings.home),
@@ -286,16 +290,27 @@ def principal_acls() -> list:
 
 
 def grant_acls(settings: Settings) -> None:
-    """Create the principals' ACLs as the admin (creating one that exists is a no-op)."""
-    from pipeline_lib.clients import kafka_admin
+    """As the admin: the pipeline's and the analyst's SCRAM logins and their ACLs
+    (both upserts: a second ``up`` changes nothing)."""
+    from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
+    from pipeline_lib.clients import kafka_admin
+    from pipeline_lib.local.process import ServiceError
+
+    mechanism = ScramMechanism[MECHANISM.replace("-", "_")]
+    logins = [
+        UserScramCredentialUpsertion(user, mechanism, local_password(settings.home, user))
+        for user in (PIPELINE, ANALYST)
+    ]
     admin = kafka_admin(as_principal(settings, ADMIN))
     try:
+        answer = admin.alter_user_scram_credentials(logins)
         result = admin.create_acls(principal_acls())
     finally:
         admin.close()
+    refused = {user: message for user, message in (answer or {}).items() if message}
+    if refused:
+        raise ServiceError(f"Kafka refused the local SCRAM logins: {refused}")
     failed = result.get("failed") or []
     if failed:
-        from pipeline_lib.local.process import ServiceError
-
         raise ServiceError(f"Kafka refused the local ACLs: {failed[0]}")

@@ -161,3 +161,19 @@ def test_the_command_line_says_who_connects_and_never_shows_a_password(secure_se
     assert "Traceback" not in refused.stderr
     assert "refused the login of user 'pipeline'" in refused.stderr
     assert "wrong-password-456" not in refused.stdout + refused.stderr
+
+
+def test_a_secure_client_on_a_plaintext_broker_is_told_so(settings):
+    """The other way round: the test services' plaintext broker, a client set for TLS
+    or for a login."""
+    tls = settings.with_overrides(kafka_security_protocol="SSL")
+    with pytest.raises(ConnectionFailed, match="it does not speak TLS and this client SSL"):
+        kafka_admin(tls, timeout_s=2)
+    login = settings.with_overrides(
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="someone",
+        kafka_sasl_password="a-password-1",
+    )
+    with pytest.raises(ConnectionFailed, match="takes no SASL login on this listener"):
+        kafka_admin(login, timeout_s=2)

@@ -123,8 +123,11 @@ def test_to_env_round_trips(tmp_path):
     assert Settings.from_env(cloud.to_env()) == cloud
 
 
-def test_broker_unreachable_says_what_to_do_for_each_target():
+def test_broker_unreachable_says_what_to_do_for_each_target(monkeypatch):
     from pipeline_lib.clients import broker_unreachable
+    from pipeline_lib.kafka_io import probe
+
+    monkeypatch.setattr(probe, "refusal", lambda settings, security: None)  # no network
 
     local = broker_unreachable(Settings.from_env({}), TimeoutError("x"))
     assert "127.0.0.1:9092" in str(local) and "python -m pipeline_lib up" in str(local)

@@ -157,6 +157,22 @@ def test_a_secure_home_sets_the_defaults_for_the_pipeline_user(tmp_path):
         assert (secure.secure_dir(home) / private).stat().st_mode & 0o077 == 0
 
 
+def test_a_secure_home_gives_no_defaults_to_a_client_told_another_protocol(tmp_path):
+    home = tmp_path / "home"
+    secure.prepare_home(home)
+    plain = Settings.from_env({"PIPELINE_HOME": str(home), "KAFKA_SECURITY_PROTOCOL": "SSL"})
+    assert plain.kafka_sasl_mechanism is None and plain.kafka_sasl_password is None
+    assert plain.kafka_ssl_cafile is None  # the system CAs: the probe will say so
+    secure.ca_file(home).unlink()  # a damaged home still reads (and `down --purge` runs)
+    assert Settings.from_env({"PIPELINE_HOME": str(home)}).kafka_ssl_cafile is None
+
+
+def test_the_generated_passwords_are_masked_once_read(tmp_path):
+    secure.prepare_home(tmp_path)
+    password = secure.local_password(tmp_path, "analyst")
+    assert mask(f"format failed for {password}") == "format failed for ***"
+
+
 def test_the_certificate_names_both_loopback_names(tmp_path):
     from cryptography import x509
 
@@ -202,6 +218,8 @@ def test_refusals_name_the_missing_acl(tmp_path):
     settings = Settings.from_env(scram(tmp_path))
     group = clients.access_denied(settings, GroupAuthorizationFailedError("sink-group"))
     assert "ALLOW READ on GROUP sink-group for User:etl" in str(group)
+    bare = clients.access_denied(settings, GroupAuthorizationFailedError(), group="g1")
+    assert "ALLOW READ on GROUP g1 for User:etl" in str(bare)  # kafka-python named none
     write = clients.access_denied(
         settings,
         KafkaError("Unexpected error in InitProducerIdResponse: ClusterAuthorizationFailedError"),
@@ -214,6 +232,8 @@ def test_refusals_name_the_missing_acl(tmp_path):
     cluster = clients.access_denied(settings, ClusterAuthorizationFailedError(), "DESCRIBE")
     assert "ALLOW DESCRIBE on CLUSTER kafka-cluster" in str(cluster)
     assert clients.access_denied(settings, KafkaError("broker gone")) is None
+    wrapped = RuntimeError("cannot write: TopicAuthorizationFailedError")
+    assert clients.access_denied(settings, wrapped) is None  # classes, not words
     for refusal in (group, write, create, cluster):
         assert "\n" not in str(refusal)
 
