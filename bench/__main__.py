@@ -81,8 +81,10 @@ def main(
     argv: list[str] | None = None,
     settings: Settings | None = None,
     cluster: Settings | None = None,
+    secure: Settings | None = None,
 ) -> int:
-    """Run the figures; ``settings`` and ``cluster`` (tests) reuse running services."""
+    """Run the figures; ``settings``, ``cluster`` and ``secure`` (tests) reuse running
+    services."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--only", default=None, help="comma-separated figure names")
@@ -95,7 +97,7 @@ def main(
     figures = []
     needs_services = any(name in PIPELINE_FIGURES for name in names)
     started = datetime.now(UTC)
-    with using_services(settings, cluster) if needs_services else contextlib.nullcontext():
+    with using_services(settings, cluster, secure) if needs_services else contextlib.nullcontext():
         for name in names:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             try:

@@ -33,6 +33,7 @@ SIZES = {"tiny": 0.01, "full": 1.0}
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
 BENCH_CLUSTER_HOME = PROJECT_ROOT / ".pipeline-bench-cluster"
+BENCH_SECURE_HOME = PROJECT_ROOT / ".pipeline-bench-secure"
 BENCH_ENVIRONMENT = {
     "PIPELINE_TARGET": "local",
     "PIPELINE_HOME": str(PROJECT_ROOT / ".pipeline-bench"),
@@ -64,12 +65,53 @@ def _ticks(n: int, seed: int = 1) -> list:
 class BenchServices:
     """The benchmark's own local services (or given ones), and fresh names per figure."""
 
-    def __init__(self, settings: Settings | None = None, cluster: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        cluster: Settings | None = None,
+        secure: Settings | None = None,
+    ) -> None:
         env = {k: v for k, v in os.environ.items() if k not in BENCH_ENVIRONMENT}
         self.settings = settings or Settings.from_env({**env, **BENCH_ENVIRONMENT})
         self.started = False
         self._cluster = cluster
         self.cluster_started = False
+        self._secure = secure
+        self.secure_started = False
+
+    def secure(self, label: str) -> Settings:
+        """Fresh names on a broker in secure mode (``up --secure``: SASL_SSL, SCRAM,
+        ACLs) beside the services, as the pipeline principal; started on first use."""
+        from pipeline_lib import local
+        from pipeline_lib.local import secure
+
+        if self._secure is None:
+            broker = self.settings.with_overrides(
+                home=BENCH_SECURE_HOME,
+                kafka_bootstrap_servers="127.0.0.1:39292",
+                kafka_controller_port=39293,
+                brokers=1,
+            )
+            running = all(n.running_pid() for n in local.kafka_nodes(broker))
+            local.up(
+                broker, notify=lambda m: print(m, file=sys.stderr), kafka_only=True, secure=True
+            )
+            self.secure_started = not running
+            self._secure = secure.as_principal(broker, secure.PIPELINE)
+        return self._on(self._secure, label)
+
+    def _on(self, kafka: Settings, label: str) -> Settings:
+        """Fresh names of this run, on another Kafka than the services' own."""
+        fresh = self.fresh(label)
+        return kafka.with_overrides(
+            topic=fresh.topic,
+            dead_letter_topic=fresh.dead_letter_topic,
+            news_topic=fresh.news_topic,
+            news_dead_letter_topic=fresh.news_dead_letter_topic,
+            consumer_group=fresh.consumer_group,
+            gcs_bucket=fresh.gcs_bucket,
+            bq_dataset=fresh.bq_dataset,
+        )
 
     def cluster(self, label: str) -> Settings:
         """Fresh names on a three-broker cluster beside the services, started on first use."""
@@ -85,16 +127,7 @@ class BenchServices:
             running = all(n.running_pid() for n in local.kafka_nodes(self._cluster))
             local.up(self._cluster, notify=lambda m: print(m, file=sys.stderr), kafka_only=True)
             self.cluster_started = not running
-        fresh = self.fresh(label)
-        return self._cluster.with_overrides(
-            topic=fresh.topic,
-            dead_letter_topic=fresh.dead_letter_topic,
-            news_topic=fresh.news_topic,
-            news_dead_letter_topic=fresh.news_dead_letter_topic,
-            consumer_group=fresh.consumer_group,
-            gcs_bucket=fresh.gcs_bucket,
-            bq_dataset=fresh.bq_dataset,
-        )
+        return self._on(self._cluster, label)
 
     def __enter__(self) -> BenchServices:
         from pipeline_lib import local
@@ -111,6 +144,8 @@ class BenchServices:
 
         if self.cluster_started and self._cluster is not None:
             local.down(self._cluster, kafka_only=True)
+        if self.secure_started and self._secure is not None:
+            local.down(self._secure, kafka_only=True)
         if self.started:
             local.down(self.settings)
 
@@ -140,13 +175,19 @@ def services() -> BenchServices:
 class using_services:
     """Start the benchmark services for the figures that need them (or use ``settings``)."""
 
-    def __init__(self, settings: Settings | None = None, cluster: Settings | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        cluster: Settings | None = None,
+        secure: Settings | None = None,
+    ) -> None:
         self.settings = settings
         self.cluster = cluster
+        self.secure = secure
 
     def __enter__(self) -> BenchServices:
         global _services
-        _services = BenchServices(self.settings, self.cluster).__enter__()
+        _services = BenchServices(self.settings, self.cluster, self.secure).__enter__()
         return _services
 
     def __exit__(self, *exc: object) -> None:
@@ -953,6 +994,50 @@ def two_streams(size: str) -> dict:
     }
 
 
+def _kafka_read_rate(settings: Settings, n: int) -> float:
+    """Records per second the sink consumer reads and decodes from Kafka, no sinks."""
+    from pipeline_lib.kafka_io.consumer import SinkConsumer
+
+    report = SinkConsumer(settings, sinks=[], create_topics=False).run(max_records=n)
+    return report.consumed / max(report.active_seconds or report.seconds, 1e-9)
+
+
+def secure_kafka(size: str) -> dict:
+    """Figure: what TLS and SCRAM logins cost. Our producer and our consumer (reading
+    and decoding, no sinks) on the plaintext broker and on a broker in secure mode
+    (SASL_SSL, SCRAM-SHA-512, ACLs), alternated, 2 rounds each, same ticks."""
+    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.kafka_io.producer import produce
+
+    n = _count(size, 100_000, 2_000)
+    ticks = _ticks(n, seed=12)
+    rates: dict[str, dict[str, list[float]]] = {
+        k: {"produce": [], "consume": []} for k in ("plaintext", "sasl_ssl")
+    }
+    for round_ in range(2):
+        for kind in ("plaintext", "sasl_ssl"):
+            label = f"{kind}-{round_}"
+            settings = services().secure(label) if kind == "sasl_ssl" else services().fresh(label)
+            ensure_topic(settings)
+            rates[kind]["produce"].append(produce(settings, ticks, ensure=False).rate)
+            rates[kind]["consume"].append(_kafka_read_rate(settings, n))
+    median = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in rates.items()}
+    return {
+        "name": "secure_kafka",
+        "records": n,
+        "produce_records_per_s": {k: round(v["produce"]) for k, v in median.items()},
+        "consume_records_per_s": {k: round(v["consume"]) for k, v in median.items()},
+        "produce_ratio_secure_to_plaintext": round(
+            median["sasl_ssl"]["produce"] / median["plaintext"]["produce"], 3
+        ),
+        "consume_ratio_secure_to_plaintext": round(
+            median["sasl_ssl"]["consume"] / median["plaintext"]["consume"], 3
+        ),
+        "goal": "measured, no goal: what TLS and SCRAM cost the producer and the consumer",
+        "met": True,
+    }
+
+
 FIGURES = {
     "simulator_rate": simulator_rate,
     "end_to_end": end_to_end,
@@ -965,5 +1050,6 @@ FIGURES = {
     "failover": failover,
     "sentiment_rate": sentiment_rate,
     "two_streams": two_streams,
+    "secure_kafka": secure_kafka,
 }
 PIPELINE_FIGURES = set(FIGURES) - {"simulator_rate", "sentiment_rate"}

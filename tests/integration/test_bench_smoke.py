@@ -5,9 +5,14 @@ import json
 from bench.__main__ import main
 
 
-def test_every_figure_runs_tiny(services, cluster, tmp_path):
+def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
     output = tmp_path / "results.json"
-    main(["--size", "tiny", "--output", str(output)], settings=services, cluster=cluster)
+    main(
+        ["--size", "tiny", "--output", str(output)],
+        settings=services,
+        cluster=cluster,
+        secure=secure_kafka,
+    )
     results = json.loads(output.read_text())
     figures = {f["name"]: f for f in results["figures"]}
     assert set(figures) == {
@@ -22,6 +27,7 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
         "failover",
         "sentiment_rate",
         "two_streams",
+        "secure_kafka",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
@@ -34,6 +40,7 @@ def test_every_figure_runs_tiny(services, cluster, tmp_path):
     assert all(w["rows_seen"][0] > 0 for w in writers.values())
     assert set(figures["end_to_end"]["by_bigquery_writer"]) == set(writers)
     assert figures["replication_cost"]["ratio_rf3_to_rf1"] > 0
+    assert figures["secure_kafka"]["consume_records_per_s"]["sasl_ssl"] > 0
     assert 0 < figures["failover"]["median_s"] < 60
     assert figures["sentiment_rate"]["headlines_scored_per_s"] > 0
     assert (
