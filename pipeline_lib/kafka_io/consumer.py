@@ -45,7 +45,13 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from pipeline_lib.clients import SESSION_TIMEOUT_S, access_denied, ensure_topic, kafka_consumer
+from pipeline_lib.clients import (
+    SESSION_TIMEOUT_S,
+    access_denied,
+    ensure_topic,
+    kafka_admin,
+    kafka_consumer,
+)
 from pipeline_lib.config import Settings
 from pipeline_lib.kafka_io.batching import Batcher, Counts
 from pipeline_lib.kafka_io.committer import Committer, ConsumerError, owned, seek
@@ -106,6 +112,7 @@ class SinkConsumer:
         self.flush_interval = flush_interval
         self.sinks = list(sinks) if sinks is not None else landing_sinks(settings, self.route)
         self.consumer_factory = consumer_factory or self._kafka_consumer
+        self._kafka_python = consumer_factory is None  # see _check_topic_rights
         self.create_topics = create_topics
         # How long past ``until_idle`` to wait for an assignment (a dead member's
         # partitions move only once its session expires).
@@ -228,6 +235,7 @@ class SinkConsumer:
         last_lag_check = 0.0
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
+        self._rights_checked = False
         try:
             while True:
                 poll_started, poll_cpu = self.clock(), time.process_time()
@@ -265,6 +273,8 @@ class SinkConsumer:
                 if since_check > 2 or (draining and report.lag != 0 and since_check > 0.5):
                     last_lag_check = now
                     report.lag = self.lag()
+                    if not self._consumer.assignment():
+                        self._check_topic_rights()
                     if bar is not None:
                         status = {
                             "batches": report.batches,
@@ -348,6 +358,7 @@ class SinkConsumer:
         self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
+        self._rights_checked = False
 
     def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
@@ -371,6 +382,28 @@ class SinkConsumer:
         if idle >= until_idle + self.no_assignment_grace_s:
             return f"no partitions assigned for {idle:.0f}s"
         return None
+
+    def _check_topic_rights(self) -> None:
+        """A topic this principal may not see gives kafka-python's consumer no error,
+        only no assignment (an all-topics listing just leaves it out). Once per run,
+        a few seconds after connecting, ask the broker about the topic itself."""
+        if not self._kafka_python or self._rights_checked:
+            return
+        if self.clock() - self._connected_at < 3:
+            return
+        self._rights_checked = True
+        from kafka.errors import TopicAuthorizationFailedError
+
+        admin = kafka_admin(self.settings)
+        try:
+            described = admin.describe_topics([self.topic])
+        finally:
+            admin.close()
+        if any(
+            topic.get("error_code") == TopicAuthorizationFailedError.errno for topic in described
+        ):
+            error = TopicAuthorizationFailedError(self.topic)
+            raise access_denied(self.settings, error, "READ", self.topic) or error
 
     def _owned(self) -> set[int]:
         return owned(self._consumer, self.topic)

@@ -89,6 +89,41 @@ def test_the_pipeline_cannot_join_the_analysts_group(secure_settings):
     )
 
 
+def test_a_consumer_without_the_right_to_read_its_topic_is_told_so(secure_settings):
+    """kafka-python only logs it and assigns nothing; the consumer says it in one line."""
+    from kafka.admin import (
+        ACL,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourceType,
+        ScramMechanism,
+        UserScramCredentialUpsertion,
+    )
+
+    ensure_topic(secure_settings)
+    admin = kafka_admin(secure.as_principal(secure_settings, secure.ADMIN))
+    try:  # a principal that may join groups but read no topic
+        login = UserScramCredentialUpsertion("outsider", ScramMechanism.SCRAM_SHA_512, "x-pass-77")
+        admin.alter_user_scram_credentials([login])
+        group = ResourcePattern(ResourceType.GROUP, "*", ACLResourcePatternType.LITERAL)
+        admin.create_acls(
+            [ACL("User:outsider", "*", ACLOperation.READ, ACLPermissionType.ALLOW, group)]
+        )
+    finally:
+        admin.close()
+    outsider = secure_settings.with_overrides(
+        kafka_sasl_username="outsider", kafka_sasl_password="x-pass-77"
+    )
+    started = time.monotonic()
+    with pytest.raises(AccessDenied) as refused:
+        SinkConsumer(outsider, sinks=[], create_topics=False).run(until_idle=60)
+    topic = secure_settings.topic
+    assert f"the ACL missing is ALLOW READ on TOPIC {topic} for User:outsider" in str(refused.value)
+    assert time.monotonic() - started < 30  # not the idle wait: told at once
+
+
 def test_no_port_takes_a_plaintext_or_anonymous_client(secure_kafka):
     ports = [secure_kafka.kafka_port, *controller_ports(secure_kafka)]
     for port in ports:
