@@ -93,11 +93,11 @@ class BenchServices:
                 brokers=1,
             )
             running = all(n.running_pid() for n in local.kafka_nodes(broker))
+            self._secure = secure.as_principal(broker, secure.PIPELINE)
+            self.secure_started = not running  # stopped at the end even if `up` fails
             local.up(
                 broker, notify=lambda m: print(m, file=sys.stderr), kafka_only=True, secure=True
             )
-            self.secure_started = not running
-            self._secure = secure.as_principal(broker, secure.PIPELINE)
         return self._on(self._secure, label)
 
     def _on(self, kafka: Settings, label: str) -> Settings:
@@ -998,7 +998,9 @@ def _kafka_read_rate(settings: Settings, n: int) -> float:
     """Records per second the sink consumer reads and decodes from Kafka, no sinks."""
     from pipeline_lib.kafka_io.consumer import SinkConsumer
 
-    report = SinkConsumer(settings, sinks=[], create_topics=False).run(max_records=n)
+    report = SinkConsumer(settings, sinks=[], create_topics=False).run(max_records=n, until_idle=60)
+    if report.consumed < n:
+        raise RuntimeError(f"read {report.consumed} of {n} records: {report.stopped_because}")
     return report.consumed / max(report.active_seconds or report.seconds, 1e-9)
 
 
@@ -1019,7 +1021,10 @@ def secure_kafka(size: str) -> dict:
             label = f"{kind}-{round_}"
             settings = services().secure(label) if kind == "sasl_ssl" else services().fresh(label)
             ensure_topic(settings)
-            rates[kind]["produce"].append(produce(settings, ticks, ensure=False).rate)
+            produced = produce(settings, ticks, ensure=False)
+            if produced.delivered != n:
+                raise RuntimeError(f"{kind}: {produced.summary()}")
+            rates[kind]["produce"].append(produced.rate)
             rates[kind]["consume"].append(_kafka_read_rate(settings, n))
     median = {k: {op: statistics.median(v) for op, v in ops.items()} for k, ops in rates.items()}
     return {

@@ -199,9 +199,11 @@ def access_denied(
             f"the ACL missing is ALLOW {operation} on CLUSTER kafka-cluster for {who}"
         )
     if isinstance(error, TopicAuthorizationFailedError):
+        # Kafka hides a topic a principal may not DESCRIBE: creating it is refused too.
+        unseen = " (or, if it exists, DESCRIBE and READ on it)" if operation == "CREATE" else ""
         return AccessDenied(
             f"Kafka refused {who} {operation} on topic {topic!r} (TopicAuthorizationFailed): "
-            f"the ACL missing is ALLOW {operation} on {on_topic} for {who}"
+            f"the ACL missing is ALLOW {operation} on {on_topic} for {who}{unseen}"
         )
     return None
 

@@ -302,9 +302,17 @@ def _existing_file(raw: str, name: str) -> Path:
 
 
 def _is_secure_home(values: dict[str, Any]) -> bool:
-    from pipeline_lib.local.secure import recorded_secure
+    """A home made by `up --secure` whose passwords are still there (a damaged one
+    reads as plaintext, so every command, `up --secure` and `down --purge` included,
+    still runs)."""
+    from pipeline_lib.local.secure import ADMIN, local_password, recorded_secure
 
-    return values["target"] == "local" and recorded_secure(values["home"])
+    home = values["home"]
+    return (
+        values["target"] == "local"
+        and recorded_secure(home)
+        and local_password(home, ADMIN) is not None
+    )
 
 
 def _default_protocol(values: dict[str, Any], env: Mapping[str, str]) -> str:

@@ -235,7 +235,7 @@ class SinkConsumer:
         last_lag_check = 0.0
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
-        self._rights_checked = False
+        self._rights_checked = False  # see _check_topic_rights
         try:
             while True:
                 poll_started, poll_cpu = self.clock(), time.process_time()
@@ -273,7 +273,9 @@ class SinkConsumer:
                 if since_check > 2 or (draining and report.lag != 0 and since_check > 0.5):
                     last_lag_check = now
                     report.lag = self.lag()
-                    if not self._consumer.assignment():
+                    if self._consumer.assignment():
+                        self._rights_checked = True  # the topic is readable
+                    else:
                         self._check_topic_rights()
                     if bar is not None:
                         status = {
@@ -358,7 +360,6 @@ class SinkConsumer:
         self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
-        self._rights_checked = False
 
     def _stop_reason(self, max_records: int | None) -> str | None:
         if self._stop.is_set():
@@ -386,7 +387,9 @@ class SinkConsumer:
     def _check_topic_rights(self) -> None:
         """A topic this principal may not see gives kafka-python's consumer no error,
         only no assignment (an all-topics listing just leaves it out). Once per run,
-        a few seconds after connecting, ask the broker about the topic itself."""
+        3 s after connecting without ever having had an assignment, ask the broker
+        about the topic itself. Only a refusal leaves here: anything else (a broker
+        away, a slow answer) is logged and the loop goes on as before."""
         if not self._kafka_python or self._rights_checked:
             return
         if self.clock() - self._connected_at < 3:
@@ -394,11 +397,15 @@ class SinkConsumer:
         self._rights_checked = True
         from kafka.errors import TopicAuthorizationFailedError
 
-        admin = kafka_admin(self.settings)
-        try:
-            described = admin.describe_topics([self.topic])
-        finally:
-            admin.close()
+        try:  # a broker away is not a refusal: the loop waits for it as before
+            admin = kafka_admin(self.settings, timeout_s=2)
+            try:
+                described = admin.describe_topics([self.topic])
+            finally:
+                admin.close()
+        except Exception as error:
+            log.info("could not ask Kafka about topic %r: %s", self.topic, error)
+            return
         if any(
             topic.get("error_code") == TopicAuthorizationFailedError.errno for topic in described
         ):

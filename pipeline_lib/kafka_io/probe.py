@@ -21,7 +21,7 @@ from pipeline_lib.errors import PipelineError
 if TYPE_CHECKING:
     from pipeline_lib.config import Settings
 
-PROBE_TIMEOUT_S = 5.0  # per socket operation
+PROBE_TIMEOUT_S = 5.0  # per socket operation (at most what is left of the deadline)
 PROBE_DEADLINE_S = 12.0  # for the whole probe, however many bootstrap servers
 
 
@@ -35,13 +35,15 @@ def refusal(settings: Settings, security: dict[str, Any]) -> str | None:
     when no broker answers, or the broker accepts the login (the cause lies elsewhere)."""
     deadline = time.monotonic() + PROBE_DEADLINE_S
     for server in settings.kafka_bootstrap_servers.split(","):
-        if time.monotonic() > deadline:
+        left = deadline - time.monotonic()
+        if left <= 0:
             return None
         with contextlib.ExitStack() as cleanup:
             try:
                 host, _, port = server.strip().rpartition(":")
                 host = host.strip("[]")
-                sock = socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S)
+                timeout = min(PROBE_TIMEOUT_S, left)
+                sock = socket.create_connection((host, int(port)), timeout=timeout)
             except (OSError, ValueError):
                 continue  # nothing listens there: try the next server
             cleanup.callback(sock.close)
@@ -51,6 +53,8 @@ def refusal(settings: Settings, security: dict[str, Any]) -> str | None:
                 return f"Kafka at {server.strip()} {reason}"
             except PipelineError as error:  # e.g. credentials for a token: its own line
                 return str(error)
+            except (OSError, EOFError):  # a frozen or closing broker: try the next one
+                continue
             except Exception:  # an answer the probe cannot read: no diagnosis
                 return None
             return None

@@ -111,6 +111,11 @@ def up(
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         futures = [pool.submit(service.up) for service in services]
     errors = [f.exception() for f in futures if f.exception() is not None]
+    if not errors and recorded_secure(settings.home):
+        try:
+            grant_acls(settings)
+        except ServiceError as error:
+            errors.append(error)
     if errors:
         # All or nothing: stop what this call started, so a refused `up` (a port taken
         # by another program) leaves the machine as it found it.
@@ -118,8 +123,6 @@ def up(
             if service.name not in already:
                 service.down()
         raise errors[0]
-    if recorded_secure(settings.home):
-        grant_acls(settings)
     return [f.result() for f in futures]
 
 

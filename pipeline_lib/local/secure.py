@@ -302,12 +302,22 @@ def grant_acls(settings: Settings) -> None:
         UserScramCredentialUpsertion(user, mechanism, local_password(settings.home, user))
         for user in (PIPELINE, ANALYST)
     ]
-    admin = kafka_admin(as_principal(settings, ADMIN))
+    from kafka.errors import KafkaError
+
+    from pipeline_lib.errors import PipelineError
+
     try:
-        answer = admin.alter_user_scram_credentials(logins)
-        result = admin.create_acls(principal_acls())
-    finally:
-        admin.close()
+        admin = kafka_admin(as_principal(settings, ADMIN))
+        try:
+            answer = admin.alter_user_scram_credentials(logins)
+            result = admin.create_acls(principal_acls())
+        finally:
+            admin.close()
+    except (KafkaError, PipelineError) as error:
+        raise ServiceError(
+            f"The secure Kafka started but its logins and ACLs could not be set ({error}); "
+            "its log says more"
+        ) from None
     refused = {user: message for user, message in (answer or {}).items() if message}
     if refused:
         raise ServiceError(f"Kafka refused the local SCRAM logins: {refused}")

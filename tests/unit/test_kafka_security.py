@@ -165,6 +165,8 @@ def test_a_secure_home_gives_no_defaults_to_a_client_told_another_protocol(tmp_p
     assert plain.kafka_ssl_cafile is None  # the system CAs: the probe will say so
     secure.ca_file(home).unlink()  # a damaged home still reads (and `down --purge` runs)
     assert Settings.from_env({"PIPELINE_HOME": str(home)}).kafka_ssl_cafile is None
+    (secure.secure_dir(home) / "users.json").unlink()  # no passwords: read as plaintext
+    assert Settings.from_env({"PIPELINE_HOME": str(home)}).kafka_security_protocol == "PLAINTEXT"
 
 
 def test_the_generated_passwords_are_masked_once_read(tmp_path):
@@ -229,6 +231,7 @@ def test_refusals_name_the_missing_acl(tmp_path):
     assert "ALLOW WRITE on TOPIC ticks for User:etl" in str(write)
     create = clients.access_denied(settings, TopicAuthorizationFailedError(), "CREATE", "ticks")
     assert "ALLOW CREATE on TOPIC ticks for User:etl" in str(create)
+    assert "if it exists, DESCRIBE and READ on it" in str(create)  # Kafka hides it
     cluster = clients.access_denied(settings, ClusterAuthorizationFailedError(), "DESCRIBE")
     assert "ALLOW DESCRIBE on CLUSTER kafka-cluster" in str(cluster)
     assert clients.access_denied(settings, KafkaError("broker gone")) is None
