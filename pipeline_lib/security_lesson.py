@@ -45,14 +45,13 @@ def lesson_settings(settings: Settings) -> Settings:
 def connections(settings: Settings) -> pd.DataFrame:
     """One row per principal of the home: over what and as whom it connects."""
     rows = [
-        {"principal": f"User:{user}", "connects": kafka_connection(as_user(settings, user))}
+        {
+            "principal": f"User:{user}",
+            "connects": kafka_connection(secure.as_principal(settings, user)),
+        }
         for user in (secure.PIPELINE, secure.ANALYST)
     ]
     return pd.DataFrame(rows).set_index("principal")
-
-
-def as_user(settings: Settings, user: str) -> Settings:
-    return secure.as_principal(settings, user)
 
 
 def rights(settings: Settings) -> pd.DataFrame:
@@ -66,7 +65,7 @@ def rights(settings: Settings) -> pd.DataFrame:
         ResourceType,
     )
 
-    admin = kafka_admin(as_user(settings, secure.ADMIN))
+    admin = kafka_admin(secure.as_principal(settings, secure.ADMIN))
     try:
         everything = ACLFilter(
             principal=None,
@@ -148,7 +147,10 @@ def try_rights(settings: Settings, topic: str | None = None) -> pd.DataFrame:
 
     topic = topic or settings.topic
     run = uuid.uuid4().hex[:6]
-    pipeline, analyst = as_user(settings, secure.PIPELINE), as_user(settings, secure.ANALYST)
+    pipeline, analyst = (
+        secure.as_principal(settings, secure.PIPELINE),
+        secure.as_principal(settings, secure.ANALYST),
+    )
     ensure_topic(pipeline, topic)
     theirs = f"{secure.ANALYST_GROUP_PREFIX}-lesson-{run}"
     ours = f"lesson-{run}"

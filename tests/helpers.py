@@ -78,6 +78,13 @@ def consumer_process(
     )
 
 
+def member(settings: Settings, idle: float = 8.0) -> subprocess.Popen:
+    """A consumer process of the group in small, quick batches (the group-change tests)."""
+    return consumer_process(
+        settings, "--until-idle", str(idle), "--batch-size", "400", "--flush-interval", "0.5"
+    )
+
+
 def finish(process: subprocess.Popen, timeout: float = 120) -> dict:
     """Wait for a consumer process; its JSON report, with its stderr tail for diagnosis."""
     out, err = process.communicate(timeout=timeout)

@@ -13,13 +13,7 @@ import signal
 import time
 
 from pipeline_lib.clients import ensure_topic
-from tests.helpers import SteadyProducer, all_landed_once, consumer_process, finish, nothing_left
-
-
-def member(settings, idle: float = 8.0):
-    return consumer_process(
-        settings, "--until-idle", str(idle), "--batch-size", "400", "--flush-interval", "0.5"
-    )
+from tests.helpers import SteadyProducer, all_landed_once, finish, member, nothing_left
 
 
 def prepared(settings):

@@ -25,18 +25,12 @@ from pipeline_lib.local.layout import controller_ports
 from tests.helpers import (
     SteadyProducer,
     all_landed_once,
-    consumer_process,
     finish,
+    member,
     nothing_left,
     simulated,
     unique_dead_letters,
 )
-
-
-def member(settings, idle: float = 8.0):
-    return consumer_process(
-        settings, "--until-idle", str(idle), "--batch-size", "400", "--flush-interval", "0.5"
-    )
 
 
 def test_the_whole_flow_over_sasl_ssl_with_two_members(secure_settings):
