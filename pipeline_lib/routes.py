@@ -67,6 +67,21 @@ class Route:
         return table_ref(self.project, self.dataset, self.dedup_view)
 
     @property
+    def runs_table(self) -> str:
+        """Name of the run summary (:mod:`pipeline_lib.sinks.run_summary`)."""
+        return f"{self.table}_runs"
+
+    @property
+    def runs_id(self) -> str:
+        """Fully qualified ``project.dataset.<table>_runs``."""
+        return f"{self.project}.{self.dataset}.{self.runs_table}"
+
+    @property
+    def runs_sql(self) -> str:
+        """The run summary as SQL text (backquoted, validated identifiers only)."""
+        return table_ref(self.project, self.dataset, self.runs_table)
+
+    @property
     def gcs_folder(self) -> str:
         """Where the raw objects of the stream's topic go in the bucket."""
         return topic_folder(self.topic)

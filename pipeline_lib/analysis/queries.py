@@ -1,14 +1,27 @@
-"""Analysis queries over the landed ticks, as DataFrames.
+"""Analysis queries over the landed ticks and news, as DataFrames.
 
-Every query reads the dedup view (each event once) and takes its values as BigQuery
-query parameters (``@symbol``, ``@since``...); the only text placed into SQL is the
-view's identifier, validated by :func:`pipeline_lib.sql.table_ref`. Times come back
-in UTC; :func:`to_market_time` converts them for display.
+**Each event once, reading only what is shown.** Every query reads the raw table
+through :func:`pipeline_lib.sinks.bigquery.dedup_sql`: its filters (the symbol, the
+run, the event-time window) apply to the table before de-duplication, so real
+BigQuery prunes to the day partitions and ``symbol`` clusters shown, and a refresh
+costs the same on day 30 as on day 1. The dedup view (``<table>_dedup``) stays for
+ad-hoc SQL by people.
+
+**Where the bounds come from.** The run summary (``<table>_runs``,
+:mod:`pipeline_lib.sinks.run_summary`), a small table the consumer keeps as it
+lands: the runs, their symbols, the earliest event time of each and a lower bound of
+the newest. :class:`RunSpans` is one read of it; the live widget reads it once per
+refresh (:class:`LiveFeed`).
+
+Values go in as BigQuery query parameters (``@symbol``, ``@since``...); the only text
+placed into SQL is validated identifiers (:func:`pipeline_lib.sql.table_ref`). Times
+come back in UTC and are shown in market time (:func:`to_market_time`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,13 +29,12 @@ import pandas as pd
 
 from pipeline_lib.clients import bigquery_client
 from pipeline_lib.config import Settings
-from pipeline_lib.routes import route
+from pipeline_lib.routes import Route, route
+from pipeline_lib.sinks.bigquery import dedup_sql
 
 MARKET_TZ = "America/New_York"
-
-
-def _view(settings: Settings) -> str:
-    return route(settings, "ticks").view_sql
+# Before any event of the table: the lower bound of a read without one.
+EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
@@ -33,7 +45,7 @@ def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
             return bigquery.ArrayQueryParameter(name, "STRING", list(value))
         kind = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING"}.get(type(value))
         if isinstance(value, datetime):
-            kind = "TIMESTAMP"
+            kind, value = "TIMESTAMP", pd.Timestamp(value).to_pydatetime()
         if kind is None:
             raise TypeError(f"unsupported parameter {name}={value!r}")
         return bigquery.ScalarQueryParameter(name, kind, value)
@@ -49,8 +61,18 @@ def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
     return frame
 
 
-# Keeps the rows of one producer run ("" keeps all): the event id starts with its tag.
-RUN_FILTER = "(@run = '' OR STARTS_WITH(event_id, CONCAT(@run, ':')))"
+# Keeps the rows of one producer run ("" keeps all): a record's id starts with its tag.
+def _run_filter(id_field: str) -> str:
+    return f"(@run = '' OR STARTS_WITH({id_field}, CONCAT(@run, ':')))"
+
+
+RUN_FILTER = _run_filter("event_id")
+NEWS_RUN_FILTER = _run_filter("news_id")
+
+
+def _picked(to: Route, where: str) -> str:
+    """Each event once among the rows of ``to``'s table that match ``where``."""
+    return dedup_sql(to.stream, to.table_sql, where)
 
 
 def to_market_time(frame: pd.DataFrame, column: str = "ts") -> pd.DataFrame:
@@ -60,108 +82,200 @@ def to_market_time(frame: pd.DataFrame, column: str = "ts") -> pd.DataFrame:
     return out
 
 
+# --- the run summary -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpans:
+    """One read of a stream's run summary, per (run, symbol): ``first_ts`` (no later
+    than the pair's earliest event), ``last_ts`` (a lower bound of its newest) and
+    ``landed_at`` (when it last landed). Tens of rows, whatever the table's size."""
+
+    frame: pd.DataFrame
+
+    def _rows(self, run: str = "", symbol: str = "") -> pd.DataFrame:
+        rows = self.frame
+        if run:
+            rows = rows[rows["run"] == run]
+        if symbol:
+            rows = rows[rows["symbol"] == symbol]
+        return rows
+
+    def latest_run(self) -> str:
+        """The run that landed last ("" when nothing landed)."""
+        if self.frame.empty:
+            return ""
+        return str(self.frame.sort_values("landed_at")["run"].iloc[-1])
+
+    def symbols(self, run: str = "") -> list[str]:
+        """The symbols of ``run`` ("" = of every run), sorted."""
+        return sorted(self._rows(run)["symbol"].unique().tolist())
+
+    def first_ts(self, run: str = "", symbol: str = "") -> datetime:
+        """No later than the earliest event of ``run`` and ``symbol`` ("" = any): the
+        lower bound of a read of the whole run (:data:`EPOCH` when unknown)."""
+        rows = self._rows(run, symbol)
+        return EPOCH if rows.empty else rows["first_ts"].min().to_pydatetime()
+
+    def since(self, window: timedelta | None, run: str = "", symbol: str = "") -> datetime:
+        """The lower bound of a read of the last ``window`` of event time (None: the
+        whole run): the newest event time known, minus the window. The newest known
+        is never later than the newest landed, so the read holds the whole window."""
+        rows = self._rows(run, symbol)
+        if rows.empty:
+            return EPOCH
+        if window is None:
+            return self.first_ts(run, symbol)
+        return max(EPOCH, rows["last_ts"].max().to_pydatetime() - window)
+
+
+def run_spans(settings: Settings, stream: str = "ticks") -> RunSpans:
+    """Read the run summary of ``stream``: one small query, whatever the table's size."""
+    to = route(settings, stream)
+    sql = f"""
+        SELECT run, symbol, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts,
+               MAX(landed_at) AS landed_at
+        FROM {to.runs_sql}
+        GROUP BY run, symbol
+    """  # noqa: S608
+    return RunSpans(_query(settings, sql))
+
+
 def runs(settings: Settings) -> pd.DataFrame:
-    """Producer runs in the table, newest first: the event-id prefix (source tag) of each.
+    """Producer runs in the table, the one that landed last first: symbols, event-time
+    span, when it last landed (from the run summary: no scan of the table).
 
     A simulator run's tag is ``sim<seed>-<start>``; CSV replays are ``csv``, AlphaVantage
     ``av``/``avq``. Two simulator runs started close together overlap in event time,
-    so the plots show one run at a time.
+    so the plots show one run at a time. ``last_ts`` may be up to half a minute behind
+    while a run lands.
     """
-    sql = f"""
-        SELECT REGEXP_EXTRACT(event_id, r'^([^:]+)') AS run, COUNT(*) AS events,
-               MIN(ts) AS first_ts, MAX(ts) AS last_ts, MAX(ingested_at) AS last_ingested
-        FROM {_view(settings)}
-        GROUP BY run
-        ORDER BY last_ingested DESC
-    """  # noqa: S608
-    return _query(settings, sql)
+    spans = run_spans(settings).frame
+    if spans.empty:
+        return pd.DataFrame(columns=["run", "symbols", "first_ts", "last_ts", "last_landed"])
+    frame = spans.groupby("run", as_index=False).agg(
+        symbols=("symbol", "nunique"),
+        first_ts=("first_ts", "min"),
+        last_ts=("last_ts", "max"),
+        last_landed=("landed_at", "max"),
+    )
+    return frame.sort_values("last_landed", ascending=False).reset_index(drop=True)
 
 
 def latest_run(settings: Settings) -> str:
     """Tag of the run that landed last ("" when the table is empty)."""
-    frame = runs(settings)
-    return "" if frame.empty else str(frame["run"].iloc[0])
+    return run_spans(settings).latest_run()
 
 
-def event_count(settings: Settings) -> int:
-    """Distinct events in BigQuery."""
-    sql = f"SELECT COUNT(*) AS events FROM {_view(settings)}"  # noqa: S608
-    return int(_query(settings, sql)["events"].iloc[0])
+# --- ticks ---------------------------------------------------------------------------
+
+
+def event_count(settings: Settings, run: str = "") -> int:
+    """Distinct events of ``run`` ("" = all: the whole table) in BigQuery."""
+    to = route(settings, "ticks")
+    since = run_spans(settings).first_ts(run) if run else EPOCH
+    picked = _picked(to, f"ts >= @since AND {RUN_FILTER}")
+    sql = f"SELECT COUNT(*) AS events FROM ({picked})"  # noqa: S608
+    return int(_query(settings, sql, run=run, since=since)["events"].iloc[0])
 
 
 def symbol_summary(settings: Settings, run: str = "") -> pd.DataFrame:
     """Per symbol (of one ``run``, or all with ""): ticks, first/last time, last close,
-    total volume."""
+    total volume; reads the run's event times only."""
+    to = route(settings, "ticks")
+    since = run_spans(settings).first_ts(run) if run else EPOCH
     sql = f"""
         SELECT symbol, COUNT(*) AS ticks, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
                ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS last_close,
                SUM(volume) AS volume
-        FROM {_view(settings)}
-        WHERE {RUN_FILTER}
+        FROM ({_picked(to, f"ts >= @since AND {RUN_FILTER}")})
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    return _query(settings, sql, run=run)
+    return _query(settings, sql, run=run, since=since)
+
+
+def _windowed(
+    settings: Settings, symbol: str, window: timedelta | None, run: str, spans: RunSpans | None
+) -> tuple[str, dict[str, Any]]:
+    """The ticks of ``symbol`` in ``run`` read from the lower bound of ``window`` (see
+    :meth:`RunSpans.since`), and their parameters; ``picked`` and ``last`` in SQL."""
+    to = route(settings, "ticks")
+    spans = spans if spans is not None else run_spans(settings)
+    since = spans.since(window, run, symbol)
+    window_s = int(window.total_seconds()) if window else 200 * 365 * 86400
+    where = f"symbol = @symbol AND ts >= @since AND {RUN_FILTER}"
+    ctes = f"""
+        WITH picked AS ({_picked(to, where)}),
+        last AS (SELECT MAX(ts) AS newest FROM picked)
+    """  # noqa: S608
+    return ctes, {"symbol": symbol, "run": run, "since": since, "window_s": window_s}
 
 
 def latest_ticks(
-    settings: Settings, symbol: str, window: timedelta = timedelta(hours=1), run: str = ""
+    settings: Settings,
+    symbol: str,
+    window: timedelta = timedelta(hours=1),
+    run: str = "",
+    spans: RunSpans | None = None,
 ) -> pd.DataFrame:
-    """Ticks of ``symbol`` (of one ``run``, or all with "") in the last ``window`` of event time."""
-    sql = f"""
-        WITH picked AS (
-          SELECT * FROM {_view(settings)}
-          WHERE symbol = @symbol AND {RUN_FILTER}
-        ),
-        last AS (SELECT MAX(ts) AS newest FROM picked)
+    """Ticks of ``symbol`` (of one ``run``, or all with "") in the last ``window`` of
+    event time; ``spans``: a run summary read already (else read now)."""
+    ctes, params = _windowed(settings, symbol, window, run, spans)
+    sql = f"""{ctes}
         SELECT ts, open, high, low, close, volume
         FROM picked, last
         WHERE ts > TIMESTAMP_SUB(last.newest, INTERVAL @window_s SECOND)
         ORDER BY ts
     """  # noqa: S608
-    return _query(settings, sql, symbol=symbol, run=run, window_s=int(window.total_seconds()))
+    return _query(settings, sql, **params)
 
 
-def live_feed(
-    settings: Settings, run: str = "latest"
-) -> tuple[Callable[[str, timedelta], pd.DataFrame], Callable[[], list[str]]]:
-    """What the live widget asks at every refresh: the ticks of a symbol in the run
-    (with ``"latest"``, re-read each time, so a producer started after the widget
-    shows up), and the symbols in BigQuery."""
+class LiveFeed:
+    """What the live widget asks at every refresh, reading the run summary once per
+    refresh: the symbols (of the run shown), the ticks of one symbol in a window, the
+    stories about it. ``run="latest"`` follows the run that landed last, so a producer
+    started after the widget shows up by itself; any other tag stays on that run.
 
-    def fetch(symbol: str, window: timedelta) -> pd.DataFrame:
-        return latest_ticks(
-            settings, symbol, window, latest_run(settings) if run == "latest" else run
+    A refresh costs three small queries: the summary, the window of ticks, the
+    window of news, each bounded by symbol and event time."""
+
+    def __init__(self, settings: Settings, run: str = "latest", max_age_s: float = 1.0) -> None:
+        self.settings = settings
+        self.run = run
+        self.max_age_s = max_age_s  # a refresh's calls share one read of the summary
+        self._spans: RunSpans | None = None
+        self._read_at = float("-inf")
+
+    def spans(self) -> RunSpans:
+        """The run summary, read again when older than ``max_age_s``."""
+        if self._spans is None or time.monotonic() - self._read_at > self.max_age_s:
+            self._spans = run_spans(self.settings)
+            self._read_at = time.monotonic()
+        return self._spans
+
+    def shown_run(self) -> str:
+        return self.spans().latest_run() if self.run == "latest" else self.run
+
+    def symbols(self) -> list[str]:
+        return self.spans().symbols(self.shown_run())
+
+    def ticks(self, symbol: str, window: timedelta) -> pd.DataFrame:
+        return latest_ticks(self.settings, symbol, window, self.shown_run(), self.spans())
+
+    def news(self, symbol: str, since: Any) -> pd.DataFrame:
+        return latest_news(
+            self.settings, symbol, pd.Timestamp(since).to_pydatetime(), self.shown_run()
         )
-
-    def symbols() -> list[str]:
-        return symbol_summary(settings)["symbol"].tolist()
-
-    return fetch, symbols
-
-
-def live_news(settings: Settings, run: str = "latest") -> Callable[[str, Any], pd.DataFrame]:
-    """What the live widget asks for its news markers: the stories about a symbol
-    since a time, in the same run as the ticks it shows."""
-
-    def fetch(symbol: str, since: Any) -> pd.DataFrame:
-        tag = latest_run(settings) if run == "latest" else run
-        return latest_news(settings, symbol, pd.Timestamp(since).to_pydatetime(), tag)
-
-    return fetch
 
 
 def minute_bars(
     settings: Settings, symbol: str, window: timedelta | None = None, run: str = ""
 ) -> pd.DataFrame:
-    """Per-minute OHLCV bars with VWAP, from ticks (first open, max high, min low, last close)."""
-    window_s = int(window.total_seconds()) if window else 10 * 365 * 86400
-    sql = f"""
-        WITH picked AS (
-          SELECT * FROM {_view(settings)}
-          WHERE symbol = @symbol AND {RUN_FILTER}
-        ),
-        last AS (SELECT MAX(ts) AS newest FROM picked)
+    """Per-minute OHLCV bars with VWAP, from ticks (first open, max high, min low, last
+    close), over the last ``window`` of the run's event time (None: all of it)."""
+    ctes, params = _windowed(settings, symbol, window, run, None)
+    sql = f"""{ctes}
         SELECT
           TIMESTAMP_TRUNC(ts, MINUTE) AS ts,
           ARRAY_AGG(open ORDER BY ts LIMIT 1)[OFFSET(0)] AS open,
@@ -176,7 +290,7 @@ def minute_bars(
         GROUP BY 1
         ORDER BY 1
     """  # noqa: S608
-    return _query(settings, sql, symbol=symbol, run=run, window_s=window_s)
+    return _query(settings, sql, **params)
 
 
 def table(frame: pd.DataFrame) -> Any:
@@ -238,14 +352,20 @@ def with_indicators(bars: pd.DataFrame, short: int = 5, long: int = 20) -> pd.Da
 
 
 def _minute_closes(settings: Settings) -> str:
-    """SQL: the last close of each symbol and minute in the run (``@run``)."""
+    """SQL: the last close of each symbol and minute in the run (``@run``), from
+    ``@since`` (the run's first event time) on."""
+    picked = _picked(route(settings, "ticks"), f"ts >= @since AND {RUN_FILTER}")
     return f"""
           SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute,
                  ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close
-          FROM {_view(settings)}
-          WHERE {RUN_FILTER}
+          FROM ({picked})
           GROUP BY symbol, minute
     """  # noqa: S608
+
+
+def _run_since(settings: Settings, run: str, stream: str = "ticks") -> datetime:
+    """The lower bound of a read of all of ``run`` ("" = every run: none)."""
+    return run_spans(settings, stream).first_ts(run) if run else EPOCH
 
 
 def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
@@ -267,7 +387,7 @@ def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    frame = _query(settings, sql, run=run)
+    frame = _query(settings, sql, run=run, since=_run_since(settings, run))
     frame["return_pct"] = 100 * (frame["last_close"] / frame["first_close"] - 1)
     frame["annualised_volatility"] = frame["minute_volatility"] * (252 * 390) ** 0.5
     return frame
@@ -282,20 +402,20 @@ def top_movers(settings: Settings, limit: int = 5, run: str = "") -> pd.DataFram
 
 # --- the news stream -----------------------------------------------------------------
 
-# Keeps the stories of one producer run: a simulator run's news ids share its tag.
-NEWS_RUN_FILTER = "(@run = '' OR STARTS_WITH(news_id, CONCAT(@run, ':')))"
 # Forward returns the lead-lag table reports, in minutes after the story's minute.
 HORIZONS = (0, 1, 5)
 
 
-def _news_view(settings: Settings) -> str:
-    return route(settings, "news").view_sql
+def _stories(settings: Settings, where: str) -> str:
+    """Each story once among the news rows that match ``where`` (with the run's)."""
+    return _picked(route(settings, "news"), f"{where} AND {NEWS_RUN_FILTER}")
 
 
-def news_count(settings: Settings) -> int:
-    """Distinct stories in BigQuery."""
-    sql = f"SELECT COUNT(*) AS stories FROM {_news_view(settings)}"  # noqa: S608
-    return int(_query(settings, sql)["stories"].iloc[0])
+def news_count(settings: Settings, run: str = "") -> int:
+    """Distinct stories of ``run`` ("" = all: the whole table) in BigQuery."""
+    sql = f"SELECT COUNT(*) AS stories FROM ({_stories(settings, 'ts >= @since')})"  # noqa: S608
+    since = _run_since(settings, run, "news")
+    return int(_query(settings, sql, run=run, since=since)["stories"].iloc[0])
 
 
 def news_summary(settings: Settings, run: str = "") -> pd.DataFrame:
@@ -307,26 +427,24 @@ def news_summary(settings: Settings, run: str = "") -> pd.DataFrame:
                COUNTIF(sentiment_label = 'negative') AS negative,
                AVG(sentiment) AS mean_sentiment,
                ARRAY_AGG(headline ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS last_headline
-        FROM {_news_view(settings)}
-        WHERE {NEWS_RUN_FILTER}
+        FROM ({_stories(settings, "ts >= @since")})
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    return _query(settings, sql, run=run)
+    return _query(settings, sql, run=run, since=_run_since(settings, run, "news"))
 
 
 def latest_news(
     settings: Settings, symbol: str, since: datetime | None = None, run: str = ""
 ) -> pd.DataFrame:
-    """Stories about ``symbol`` (of one ``run``) published at or after ``since``,
-    oldest first: what the figures mark on the price line."""
+    """Stories about ``symbol`` (of one ``run``) published at or after ``since`` (None:
+    all of the run), oldest first: what the figures mark on the price line."""
     sql = f"""
         SELECT ts, headline, sentiment, sentiment_label, provider_sentiment, publisher
-        FROM {_news_view(settings)}
-        WHERE symbol = @symbol AND {NEWS_RUN_FILTER} AND ts >= @since
+        FROM ({_stories(settings, "symbol = @symbol AND ts >= @since")})
         ORDER BY ts
     """  # noqa: S608
-    start = since or datetime(1900, 1, 1, tzinfo=UTC)
+    start = since or (run_spans(settings, "news").first_ts(run, symbol) if run else EPOCH)
     return _query(settings, sql, symbol=symbol, run=run, since=start)
 
 
@@ -336,7 +454,8 @@ def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
     (``return_0``), the next minute (``return_1``) and the next five (``return_5``).
 
     Built in SQL: per-minute closes from the ticks, forward returns with window
-    functions, news per minute, joined on (symbol, minute).
+    functions, news per minute, joined on (symbol, minute); both streams read from
+    the run's first event time on.
     """
     sql = f"""
         WITH bars AS ({_minute_closes(settings)}),
@@ -352,8 +471,7 @@ def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
         stories AS (
           SELECT symbol, TIMESTAMP_TRUNC(ts, MINUTE) AS minute, COUNT(*) AS stories,
                  AVG(sentiment) AS sentiment
-          FROM {_news_view(settings)}
-          WHERE {NEWS_RUN_FILTER}
+          FROM ({_stories(settings, "ts >= @news_since")})
           GROUP BY symbol, minute
         )
         SELECT moves.symbol, moves.minute, moves.close,
@@ -364,7 +482,8 @@ def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
           ON stories.symbol = moves.symbol AND stories.minute = moves.minute
         ORDER BY moves.symbol, moves.minute
     """  # noqa: S608
-    return _query(settings, sql, run=run)
+    since, news_since = _run_since(settings, run), _run_since(settings, run, "news")
+    return _query(settings, sql, run=run, since=since, news_since=news_since)
 
 
 def sentiment_lead_lag(minutes: pd.DataFrame) -> pd.DataFrame:

@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 from typing import Any
 
@@ -36,7 +37,10 @@ from pipeline_lib.records.streams import TICKS, Stream
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
 from pipeline_lib.routes import Route, route
 from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
+from pipeline_lib.sinks.run_summary import COLUMNS as SUMMARY_COLUMNS
+from pipeline_lib.sinks.run_summary import RunSummary, rebuild_sql
 
+log = logging.getLogger(__name__)
 LOAD_TIMEOUT_S = 120
 QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
 # Bisecting costs one load job per step: past this many, the table (not a few rows)
@@ -75,6 +79,20 @@ def wait_for_job(job: Any, timeout: float) -> None:
         if quick and time.monotonic() - started >= QUICK_POLL_FOR_S:
             delays, quick = SLOW_CHECK_BACKOFF.delays(), False
     job.result(retry=quick_retry(), timeout=30)
+
+
+def dedup_sql(stream: Stream, table_sql: str, where: str = "TRUE") -> str:
+    """SELECT of each event once among the rows of ``table_sql`` that match ``where``:
+    the dedup view's text (``TRUE``), and every bounded read's. Copies of an event
+    are the same record (same ``ts``, same ``symbol``), so a filter on those applied
+    before the window function keeps exactly the events the view would show; applied
+    after it, the window runs over the whole table. ``where`` is SQL written in the
+    package with ``@parameters``, never message text."""
+    return (
+        f"SELECT * FROM {table_sql} WHERE {where} "  # noqa: S608 - validated identifier
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {stream.id_field} "
+        "ORDER BY ingested_at, kafka_partition, kafka_offset) = 1"
+    )
 
 
 def bigquery_schema(stream: Stream = TICKS) -> list:
@@ -149,6 +167,7 @@ class BigQuerySink(Sink):
         self.file_format = file_format
         _ = self.route.table_sql  # checks the identifiers now: the only text put in SQL
         self._client = None
+        self.run_summary = RunSummary(self.stream, self._insert_summary)
 
     @property
     def client(self):
@@ -173,15 +192,72 @@ class BigQuerySink(Sink):
             table.description = self.stream.description
             self.client.create_table(table, exists_ok=True, timeout=30, retry=retry)
             view = bigquery.Table(self.route.view_id)
-            view.view_query = (
-                f"SELECT * FROM {self.route.table_sql} WHERE TRUE "  # noqa: S608 - validated identifier
-                f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {self.stream.id_field} "
-                "ORDER BY ingested_at, kafka_partition, kafka_offset) = 1"
-            )
+            view.view_query = dedup_sql(self.stream, self.route.table_sql)
             view.description = "Each event once: use this for analysis"
             self.client.create_table(view, exists_ok=True, timeout=30, retry=retry)
+            self._create_summary()
 
         with_retries(create, f"creating BigQuery table {self.route.table_id}")
+
+    def _create_summary(self) -> None:
+        """The run summary beside the table; filled from the table once if the table
+        predates it (one scan, at setup, instead of one per refresh)."""
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        retry = quick_retry()
+        try:
+            self.client.get_table(self.route.runs_id, timeout=30, retry=retry)
+            return
+        except NotFound:
+            pass
+        summary = bigquery.Table(
+            self.route.runs_id,
+            schema=[
+                bigquery.SchemaField(name, kind, mode=mode, description=text)
+                for name, kind, mode, text in SUMMARY_COLUMNS
+            ],
+        )
+        summary.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field="landed_at"
+        )
+        summary.clustering_fields = ["run", "symbol"]
+        summary.description = (
+            f"Runs and symbols landed in {self.route.table}, their event-time span: "
+            "what the live chart asks first (pipeline_lib.sinks.run_summary)"
+        )
+        self.client.create_table(summary, exists_ok=True, timeout=30, retry=retry)
+        fill = (
+            f"INSERT INTO {self.route.runs_sql} (run, symbol, first_ts, last_ts, landed_at) "
+            + rebuild_sql(self.stream, self.route.table_sql)
+        )
+        self.client.query(fill, timeout=60, retry=retry).result(timeout=LOAD_TIMEOUT_S)
+
+    def _insert_summary(self, rows: list[dict[str, Any]]) -> None:
+        def insert() -> None:
+            errors = self.client.insert_rows_json(
+                self.route.runs_id, rows, row_ids=[None] * len(rows), timeout=30,
+                retry=quick_retry(),
+            )
+            if errors:
+                raise SinkError(f"BigQuery refused run summary rows: {errors[:3]}")
+
+        with_retries(insert, f"writing the run summary {self.route.runs_id}")
+
+    def summarize(self, batch: Batch, result: WriteResult) -> None:
+        """After a batch landed: note its runs and symbols in the run summary, before
+        the batch counts as written (both BigQuery writers land through :meth:`write`)."""
+        refused = {(letter.topic, letter.partition, letter.offset) for letter in result.rejected}
+        self.run_summary.note(batch, refused)
+
+    def close(self) -> None:
+        """The summary's last rows (the newest event times seen)."""
+        from datetime import UTC, datetime
+
+        try:
+            self.run_summary.flush(datetime.now(UTC))
+        except Exception as error:  # the next consumer writes its own rows
+            log.warning("run summary not brought up to date at close: %s", error)
 
     def _load(self, payload: bytes, source_format: str) -> None:
         from google.cloud import bigquery
@@ -268,6 +344,13 @@ class BigQuerySink(Sink):
         return buffer.getvalue()
 
     def write(self, batch: Batch) -> WriteResult:
+        """Land the batch, then note it in the run summary."""
+        result = self._land(batch)
+        if len(batch):
+            self.summarize(batch, result)
+        return result
+
+    def _land(self, batch: Batch) -> WriteResult:
         from google.api_core.exceptions import BadRequest
         from google.cloud.bigquery import SourceFormat
 

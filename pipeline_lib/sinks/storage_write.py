@@ -227,7 +227,7 @@ class StorageWriteSink(BigQuerySink):
 
     # --- writing ------------------------------------------------------------------------
 
-    def write(self, batch: Batch) -> WriteResult:
+    def _land(self, batch: Batch) -> WriteResult:
         with self._lock:  # SinkConsumer(max_inflight=2) may call it from two threads
             return self._write(batch)
 

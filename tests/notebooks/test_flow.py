@@ -93,9 +93,9 @@ def test_analysis_holds_figures_and_its_count_matches_bigquery(flow):
     assert len(pngs) == 3  # Close/Volume, candles, news over close
     assert all(base64.b64decode(p).startswith(b"\x89PNG") for p in pngs)
     lines = stdout_text(analysis).splitlines()
-    printed = next(line for line in lines if line.startswith("events_in_bigquery"))
+    printed = next(line for line in lines if line.startswith("events_in_run"))
     assert int(printed.split("=")[1]) == len(bq_event_ids(settings)) == 3_000
-    stories = next(line for line in lines if line.startswith("stories_in_bigquery"))
+    stories = next(line for line in lines if line.startswith("stories_in_run"))
     produced = stdout_text(result.notebooks["02_producer"])
     sent = re.search(rf"'{settings.news_topic}' \(([\d,]+)\)", produced)[1].replace(",", "")
     assert int(stories.split("=")[1]) == int(sent) > 0

@@ -106,9 +106,14 @@ class FakeTables:
 
     def __init__(self, schema: list) -> None:
         self.schema = schema
+        self.summary: list[dict] = []  # rows of the run summary
 
     def get_table(self, table_id, timeout=None, retry=None):
         return SimpleNamespace(schema=self.schema)
+
+    def insert_rows_json(self, table_id, rows, row_ids=None, timeout=None, retry=None):
+        self.summary += rows
+        return []
 
 
 def sink_on(api: FakeWriteApi) -> StorageWriteSink:
