@@ -106,7 +106,15 @@ def _stream_resources(settings: Settings, to: Route) -> list[dict[str, str]]:
             "resource": f"BigQuery view ({stream})",
             "where": to.view_id,
             "state": "ready",
-            "detail": "each record once: query this one",
+            "detail": "each record once: for your own SQL",
+        }
+    )
+    rows.append(
+        {
+            "resource": f"BigQuery run summary ({stream})",
+            "where": to.runs_id,
+            "state": "ready",
+            "detail": "runs and symbols landed: what the live chart asks first",
         }
     )
     return rows

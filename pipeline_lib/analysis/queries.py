@@ -35,6 +35,8 @@ from pipeline_lib.sinks.bigquery import dedup_sql
 MARKET_TZ = "America/New_York"
 # Before any event of the table: the lower bound of a read without one.
 EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
+# How far back the live widget reads the run summary first (see LiveFeed.spans).
+RECENT = timedelta(days=1)
 
 
 def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
@@ -129,16 +131,21 @@ class RunSpans:
         return max(EPOCH, rows["last_ts"].max().to_pydatetime() - window)
 
 
-def run_spans(settings: Settings, stream: str = "ticks") -> RunSpans:
-    """Read the run summary of ``stream``: one small query, whatever the table's size."""
+def run_spans(
+    settings: Settings, stream: str = "ticks", landed_since: datetime | None = None
+) -> RunSpans:
+    """Read the run summary of ``stream``: one small query, whatever the table's size.
+    ``landed_since``: only what landed since then (its day partitions of the summary;
+    a run's ``first_ts`` may then be later than its first event)."""
     to = route(settings, stream)
     sql = f"""
         SELECT run, symbol, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts,
                MAX(landed_at) AS landed_at
         FROM {to.runs_sql}
+        WHERE landed_at >= @landed_since
         GROUP BY run, symbol
     """  # noqa: S608
-    return RunSpans(_query(settings, sql))
+    return RunSpans(_query(settings, sql, landed_since=landed_since or EPOCH))
 
 
 def runs(settings: Settings) -> pd.DataFrame:
@@ -248,9 +255,15 @@ class LiveFeed:
         self._read_at = float("-inf")
 
     def spans(self) -> RunSpans:
-        """The run summary, read again when older than ``max_age_s``."""
+        """The run summary, read again when older than ``max_age_s``: what landed in
+        the last :data:`RECENT` (the summary's newest day partitions: a run that
+        lands writes a row a minute), or all of it when the run shown is not there."""
         if self._spans is None or time.monotonic() - self._read_at > self.max_age_s:
-            self._spans = run_spans(self.settings)
+            recent = run_spans(self.settings, landed_since=datetime.now(UTC) - RECENT)
+            wanted = recent.latest_run() if self.run == "latest" else self.run
+            if recent.frame.empty or (wanted and wanted not in set(recent.frame["run"])):
+                recent = run_spans(self.settings)  # nothing recent: the whole summary
+            self._spans = recent
             self._read_at = time.monotonic()
         return self._spans
 

@@ -22,8 +22,8 @@ What readers may count on: every run and symbol in the table is in the summary, 
 a ``first_ts`` no later than its earliest row (both written with the batch that
 brings them, before it is committed). ``last_ts`` may lag the table by up to
 :data:`EVERY_S` (or a crash's worth): readers take it as a lower bound of the newest
-event time and read everything newer. Rows go in as streaming inserts: a handful a minute, far below
-every quota, and no load job (1,500 a day per table) spent on them.
+event time and read everything newer. Rows go in as streaming inserts: a handful a
+minute, far below every quota, and no load job (1,500 a day per table) spent on them.
 
 It holds no fact of its own: :func:`rebuild_sql` derives it from the table (setup
 runs it once for a table that predates it).
@@ -43,7 +43,7 @@ from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import Stream
 
 log = logging.getLogger(__name__)
-EVERY_S = 30.0  # a pair that keeps landing gets a new row at most this often
+EVERY_S = 60.0  # a pair that keeps landing gets a new row at most this often
 # (name, BigQuery type, mode, description): the summary's columns.
 COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("run", "STRING", "REQUIRED", "producer run: the id's prefix before ':'"),

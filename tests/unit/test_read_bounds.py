@@ -171,6 +171,7 @@ def test_a_live_refresh_reads_the_summary_once_then_one_symbol_and_window(sent) 
     feed.news("AAA", NOW)
     summary_reads = [sql for sql, _ in sent if ticks.runs_sql in sql]
     assert len(summary_reads) == 1  # one read of the summary serves the refresh
+    assert sent[0][1]["landed_since"] > queries.EPOCH  # of its newest day partitions
     assert len(sent) == 3
     (tick_sql, tick_params), (news_sql, news_params) = sent[1], sent[2]
     bounded_before_dedup(
@@ -220,3 +221,23 @@ def test_the_analysis_reads_are_bounded_by_the_run_they_show(sent, read) -> None
                 bounded_before_dedup(sql, to.table_sql, to.view_sql, "ts >= @")
                 bound = params.get("since") if "@since" in sql else None
                 assert bound is None or bound >= NOW - timedelta(hours=1), (sql, params)
+
+
+def test_the_widget_reads_the_recent_summary_first_and_all_of_it_only_when_needed(
+    sent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings.from_env({"PIPELINE_HOME": "/tmp/unused"})
+    ticks = route(settings, "ticks")
+    fake = queries._query
+
+    def quiet_lately(settings: Settings, sql: str, **params):
+        frame = fake(settings, sql, **params)
+        if ticks.runs_sql in sql and params["landed_since"] > queries.EPOCH:
+            return frame.iloc[0:0]  # nothing landed in the last day
+        return frame
+
+    monkeypatch.setattr(queries, "_query", quiet_lately)
+    recent = queries.LiveFeed(settings, max_age_s=0.0)
+    assert recent.symbols() == ["AAA", "BBB"]
+    reads = [params["landed_since"] for sql, params in sent if ticks.runs_sql in sql]
+    assert reads[0] > queries.EPOCH and reads[1] == queries.EPOCH  # the last day, then all
