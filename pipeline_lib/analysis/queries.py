@@ -238,14 +238,47 @@ def latest_ticks(
     return _query(settings, sql, **params)
 
 
+# The live widget reads again only what landed lately (see LiveFeed.ticks).
+LATE = timedelta(seconds=30)  # rows whose batch closed this long before the last read
+FULL_EVERY_S = 60.0  # and the whole window at least this often
+TICK_COLUMNS = ["ts", "open", "high", "low", "close", "volume"]
+
+
+def landed_ticks(
+    settings: Settings, symbol: str, run: str, since: datetime, landed_after: datetime = EPOCH
+) -> pd.DataFrame:
+    """Ticks of ``symbol`` in ``run`` from event time ``since`` that landed (their
+    batch closed) at or after ``landed_after``, each once, with their ``event_id``."""
+    to = route(settings, "ticks")
+    where = f"symbol = @symbol AND ts >= @since AND ingested_at >= @landed_after AND {RUN_FILTER}"
+    columns = ", ".join(["event_id", *TICK_COLUMNS])
+    sql = f"SELECT {columns} FROM ({_picked(to, where)})"  # noqa: S608
+    return _query(settings, sql, symbol=symbol, run=run, since=since, landed_after=landed_after)
+
+
+@dataclass
+class _Shown:
+    """The window the live widget shows: its ticks, when they were last read (wall
+    clock, compared with ``ingested_at``) and when the whole window was."""
+
+    key: tuple[str, str, timedelta]
+    frame: pd.DataFrame
+    read_at: datetime
+    full_at: float
+
+
 class LiveFeed:
     """What the live widget asks at every refresh, reading the run summary once per
     refresh: the symbols (of the run shown), the ticks of one symbol in a window, the
     stories about it. ``run="latest"`` follows the run that landed last, so a producer
     started after the widget shows up by itself; any other tag stays on that run.
 
-    A refresh costs three small queries: the summary, the window of ticks, the
-    window of news, each bounded by symbol and event time."""
+    A refresh costs three small queries: the summary, the ticks, the news, each
+    bounded by symbol and event time. The ticks of the window shown are kept: a
+    refresh reads the rows that landed since the last one (and :data:`LATE` before
+    it: a batch is stamped when it closes, before it lands) and adds the new ones by
+    ``event_id``; the whole window is read again at least every
+    :data:`FULL_EVERY_S`, and when the run, symbol or window changes."""
 
     def __init__(self, settings: Settings, run: str = "latest", max_age_s: float = 1.0) -> None:
         self.settings = settings
@@ -253,6 +286,7 @@ class LiveFeed:
         self.max_age_s = max_age_s  # a refresh's calls share one read of the summary
         self._spans: RunSpans | None = None
         self._read_at = float("-inf")
+        self._shown: _Shown | None = None
 
     def spans(self) -> RunSpans:
         """The run summary, read again when older than ``max_age_s``: what landed in
@@ -274,7 +308,26 @@ class LiveFeed:
         return self.spans().symbols(self.shown_run())
 
     def ticks(self, symbol: str, window: timedelta) -> pd.DataFrame:
-        return latest_ticks(self.settings, symbol, window, self.shown_run(), self.spans())
+        """The ticks of ``symbol`` in the last ``window`` of the run's event time, as
+        :func:`latest_ticks` returns them."""
+        run = self.shown_run()
+        since = self.spans().since(window, run, symbol)
+        key = (run, symbol, window)
+        shown = self._shown if self._shown is not None and self._shown.key == key else None
+        started = datetime.now(UTC)
+        if shown is None or time.monotonic() - shown.full_at > FULL_EVERY_S:
+            frame = landed_ticks(self.settings, symbol, run, since)
+            full_at = time.monotonic()
+        else:
+            new = landed_ticks(self.settings, symbol, run, since, shown.read_at - LATE)
+            frame = pd.concat([shown.frame, new]) if len(new) else shown.frame
+            frame = frame.drop_duplicates("event_id", keep="first")
+            full_at = shown.full_at
+        frame = frame.sort_values("ts", kind="stable")
+        if len(frame):
+            frame = frame[frame["ts"] > frame["ts"].iloc[-1] - window]
+        self._shown = _Shown(key, frame, started, full_at)
+        return frame[TICK_COLUMNS].reset_index(drop=True)
 
     def news(self, symbol: str, since: Any) -> pd.DataFrame:
         return latest_news(

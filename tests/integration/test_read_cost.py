@@ -154,3 +154,18 @@ def test_setup_fills_the_summary_of_a_table_that_predates_it(settings: Settings)
     spans = queries.run_spans(settings).frame
     assert len(spans) == len({t.symbol for t in ticks})
     assert spans["first_ts"].min() == pd.Timestamp(min(t.ts for t in ticks))
+
+
+def test_the_live_feed_adds_new_ticks_as_a_full_read_would_show_them(landed) -> None:
+    settings, _, latest = landed
+    feed = queries.LiveFeed(settings, max_age_s=0.0)
+    symbol = feed.symbols()[0]
+    before = feed.ticks(symbol, WINDOW)
+    more = simulated(1800, seed=3)[1200:]  # the same run goes on
+    sink = DefaultStreamSink(settings)
+    sink.write(batch(more[:300], 7000, partition=0))
+    sink.write(batch(more[200:], 7300, partition=0))  # with copies of 100
+    after = feed.ticks(symbol, WINDOW)  # only what landed since the first read
+    assert after["ts"].iloc[-1] > before["ts"].iloc[-1]
+    full = queries.latest_ticks(settings, symbol, WINDOW, latest)
+    pd.testing.assert_frame_equal(after, full)

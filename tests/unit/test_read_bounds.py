@@ -138,8 +138,13 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict]]:
             )
         return pd.DataFrame(
             {
+                "event_id": [],
                 "ts": pd.to_datetime([], utc=True),
                 "symbol": [],
+                "open": [],
+                "high": [],
+                "low": [],
+                "volume": [],
                 "close": [],
                 "first_close": [],
                 "last_close": [],
@@ -241,3 +246,66 @@ def test_the_widget_reads_the_recent_summary_first_and_all_of_it_only_when_neede
     assert recent.symbols() == ["AAA", "BBB"]
     reads = [params["landed_since"] for sql, params in sent if ticks.runs_sql in sql]
     assert reads[0] > queries.EPOCH and reads[1] == queries.EPOCH  # the last day, then all
+
+
+def test_the_widget_adds_what_landed_since_its_last_read_and_rereads_the_window_at_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings.from_env({"PIPELINE_HOME": "/tmp/unused"})
+    start = NOW
+    table = pd.DataFrame(  # one tick a second, with when each landed
+        {
+            "event_id": [f"new:{i}" for i in range(600)],
+            "ts": pd.to_datetime([start + timedelta(seconds=i) for i in range(600)], utc=True),
+            "landed": [start + timedelta(seconds=i) for i in range(600)],
+        }
+    )
+    for column in ("open", "high", "low", "close", "volume"):
+        table[column] = 1.0
+    landed = {"now": start + timedelta(seconds=300)}
+    reads: list[datetime] = []
+
+    def fake_landed(settings, symbol, run, since, landed_after=queries.EPOCH):
+        reads.append(landed_after)
+        rows = table[(table["landed"] <= landed["now"]) & (table["landed"] >= landed_after)]
+        rows = rows[rows["ts"] >= pd.Timestamp(since)]
+        return pd.concat([rows, rows.head(3)]).drop(columns="landed")  # copies, as landed
+
+    spans = queries.RunSpans(
+        pd.DataFrame(
+            {
+                "run": ["new"],
+                "symbol": ["AAA"],
+                "first_ts": pd.to_datetime([start], utc=True),
+                "last_ts": pd.to_datetime([start + timedelta(seconds=200)], utc=True),
+                "landed_at": pd.to_datetime([start], utc=True),
+            }
+        )
+    )
+    clock = {"wall": landed["now"], "mono": 0.0}
+    monkeypatch.setattr(queries, "landed_ticks", fake_landed)
+    monkeypatch.setattr(queries.LiveFeed, "spans", lambda self: spans)
+    monkeypatch.setattr(queries.time, "monotonic", lambda: clock["mono"])
+
+    class Wall(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return clock["wall"]
+
+    monkeypatch.setattr(queries, "datetime", Wall)
+    feed = queries.LiveFeed(settings)
+    window = timedelta(minutes=1)
+    first = feed.ticks("AAA", window)
+    assert reads == [queries.EPOCH]  # the whole window first
+    assert len(first) == 60 and first["ts"].iloc[-1] == table["ts"].iloc[300]
+    landed["now"] = clock["wall"] = start + timedelta(seconds=305)
+    clock["mono"] = 5.0
+    later = feed.ticks("AAA", window)
+    assert reads[-1] == start + timedelta(seconds=300) - queries.LATE  # what landed lately
+    assert len(later) == 60 and later["ts"].is_unique
+    assert later["ts"].iloc[-1] == table["ts"].iloc[305]
+    clock["mono"] = 5.0 + queries.FULL_EVERY_S + 1
+    feed.ticks("AAA", window)
+    assert reads[-1] == queries.EPOCH  # the whole window again, now and then
+    feed.ticks("AAA", timedelta(minutes=2))
+    assert reads[-1] == queries.EPOCH  # and when the window changes
