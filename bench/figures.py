@@ -1133,9 +1133,9 @@ def read_cost(size: str) -> dict:
         settings = services().fresh(f"read-{label}")
         BigQuerySink(settings).setup()
         BigQuerySink(settings, stream="news").setup()
-        older = MarketSimulator(SimulatorConfig(seed=2, start=older_start))
+        older = iter(MarketSimulator(SimulatorConfig(seed=2, start=older_start)))
         _land(settings, older, rows - latest_n, first=0)
-        live[label] = MarketSimulator(SimulatorConfig(seed=1, start=START))
+        live[label] = iter(MarketSimulator(SimulatorConfig(seed=1, start=START)))
         tag = _land(settings, live[label], latest_n, first=rows)
         tables[label], offsets[label] = settings, rows + latest_n
     rows_in_table = {label: queries.event_count(settings) for label, settings in tables.items()}
