@@ -185,6 +185,15 @@ BQ_WRITES = {
 }
 
 
+def _schema_updates(raw: str, name: str) -> str:
+    from pipeline_lib.sinks.evolution import POLICIES
+
+    policy = raw.strip().lower()
+    if policy not in POLICIES:
+        raise ConfigError(f"{name}={raw!r}: use one of {', '.join(POLICIES)}")
+    return policy
+
+
 def _bq_write(raw: str, name: str) -> str:
     mode = raw.strip().lower()
     if mode not in BQ_WRITES:
@@ -578,6 +587,14 @@ VARIABLES: dict[str, Variable] = {
             _bq_write,
         ),
         Variable(
+            "PIPELINE_SCHEMA_UPDATES",
+            "schema_updates",
+            "json",
+            "fields of a newer record contract in BigQuery: json (the extra column) | add "
+            "(a NULLABLE column each)",
+            _schema_updates,
+        ),
+        Variable(
             "STORAGE_EMULATOR_HOST",
             "storage_emulator_host",
             _local_only(f"http://{LOCAL_HOST}:4443"),
@@ -652,6 +669,7 @@ class Settings:
     bq_news_table: str
     bq_location: str
     bq_write: str
+    schema_updates: str
     storage_emulator_host: str | None
     bigquery_emulator_host: str | None
     bigquery_emulator_grpc_port: int

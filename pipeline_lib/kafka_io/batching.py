@@ -125,6 +125,8 @@ class Counts:
     refused_commits: int = 0
     fenced: int = 0  # times all held was dropped: the membership it was read in moved on
     batches: int = 0
+    newer: int = 0  # records read with fields of a newer contract (kept, not refused)
+    unknown_fields: dict[str, int] = field(default_factory=dict)  # those fields, counted
 
 
 @dataclass
@@ -135,6 +137,10 @@ class Batcher:
     batch_size: int = 10_000
     flush_interval: float = 1.0
     decode: Callable[[bytes | None], Any] = field(default=lambda value: value)
+    # The tolerant reader (a Stream's read): the record and its unknown fields.
+    read: Callable[[bytes | None], tuple[Any, dict[str, Any] | None]] | None = None
+    # Why a message's headers say it cannot be read (another contract), or None.
+    refuse: Callable[[Any], str | None] | None = None
     clock: Callable[[], float] = time.monotonic
     counts: Counts = field(default_factory=Counts)
     max_inflight: int = 1  # sealed batches written at once (committed in order)
@@ -198,6 +204,7 @@ class Batcher:
                 self._take(buffer, taken)
             else:
                 table, lines = decoded
+                buffer.part.keep_extras([None] * len(taken), len(buffer.part))
                 self._keep(buffer.part, taken, lines[start : start + len(taken)])
                 buffer.part.chunks.append(table.slice(start, len(taken)))
                 self._buffered += len(taken)
@@ -228,10 +235,15 @@ class Batcher:
         return fresh
 
     def _decode_poll(self, messages: list[Message]) -> tuple[Any, list[bytes]] | None:
-        """The stream's columnar decoder over the whole poll, or None (one by one)."""
+        """The stream's columnar decoder over the whole poll, or None (one by one):
+        also when a message is stamped with a contract this consumer cannot read."""
         columns = self.columns
         if columns is None or columns.decode_many is None:
             return None
+        if self.refuse is not None:
+            stamped = {tuple(h) for m in messages if (h := getattr(m, "headers", None))}
+            if any(self.refuse(headers) for headers in stamped):
+                return None
         try:
             return columns.decode_many([m.value for m in messages])
         except Exception:  # never trusted to be total: the one-by-one path decides
@@ -249,11 +261,21 @@ class Batcher:
     def _take(self, buffer: _PartitionBuffer, messages: list[Message]) -> None:
         """Decode messages of one partition one by one: each bad one a dead letter."""
         part, columns = buffer.part, self.columns
-        kept: list[tuple[Message, Any, bytes]] = []
+        kept: list[tuple[Message, Any, bytes, dict[str, Any] | None]] = []
         for message in messages:
             try:
-                record = self.decode(message.value)
-                line = columns.encode(record) if columns is not None else message.value
+                refused = self.refuse(getattr(message, "headers", None)) if self.refuse else None
+                if refused is not None:
+                    raise InvalidRecord(refused)
+                if self.read is not None:
+                    record, extras = self.read(message.value)
+                else:
+                    record, extras = self.decode(message.value), None
+                if extras is not None:  # kept verbatim in GCS: the line is the message
+                    line = message.value
+                    self._count_unknown(extras)
+                else:
+                    line = columns.encode(record) if columns is not None else message.value
             except InvalidRecord as error:
                 self._dead(buffer, message, error.reason, error.field)
                 continue
@@ -261,10 +283,10 @@ class Batcher:
                 reason = f"cannot decode: {type(error).__name__}: {error}"
                 self._dead(buffer, message, reason, None)
                 continue
-            kept.append((message, record, line))  # type: ignore[arg-type]
+            kept.append((message, record, line, extras))  # type: ignore[arg-type]
         if not kept:
             return
-        records = [record for _, record, _ in kept]
+        records = [record for _, record, _, _ in kept]
         if columns is None:
             part.chunks.append(records)
         else:
@@ -273,14 +295,23 @@ class Batcher:
             except Exception:  # some record the columns cannot hold: find it
                 kept = [item for item in kept if self._fits(buffer, item[0], item[1])]
                 try:
-                    table = columns.to_table([record for _, record, _ in kept])
+                    table = columns.to_table([record for _, record, _, _ in kept])
                 except Exception as error:  # each fits alone, not together: all are letters
-                    for message, _, _ in kept:
+                    for message, _, _, _ in kept:
                         self._dead(buffer, message, f"cannot be held as columns: {error}", None)
                     return
             part.chunks.append(table)
-        self._keep(part, [m for m, _, _ in kept], [line for _, _, line in kept])
+        part.keep_extras([extras for *_, extras in kept], len(part))
+        self._keep(part, [m for m, _, _, _ in kept], [line for _, _, line, _ in kept])
         self._buffered += len(kept)
+
+    def _count_unknown(self, extras: dict[str, Any]) -> None:
+        """Count a record of a newer contract and its fields (at most 100 names)."""
+        self.counts.newer += 1
+        counted = self.counts.unknown_fields
+        for name in extras:
+            if name in counted or len(counted) < 100:
+                counted[name] = counted.get(name, 0) + 1
 
     def _fits(self, buffer: _PartitionBuffer, message: Message, record: Any) -> bool:
         """Whether ``record`` converts to columns; if not, it is a dead letter."""

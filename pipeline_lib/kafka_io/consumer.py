@@ -34,6 +34,7 @@ sink that stays down stops the consumer with
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import signal
@@ -58,6 +59,7 @@ from pipeline_lib.kafka_io.committer import Committer, ConsumerError, owned, see
 from pipeline_lib.kafka_io.dead_letters import DeadLetterWriter
 from pipeline_lib.kafka_io.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
 from pipeline_lib.kafka_io.reports import BatchReport, ConsumeReport, partition_lag
+from pipeline_lib.records import contract
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import Stream
 from pipeline_lib.routes import Route, route
@@ -125,6 +127,8 @@ class SinkConsumer:
             batch_size,
             flush_interval,
             decode=self.stream.decode,
+            read=self.stream.read,
+            refuse=functools.partial(contract.refusal, self.stream),
             columns=self.stream,
             clock=clock,
             max_inflight=max_inflight,

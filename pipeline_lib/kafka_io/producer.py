@@ -21,6 +21,7 @@ from typing import Any
 from pipeline_lib.clients import PRODUCER_DEFAULTS, access_denied, ensure_topic, kafka_producer
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
+from pipeline_lib.records import contract
 from pipeline_lib.records.streams import stream_of
 from pipeline_lib.routes import route
 from pipeline_lib.sources.base import bounded, paced
@@ -132,10 +133,11 @@ def produce(
 
     if skip < 0:
         raise ProducerError(f"skip must be >= 0, got {skip}")
-    destinations: dict[type, tuple[str, Callable[..., bytes]]] = {}  # type -> topic, encoder
+    # type -> topic, encoder, headers (the stream's contract stamp)
+    destinations: dict[type, tuple[str, Callable[..., bytes], list]] = {}
 
-    def destination(record: Any) -> tuple[str, Callable[..., bytes]]:
-        """Where a record goes and how it is encoded, looked up once per record type."""
+    def destination(record: Any) -> tuple[str, Callable[..., bytes], list]:
+        """Where a record goes, how it is encoded and stamped, looked up once per type."""
         found = destinations.get(type(record))
         if found is None:
             kind = stream_of(record)
@@ -143,7 +145,7 @@ def produce(
             if ensure:
                 ensure_topic(settings, name)
             report.sent_by_topic.setdefault(name, 0)
-            found = destinations[type(record)] = (name, kind.encode)
+            found = destinations[type(record)] = (name, kind.encode, [contract.stamp(kind)])
         return found
 
     report = ProduceReport(topic=topic or settings.topic, skipped=skip)
@@ -190,10 +192,12 @@ def produce(
             if refused:
                 report.stopped_because = refused[0]
                 break
-            target, encode = destination(record)
+            target, encode, headers = destination(record)
             value = encode(record, produced_at=datetime.now(UTC))
             try:
-                future = producer.send(target, key=record.symbol.encode(), value=value)
+                future = producer.send(
+                    target, key=record.symbol.encode(), value=value, headers=headers
+                )
             except KafkaTimeoutError as error:
                 # No buffer space or metadata for max_block_ms: the brokers are away
                 # longer than the delivery timeout. Stop; what is buffered is flushed.

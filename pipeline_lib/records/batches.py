@@ -34,9 +34,17 @@ class PartitionBatch:
     chunks: list[Any] = field(default_factory=list)
     record: Callable[..., Any] | None = None  # builds a record from a row's fields
     headers: list[Any] = field(default_factory=list)  # each message's headers, or None
+    # Each record's fields of a newer contract (a dict, or None); empty: none at all.
+    extras: list[dict[str, Any] | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.offsets)
+
+    def keep_extras(self, extras: list[dict[str, Any] | None], before: int) -> None:
+        """Note the extras of records appended after the first ``before`` records."""
+        if self.extras or any(e is not None for e in extras):
+            self.extras.extend([None] * (before - len(self.extras)))
+            self.extras.extend(extras)
 
     @property
     def table(self) -> Any:
@@ -73,6 +81,7 @@ class PartitionBatch:
             [self.table.take(indices)],
             self.record,
             [self.headers[i] for i in indices],
+            [self.extras[i] for i in indices] if self.extras else [],
         )
 
     def letter(self, index: int, reason: str, stage: str) -> DeadLetter:

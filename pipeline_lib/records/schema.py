@@ -98,6 +98,7 @@ LANDING_FIELDS: tuple[Field, ...] = (
     Field("kafka_topic", "text", True, "Kafka topic it was read from"),
     Field("kafka_partition", "count", True, "Kafka partition"),
     Field("kafka_offset", "count", True, "Kafka offset"),
+    Field("extra", "text", False, "fields the consumer's contract does not know (JSON)"),
 )
 FIELDS = tuple(f.name for f in TICK_FIELDS)
 REQUIRED_FIELDS = frozenset(f.name for f in TICK_FIELDS if f.required)
@@ -110,6 +111,16 @@ class InvalidRecord(PipelineError, ValueError):
         super().__init__(f"{field}: {reason}" if field else reason)
         self.reason = reason
         self.field = field
+
+
+class UnknownFields(InvalidRecord):
+    """A record with fields its type does not know (``names``): a newer contract's. Not
+    a dead letter by itself: the tolerant reader (:meth:`Stream.read
+    <pipeline_lib.records.streams.Stream.read>`) keeps them beside the record."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"unknown field(s): {', '.join(names)[:200]}")
+        self.names = names
 
 
 class Tick(NamedTuple):
@@ -311,7 +322,7 @@ def check_fields(data: Any, required: frozenset[str], known: frozenset[str]) -> 
         raise InvalidRecord(f"missing field(s): {', '.join(missing)}")
     unknown = sorted(data.keys() - known)
     if unknown:
-        raise InvalidRecord(f"unknown field(s): {', '.join(unknown)[:200]}")
+        raise UnknownFields(unknown)
     return data
 
 

@@ -18,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from pipeline_lib.errors import PipelineError
-from pipeline_lib.records import columns, news, schema
+from pipeline_lib.records import columns, contract, news, schema
 from pipeline_lib.records.batches import PartitionBatch
 from pipeline_lib.records.schema import KINDS, LANDING_FIELDS, Field
 
@@ -38,6 +40,24 @@ class Stream:
     # A whole poll's values at once, as (columns, canonical lines), or None: decode
     # them one by one (see pipeline_lib.records.columns). None where it does not pay.
     decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes]] | None] | None = None
+    version: str = "1.0"  # of its contract (pipeline_lib.records.contract)
+
+    def read(self, value: bytes | None) -> tuple[Any, dict[str, Any] | None]:
+        """The tolerant reader: the record, and the fields of a newer contract this
+        one does not know (None when there are none). Every rule of a known field is
+        checked as :attr:`decode` checks it; the unknown fields are only kept."""
+        try:
+            return self.decode(value), None
+        except schema.UnknownFields as unknown:
+            if len(unknown.names) > contract.MAX_UNKNOWN_FIELDS:
+                raise schema.InvalidRecord(
+                    f"{len(unknown.names)} unknown fields: a newer contract adds a few "
+                    f"(at most {contract.MAX_UNKNOWN_FIELDS} are kept)"
+                ) from None
+            data = orjson.loads(value)  # type: ignore[arg-type] - decoded once already
+        known = {f.name for f in self.fields}
+        extras = {name: data.pop(name) for name in list(data) if name not in known}
+        return self.decode(orjson.dumps(data)), extras
 
     def to_table(self, records: list[Any]) -> Any:
         """Records as a pyarrow Table of the stream's fields."""

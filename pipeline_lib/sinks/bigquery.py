@@ -36,7 +36,7 @@ from pipeline_lib.records.schema import LANDING_FIELDS, iso
 from pipeline_lib.records.streams import TICKS, Stream
 from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
 from pipeline_lib.routes import Route, route
-from pipeline_lib.sinks import Sink, SinkError, reraise_refusal, with_retries
+from pipeline_lib.sinks import Sink, SinkError, evolution, reraise_refusal, with_retries
 from pipeline_lib.sinks.run_summary import COLUMNS as SUMMARY_COLUMNS
 from pipeline_lib.sinks.run_summary import RunSummary, rebuild_sql
 
@@ -95,6 +95,11 @@ def dedup_sql(stream: Stream, table_sql: str, where: str = "TRUE") -> str:
     )
 
 
+def _standard_type(kind: str) -> str:
+    """A BigQuery type by its standard SQL name (the API answers legacy ones)."""
+    return {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}.get(kind, kind)
+
+
 def bigquery_schema(stream: Stream = TICKS) -> list:
     from google.cloud import bigquery
 
@@ -109,22 +114,42 @@ def arrow_schema(stream: Stream = TICKS) -> Any:
     return record_schema((*stream.fields, *LANDING_FIELDS))
 
 
-def row_bytes(record: Any, topic: str, partition: int, offset: int, ingested_at: str) -> bytes:
-    """One NDJSON row of the table (the fallback path that isolates refused rows)."""
+def row_bytes(
+    record: Any,
+    topic: str,
+    partition: int,
+    offset: int,
+    ingested_at: str,
+    extras: dict[str, Any] | None = None,
+    added: dict[str, str] | None = None,
+) -> bytes:
+    """One NDJSON row of the table (the fallback path that isolates refused rows):
+    with the record's fields of a newer contract in their ``added`` columns or
+    ``extra``."""
     row = record.to_dict()
     row["ingested_at"] = ingested_at
     row["kafka_topic"] = topic
     row["kafka_partition"] = partition
     row["kafka_offset"] = offset
+    into, rest = evolution.split(extras, added or {})
+    row.update(into)
+    row["extra"] = rest
     return orjson.dumps(row)
 
 
-def batch_table(batch: Batch, stream: Stream = TICKS) -> Any:
+_ARROW_OF = {"STRING": "string", "INT64": "int64", "FLOAT64": "float64", "BOOL": "bool"}
+
+
+def batch_table(batch: Batch, stream: Stream = TICKS, added: tuple = ()) -> Any:
     """The whole batch as one Arrow table: the partitions' record columns joined (not
-    copied), then where each row came from; per-batch values repeated."""
+    copied), then where each row came from (per-batch values repeated), then the
+    fields of a newer contract: in the ``added`` columns ((name, BigQuery type), in
+    the table already) or as JSON in ``extra``."""
     import pyarrow as pa
 
     schema = arrow_schema(stream)
+    for name, kind in added:
+        schema = schema.append(pa.field(name, pa.type_for_alias(_ARROW_OF[kind])))
     parts = [p for p in batch.parts if len(p)]
     tables = [chunk for p in parts for chunk in p.chunks]
     records = pa.concat_tables(tables) if tables else record_schema(stream.fields).empty_table()
@@ -140,7 +165,23 @@ def batch_table(batch: Batch, stream: Stream = TICKS) -> Any:
         "kafka_topic": lambda kind: repeated([(p.topic, c) for p, c in sizes], kind),
         "kafka_partition": lambda kind: repeated([(p.partition, c) for p, c in sizes], kind),
         "kafka_offset": lambda kind: pa.array([o for p in parts for o in p.offsets], type=kind),
+        "extra": lambda kind: pa.nulls(n, type=kind),
     }
+    if any(p.extras for p in parts):  # records of a newer contract: their fields
+        columns = dict(added)
+        split = [
+            evolution.split(p.extras[i] if p.extras else None, columns)
+            for p in parts
+            for i in range(len(p))
+        ]
+        landing["extra"] = lambda kind: pa.array([rest for _, rest in split], type=kind)
+        for name, _ in added:
+            landing[name] = lambda kind, name=name: pa.array(
+                [into.get(name) for into, _ in split], type=kind
+            )
+    else:
+        for name, _ in added:
+            landing[name] = lambda kind: pa.nulls(n, type=kind)
     arrays = [
         landing[f.name](f.type) if f.name in landing else records.column(f.name) for f in schema
     ]
@@ -168,6 +209,9 @@ class BigQuerySink(Sink):
         _ = self.route.table_sql  # checks the identifiers now: the only text put in SQL
         self._client = None
         self.run_summary = RunSummary(self.stream, self._insert_summary)
+        # Columns of the table beyond the stream's, added for fields of a newer
+        # contract: (name, BigQuery type), read at setup, grown by PIPELINE_SCHEMA_UPDATES.
+        self.added: tuple[tuple[str, str], ...] = ()
 
     @property
     def client(self):
@@ -196,6 +240,7 @@ class BigQuerySink(Sink):
             view.description = "Each event once: use this for analysis"
             self.client.create_table(view, exists_ok=True, timeout=30, retry=retry)
             self._create_summary()
+            self._add_columns(())  # a table made by an older version: its new columns
 
         with_retries(create, f"creating BigQuery table {self.route.table_id}")
 
@@ -233,10 +278,81 @@ class BigQuerySink(Sink):
         )
         self.client.query(fill, timeout=60, retry=retry).result(timeout=LOAD_TIMEOUT_S)
 
+    def table_schema(self) -> list:
+        """The table's columns as the sink writes them: the stream's and those added."""
+        from google.cloud import bigquery
+
+        return bigquery_schema(self.stream) + [
+            bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in self.added
+        ]
+
+    def _add_columns(self, new: tuple[tuple[str, str], ...] | list) -> None:
+        """Add NULLABLE columns to the table: the stream's it lacks (a table made by an
+        older version) and ``new`` ones; then note every column beyond the stream's."""
+        from google.cloud import bigquery
+
+        retry = quick_retry()
+        table = self.client.get_table(self.route.table_id, timeout=30, retry=retry)
+        have = {f.name.lower() for f in table.schema}
+        wanted = [
+            bigquery.SchemaField(name, kind, mode=mode, description=text)
+            for name, kind, mode, text in self.stream.columns
+            if mode == "NULLABLE"
+        ] + [
+            bigquery.SchemaField(
+                name, kind, mode="NULLABLE", description="a field of a newer record contract"
+            )
+            for name, kind in new
+        ]
+        missing = [f for f in wanted if f.name.lower() not in have]
+        if missing:
+            table.schema = [*table.schema, *missing]
+            try:
+                table = self.client.update_table(table, ["schema"], timeout=30, retry=retry)
+            except Exception as error:
+                reraise_refusal(
+                    error,
+                    f"BigQuery refused to add column(s) "
+                    f"{', '.join(f.name for f in missing)} to {self.route.table_id}",
+                    "PIPELINE_SCHEMA_UPDATES=add needs the right to update the table "
+                    "(bigquery.tables.update); or leave it at json (the extra column).",
+                )
+            self.schema_changed()
+        own = {name for name, *_ in self.stream.columns}
+        self.added = tuple(
+            (f.name, _standard_type(f.field_type)) for f in table.schema if f.name not in own
+        )
+
+    def schema_changed(self) -> None:
+        """The table gained columns (the Storage Write API sink opens a new stream)."""
+
+    def _evolve(self, batch: Batch) -> tuple[Batch, list[DeadLetter]]:
+        """Fields of a newer contract (see :mod:`pipeline_lib.sinks.evolution`): add
+        the columns the policy adds, and leave out the records whose value does not
+        fit its column (returned as dead letters)."""
+        if not any(part.extras for part in batch.parts):
+            return batch, []
+        columns = {name.lower(): (name, kind) for name, kind, *_ in self.stream.columns}
+        columns.update({name.lower(): (name, kind) for name, kind in self.added})
+        add = self.settings.schema_updates == "add"
+        plan = evolution.plan(batch, columns, len(self.added), add, self.route.table_id, self.name)
+        if plan.new_columns:
+            with_retries(
+                lambda: self._add_columns(plan.new_columns),
+                f"adding columns to {self.route.table_id}",
+            )
+        if not plan.refused:
+            return batch, []
+        parts = [part.take(keep) for part, keep in zip(batch.parts, plan.keep, strict=True) if keep]
+        return Batch(parts, batch.closed_at, batch.group, batch.generation), plan.refused
+
     def _insert_summary(self, rows: list[dict[str, Any]]) -> None:
         def insert() -> None:
             errors = self.client.insert_rows_json(
-                self.route.runs_id, rows, row_ids=[None] * len(rows), timeout=30,
+                self.route.runs_id,
+                rows,
+                row_ids=[None] * len(rows),
+                timeout=30,
                 retry=quick_retry(),
             )
             if errors:
@@ -264,7 +380,7 @@ class BigQuerySink(Sink):
 
         config = bigquery.LoadJobConfig(
             source_format=source_format,
-            schema=bigquery_schema(self.stream),
+            schema=self.table_schema(),
             write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
             create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
         )
@@ -328,7 +444,7 @@ class BigQuerySink(Sink):
         import pyarrow.parquet as pq
 
         try:
-            table = batch_table(batch, self.stream)
+            table = batch_table(batch, self.stream, self.added)
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             return None
         buffer = io.BytesIO()
@@ -344,10 +460,13 @@ class BigQuerySink(Sink):
         return buffer.getvalue()
 
     def write(self, batch: Batch) -> WriteResult:
-        """Land the batch, then note it in the run summary."""
+        """Land the batch (its fields of a newer contract as the policy says), then
+        note it in the run summary."""
+        batch, refused = self._evolve(batch)
         result = self._land(batch)
         if len(batch):
             self.summarize(batch, result)
+        result.rejected = refused + result.rejected
         return result
 
     def _land(self, batch: Batch) -> WriteResult:
@@ -382,10 +501,16 @@ class BigQuerySink(Sink):
         rows: list[bytes] = []
         origins: list[tuple[PartitionBatch, int]] = []  # where each row came from
         unencodable: list[DeadLetter] = []
+        added = dict(self.added)
         for part in batch.parts:
             for index, (record, offset) in enumerate(zip(part.records, part.offsets, strict=True)):
+                extras = part.extras[index] if part.extras else None
                 try:
-                    rows.append(row_bytes(record, part.topic, part.partition, offset, ingested_at))
+                    rows.append(
+                        row_bytes(
+                            record, part.topic, part.partition, offset, ingested_at, extras, added
+                        )
+                    )
                 except (TypeError, ValueError) as error:  # never let one record stop the flow
                     reason = f"cannot encode as a BigQuery row: {error}"
                     unencodable.append(part.letter(index, reason, self.name))

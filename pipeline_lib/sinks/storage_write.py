@@ -262,7 +262,7 @@ class StorageWriteSink(BigQuerySink):
         location = [f"bq://{self.route.table_id}"]
         if len(todo) == 0:
             return WriteResult(self.name, 0, location)
-        table = batch_table(todo, self.stream)
+        table = batch_table(todo, self.stream, self.added)
         origins = [(part, i) for part in todo.parts for i in range(len(part))]
         rejected: list[DeadLetter] = []
         landed = 0
@@ -323,6 +323,12 @@ class StorageWriteSink(BigQuerySink):
             raise
         self._stream_rows += appended
         return appended, refused
+
+    def schema_changed(self) -> None:
+        """New columns: the next append opens a new stream (real BigQuery fixes a
+        stream's columns when it is made)."""
+        if self.exactly_once and self._stream is not None:
+            self._give_up_stream()
 
     def _give_up_stream(self) -> None:
         """Finalize this sink's COMMITTED stream and forget it: an append still on its

@@ -64,7 +64,8 @@ def test_news_round_trips_and_its_columns_come_from_the_field_table():
     assert columns["sentiment"] == ("FLOAT64", "REQUIRED")
     assert columns["provider_sentiment"] == ("FLOAT64", "NULLABLE")
     assert columns["ts"] == ("TIMESTAMP", "REQUIRED")
-    assert list(columns)[-4:] == ["ingested_at", "kafka_topic", "kafka_partition", "kafka_offset"]
+    landing = ["ingested_at", "kafka_topic", "kafka_partition", "kafka_offset", "extra"]
+    assert list(columns)[-5:] == landing
     assert [c[0] for c in NEWS.columns][: len(News._fields)] == list(News._fields)
     assert NEWS.id_field == "news_id" and TICKS.id_field == "event_id"
     assert stream_of(record) is NEWS and get_stream("ticks") is TICKS

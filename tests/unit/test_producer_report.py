@@ -28,7 +28,7 @@ class OutageProducer:
         self.pending: list[Future] = []
         self.closed = False
 
-    def send(self, topic, key=None, value=None):
+    def send(self, topic, key=None, value=None, headers=None):
         if self.block_after is not None and self.sent >= self.block_after:
             raise KafkaTimeoutError("Failed to allocate memory within the configured max blocking")
         future = Future()
@@ -99,7 +99,9 @@ def test_ticks_and_news_go_to_their_topics_and_a_resume_bound_counts_ticks_only(
     fake = OutageProducer(healthy=20_000)
     topics: list[str] = []
     send = fake.send
-    fake.send = lambda topic, key=None, value=None: topics.append(topic) or send(topic, key, value)
+    fake.send = lambda topic, key=None, value=None, headers=None: (
+        topics.append(topic) or send(topic, key, value)
+    )
     producer_module.kafka_producer = lambda settings, **kw: fake
     settings = fake_settings()
     source = source_from_parameters(settings, stream="both", seed=3, start=START)

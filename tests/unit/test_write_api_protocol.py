@@ -14,6 +14,7 @@ from google.api_core.exceptions import ServiceUnavailable
 from pipeline_lib.config import Settings
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import TICKS
+from pipeline_lib.sinks.bigquery import bigquery_schema
 from pipeline_lib.sinks.storage_write import DefaultStreamSink, StorageWriteSink
 from tests.helpers import simulated
 
@@ -227,6 +228,7 @@ def test_a_membership_lost_before_the_commit_publishes_nothing():
 def test_at_least_once_appends_to_the_default_stream_without_offsets_or_questions():
     api = FakeWriteApi()
     sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
+    sink._client = FakeTables(bigquery_schema())
     sink.held_offsets = lambda parts: pytest.fail("at least once asks the table nothing")  # type: ignore[method-assign]
     assert sink.write(batch(0, 100)).rows == 100
     assert sink.write(batch(0, 100, generation=2)).rows == 100  # a replay lands again...
@@ -311,6 +313,7 @@ def test_at_least_once_sends_no_request_twice_after_refused_rows(monkeypatch):
     api = FakeWriteApi()
     api.refuse_offsets = {13}
     sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
+    sink._client = FakeTables(bigquery_schema())
     result = sink.write(batch(0, 30))
     assert [d.offset for d in result.rejected] == [13] and result.rows == 29
     assert sorted(o for _, o in api.table) == [o for o in range(30) if o != 13]  # once each
