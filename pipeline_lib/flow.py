@@ -29,6 +29,7 @@ OUTPUT_DIR = PROJECT_ROOT / "output"
 NOTEBOOKS = ("01_setup", "02_producer", "03_consumer", "04_analysis")
 FAULT_TOLERANCE = "05_fault_tolerance"  # needs the three-broker cluster: run on its own
 SECURITY = "06_security"  # needs a home made by `up --secure`
+SCHEMA = "07_schema_evolution"
 
 
 class FlowFailed(PipelineError):
@@ -144,7 +145,8 @@ def run_flow(
     timeout: float = 600.0,
     start: str = "",
 ) -> FlowResult:
-    """Run the four notebooks headless on ``settings``; raise FlowFailed on any error.
+    """Run the notebooks headless on ``settings`` (the fault drill and the security
+    lesson where the home allows); raise FlowFailed on any error.
 
     The producer streams ``records`` simulated ticks and the news published among
     them (seed ``seed``, first event time ``start``, ISO 8601, "" for now)."""
@@ -189,7 +191,9 @@ def run_flow(
 
     notify("flow: 04_analysis (BigQuery queries and figures)")
     run_one("04_analysis", {"live": False})
-    names = list(NOTEBOOKS)
+    notify("flow: 07_schema_evolution (a producer one contract version ahead)")
+    run_one(SCHEMA, {})
+    names = [*NOTEBOOKS, SCHEMA]
     if settings.is_local and settings.brokers >= 3:
         notify("flow: 05_fault_tolerance (a broker killed mid-stream, and restarted)")
         run_one(FAULT_TOLERANCE, {})

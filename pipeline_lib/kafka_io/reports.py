@@ -140,7 +140,23 @@ class ConsumeReport:
             "stopped_because": self.stopped_because,
             "lag": self.lag,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "newer_contract": self.counts.newer,
+            "unknown_fields": dict(self.counts.unknown_fields),
         }
+
+    def _newer_lines(self) -> list[str]:
+        """A line on records of a newer contract, when there were any."""
+        if not self.counts.newer:
+            return []
+        fields = ", ".join(
+            f"{name[:40]!r} ×{count:,}"
+            for name, count in sorted(self.counts.unknown_fields.items(), key=lambda x: -x[1])[:8]
+        )
+        return [
+            f"  {self.counts.newer:,} records carried fields this consumer's contract does "
+            f"not know ({fields}): kept with the record (GCS verbatim; BigQuery as "
+            "PIPELINE_SCHEMA_UPDATES says), never a dead letter for that alone"
+        ]
 
     def summary(self) -> str:
         objects = [x for x in self.locations if x.startswith("gs://")]
@@ -159,6 +175,7 @@ class ConsumeReport:
                 if self.fenced
                 else ""
             ),
+            *self._newer_lines(),
             f"  GCS: {len(objects)} objects" + (f", last {objects[-1]}" if objects else ""),
             f"  BigQuery: {', '.join(t[5:] for t in tables) or '-'}",
             f"  committed offsets: {dict(sorted(self.committed.items()))}",

@@ -306,10 +306,17 @@ class BigQuerySink(Sink):
         ]
         missing = [f for f in wanted if f.name.lower() not in have]
         if missing:
-            table.schema = [*table.schema, *missing]
             try:
+                # The schema as data (tables.patch): no SQL text.
+                table.schema = [*table.schema, *missing]
                 table = self.client.update_table(table, ["schema"], timeout=30, retry=retry)
+                if self.settings.bigquery_emulator_host:
+                    self._alter_emulator_storage(missing)
             except Exception as error:
+                from google.api_core.exceptions import PreconditionFailed
+
+                if isinstance(error, PreconditionFailed):  # another member changed it first
+                    return self._add_columns(new)
                 reraise_refusal(
                     error,
                     f"BigQuery refused to add column(s) "
@@ -322,6 +329,21 @@ class BigQuerySink(Sink):
         self.added = tuple(
             (f.name, _standard_type(f.field_type)) for f in table.schema if f.name not in own
         )
+
+    def _alter_emulator_storage(self, columns: list) -> None:
+        """The local emulator records a patched schema but does not add the columns to
+        its storage (tried: tables.patch, and loads with ALLOW_FIELD_ADDITION, which
+        drop the field); its DDL does. Emulator only: each name is checked as an
+        identifier and backquoted, each type is one of a fixed few."""
+        from pipeline_lib.sql import check_name
+
+        for column in columns:
+            name = check_name(column.name, "column")
+            kind = _standard_type(column.field_type)
+            if kind not in {"STRING", "INT64", "FLOAT64", "BOOL", "TIMESTAMP"}:
+                raise SinkError(f"cannot add a column of type {kind}")
+            ddl = f"ALTER TABLE {self.route.table_sql} ADD COLUMN IF NOT EXISTS `{name}` {kind}"
+            self.client.query(ddl, timeout=30).result(timeout=LOAD_TIMEOUT_S)
 
     def schema_changed(self) -> None:
         """The table gained columns (the Storage Write API sink opens a new stream)."""

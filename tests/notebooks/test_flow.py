@@ -154,3 +154,22 @@ def test_a_server_echoing_the_key_leaks_it_nowhere(services, tmp_path):
     for path in (notebook, html, tmp_path / "02_producer.log"):
         assert SENTINEL_KEY not in path.read_text(errors="replace"), path.name
     assert SENTINEL_KEY not in str(failed.value)
+
+
+def test_the_schema_lesson_lands_a_newer_contract_and_refuses_a_type_change(flow):
+    _, result = flow
+    lesson = result.notebooks["07_schema_evolution"]
+    assert not [o for o in outputs(lesson) if o.output_type == "error"]
+    text = stdout_text(lesson)
+    # step 1: 600 of ticks/1.0 and 600 of ticks/1.1, every one landed, none a dead letter
+    assert "landed 1,200 records" in text and "0 to the dead-letter topic" in text
+    assert "600 records carried fields" in text and "'exchange' ×600" in text
+    assert '"exchange":"XNAS"' in text or '"exchange":"XNYS"' in text  # the raw GCS line
+    tables = [o["data"].get("text/html", "") for o in outputs(lesson) if "data" in o]
+    assert any("extra" in t and "XNAS" in t for t in tables)  # the extra JSON column
+    assert any("bid" in t and "FLOAT64" in t for t in tables)  # the columns added
+    # step 3: the type change and the major version, each refused in one line
+    assert "landed 0 records" in text and "6 to the dead-letter topic" in text
+    assert "field 'exchange' is STRING" in text and "INT64 12" in text
+    assert "ticks/2.0, a major version" in text
+    assert result.html["07_schema_evolution"].stat().st_size > 10_000
