@@ -238,6 +238,16 @@ def cmd_sentiment(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
+    """Each stream's record contract as JSON Schema (for producers in other languages)."""
+    from pipeline_lib.records.contract import json_schema
+    from pipeline_lib.records.streams import get_stream, stream_names
+
+    schemas = [json_schema(get_stream(name)) for name in stream_names(args.stream)]
+    print(json.dumps(schemas[0] if len(schemas) == 1 else schemas, indent=2))
+    return 0
+
+
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
     """What the setup notebook does: services (if local), topic, bucket, table, view."""
     from pipeline_lib.provision import provision
@@ -463,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sentiment.add_argument("text", nargs="*", help="headlines (none: one per line on stdin)")
     sentiment.set_defaults(func=cmd_sentiment)
+
+    contract = commands.add_parser(
+        "contract", help="print a stream's record contract (version, fields) as JSON Schema"
+    )
+    contract.add_argument("--stream", default="ticks", help="ticks, news, or all")
+    contract.set_defaults(func=cmd_contract)
 
     sample = commands.add_parser("sample", help="print records from a source as JSON lines")
     add_source_options(sample)

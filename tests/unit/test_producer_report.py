@@ -27,8 +27,10 @@ class OutageProducer:
         self.sent = 0
         self.pending: list[Future] = []
         self.closed = False
+        self.headers: set = set()
 
     def send(self, topic, key=None, value=None, headers=None):
+        self.headers.add(tuple(headers or ()))
         if self.block_after is not None and self.sent >= self.block_after:
             raise KafkaTimeoutError("Failed to allocate memory within the configured max blocking")
         future = Future()
@@ -84,6 +86,7 @@ def test_a_healthy_run_is_ok():
     report = run(fake, n=50)
     assert report.ok and report.first_unacknowledged is None and report.delivered == 50
     assert "NOT DELIVERED" not in report.summary()
+    assert fake.headers == {(("contract", b"ticks/1.0"),)}  # each message stamped
 
 
 def test_skip_must_not_be_negative():
