@@ -154,7 +154,7 @@ def runs(settings: Settings) -> pd.DataFrame:
 
     A simulator run's tag is ``sim<seed>-<start>``; CSV replays are ``csv``, AlphaVantage
     ``av``/``avq``. Two simulator runs started close together overlap in event time,
-    so the plots show one run at a time. ``last_ts`` may be up to half a minute behind
+    so the plots show one run at a time. ``last_ts`` may be up to a minute behind
     while a run lands.
     """
     spans = run_spans(settings).frame

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
+
 from pipeline_lib.records.batches import Batch, DeadLetter, PartitionBatch
 from pipeline_lib.records.schema import InvalidRecord
 
@@ -271,8 +273,10 @@ class Batcher:
                     record, extras = self.read(message.value)
                 else:
                     record, extras = self.decode(message.value), None
-                if extras is not None:  # kept verbatim in GCS: the line is the message
-                    line = message.value
+                if extras is not None:  # kept in GCS as sent: the line is the message
+                    line = message.value  # (on one line: JSON may be sent pretty-printed)
+                    if b"\n" in line or b"\r" in line:  # type: ignore[operator]
+                        line = orjson.dumps(orjson.loads(line))  # type: ignore[arg-type]
                     self._count_unknown(extras)
                 else:
                     line = columns.encode(record) if columns is not None else message.value

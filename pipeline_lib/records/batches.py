@@ -20,8 +20,9 @@ class PartitionBatch:
 
     The records are held as columns: ``chunks`` is one pyarrow Table of the record's
     fields per poll, in offset order (the Batcher's unit tests, with no record type,
-    hold plain lists instead). ``lines`` holds each record's canonical JSON line, the
-    message value itself when it already is one: what the GCS sink writes.
+    hold plain lists instead). ``lines`` holds each record's JSON line, what the GCS
+    sink writes: its canonical JSON (the message value itself when it already is
+    that), or, for a record with fields of a newer contract, the message as sent.
     """
 
     topic: str

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from typing import Any
 
@@ -42,6 +43,8 @@ from pipeline_lib.sinks.run_summary import RunSummary, rebuild_sql
 
 log = logging.getLogger(__name__)
 LOAD_TIMEOUT_S = 120
+FILL_TIMEOUT_S = 900  # the run summary's one fill scans the whole table
+FILLED_LABEL = "pipeline_summary_filled"
 QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
 # Bisecting costs one load job per step: past this many, the table (not a few rows)
 # is the problem, and the consumer stops instead of dead-lettering everything.
@@ -84,10 +87,12 @@ def wait_for_job(job: Any, timeout: float) -> None:
 def dedup_sql(stream: Stream, table_sql: str, where: str = "TRUE") -> str:
     """SELECT of each event once among the rows of ``table_sql`` that match ``where``:
     the dedup view's text (``TRUE``), and every bounded read's. Copies of an event
-    are the same record (same ``ts``, same ``symbol``), so a filter on those applied
-    before the window function keeps exactly the events the view would show; applied
-    after it, the window runs over the whole table. ``where`` is SQL written in the
-    package with ``@parameters``, never message text."""
+    are the same record (same ``ts``, same ``symbol``, same run), so a filter on those
+    applied before the window function keeps exactly the events the view would show;
+    applied after it, the window runs over the whole table. (A filter on when a copy
+    landed, as the live widget's, may keep a later copy of an event: the caller drops
+    the events it holds already.) ``where`` is SQL written in the package with
+    ``@parameters``, never message text."""
     return (
         f"SELECT * FROM {table_sql} WHERE {where} "  # noqa: S608 - validated identifier
         f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {stream.id_field} "
@@ -212,6 +217,7 @@ class BigQuerySink(Sink):
         # Columns of the table beyond the stream's, added for fields of a newer
         # contract: (name, BigQuery type), read at setup, grown by PIPELINE_SCHEMA_UPDATES.
         self.added: tuple[tuple[str, str], ...] = ()
+        self._write_lock = threading.Lock()
 
     @property
     def client(self):
@@ -245,38 +251,42 @@ class BigQuerySink(Sink):
         with_retries(create, f"creating BigQuery table {self.route.table_id}")
 
     def _create_summary(self) -> None:
-        """The run summary beside the table; filled from the table once if the table
-        predates it (one scan, at setup, instead of one per refresh)."""
+        """The run summary beside the table, filled from the table once (one scan, at
+        setup, instead of one per refresh). A label marks it filled: a fill that
+        failed is run again at the next setup (rows written twice are harmless:
+        readers take MIN and MAX)."""
         from google.api_core.exceptions import NotFound
         from google.cloud import bigquery
 
         retry = quick_retry()
         try:
-            self.client.get_table(self.route.runs_id, timeout=30, retry=retry)
-            return
+            summary = self.client.get_table(self.route.runs_id, timeout=30, retry=retry)
         except NotFound:
-            pass
-        summary = bigquery.Table(
-            self.route.runs_id,
-            schema=[
-                bigquery.SchemaField(name, kind, mode=mode, description=text)
-                for name, kind, mode, text in SUMMARY_COLUMNS
-            ],
-        )
-        summary.time_partitioning = bigquery.TimePartitioning(
-            type_=bigquery.TimePartitioningType.DAY, field="landed_at"
-        )
-        summary.clustering_fields = ["run", "symbol"]
-        summary.description = (
-            f"Runs and symbols landed in {self.route.table}, their event-time span: "
-            "what the live chart asks first (pipeline_lib.sinks.run_summary)"
-        )
-        self.client.create_table(summary, exists_ok=True, timeout=30, retry=retry)
+            summary = bigquery.Table(
+                self.route.runs_id,
+                schema=[
+                    bigquery.SchemaField(name, kind, mode=mode, description=text)
+                    for name, kind, mode, text in SUMMARY_COLUMNS
+                ],
+            )
+            summary.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field="landed_at"
+            )
+            summary.clustering_fields = ["run", "symbol"]
+            summary.description = (
+                f"Runs and symbols landed in {self.route.table}, their event-time span: "
+                "what the live chart asks first (pipeline_lib.sinks.run_summary)"
+            )
+            summary = self.client.create_table(summary, exists_ok=True, timeout=30, retry=retry)
+        if (summary.labels or {}).get(FILLED_LABEL) == "yes":
+            return
         fill = (
             f"INSERT INTO {self.route.runs_sql} (run, symbol, first_ts, last_ts, landed_at) "
             + rebuild_sql(self.stream, self.route.table_sql)
         )
-        self.client.query(fill, timeout=60, retry=retry).result(timeout=LOAD_TIMEOUT_S)
+        self.client.query(fill, timeout=60, retry=retry).result(timeout=FILL_TIMEOUT_S)
+        summary.labels = {**(summary.labels or {}), FILLED_LABEL: "yes"}
+        self.client.update_table(summary, ["labels"], timeout=30, retry=retry)
 
     def table_schema(self) -> list:
         """The table's columns as the sink writes them: the stream's and those added."""
@@ -324,11 +334,13 @@ class BigQuerySink(Sink):
                     "PIPELINE_SCHEMA_UPDATES=add needs the right to update the table "
                     "(bigquery.tables.update); or leave it at json (the extra column).",
                 )
-            self.schema_changed()
         own = {name for name, *_ in self.stream.columns}
+        before = self.added
         self.added = tuple(
             (f.name, _standard_type(f.field_type)) for f in table.schema if f.name not in own
         )
+        if missing or self.added != before:  # added here, or by another member
+            self.schema_changed()
 
     def _alter_emulator_storage(self, columns: list) -> None:
         """The local emulator records a patched schema but does not add the columns to
@@ -354,15 +366,19 @@ class BigQuerySink(Sink):
         fit its column (returned as dead letters)."""
         if not any(part.extras for part in batch.parts):
             return batch, []
-        columns = {name.lower(): (name, kind) for name, kind, *_ in self.stream.columns}
-        columns.update({name.lower(): (name, kind) for name, kind in self.added})
+        reserved = frozenset(name.lower() for name, *_ in self.stream.columns)
         add = self.settings.schema_updates == "add"
-        plan = evolution.plan(batch, columns, len(self.added), add, self.route.table_id, self.name)
-        if plan.new_columns:
+        for _ in range(3):  # plan, add, plan again against what the table now has
+            added = {name.lower(): (name, kind) for name, kind in self.added}
+            plan = evolution.plan(batch, added, reserved, add, self.route.table_id, self.name)
+            if not plan.new_columns:
+                break
             with_retries(
-                lambda: self._add_columns(plan.new_columns),
+                lambda plan=plan: self._add_columns(plan.new_columns),
                 f"adding columns to {self.route.table_id}",
             )
+        else:
+            raise SinkError(f"the columns of {self.route.table_id} keep changing underneath")
         if not plan.refused:
             return batch, []
         parts = [part.take(keep) for part, keep in zip(batch.parts, plan.keep, strict=True) if keep]
@@ -483,9 +499,11 @@ class BigQuerySink(Sink):
 
     def write(self, batch: Batch) -> WriteResult:
         """Land the batch (its fields of a newer contract as the policy says), then
-        note it in the run summary."""
-        batch, refused = self._evolve(batch)
-        result = self._land(batch)
+        note it in the run summary. One batch at a time (two may be in flight): the
+        columns a batch was checked against are the ones it is written with."""
+        with self._write_lock:
+            batch, refused = self._evolve(batch)
+            result = self._land(batch)
         if len(batch):
             self.summarize(batch, result)
         result.rejected = refused + result.rejected

@@ -85,15 +85,18 @@ class Plan:
 
 def plan(
     batch: Batch,
-    columns: dict[str, tuple[str, str]],
-    added: int,
+    added: dict[str, tuple[str, str]],
+    reserved: frozenset[str],
     add: bool,
     table: str,
     sink: str,
 ) -> Plan:
-    """Plan a batch's extra fields against the table's ``columns`` (lower-cased name
-    → (name, type): BigQuery's names ignore case), of which ``added`` were added for
-    earlier fields, under the policy (``add``: add columns)."""
+    """Plan a batch's extra fields against the columns ``added`` to the table for
+    earlier ones (lower-cased name → (name, type): BigQuery's names ignore case),
+    under the policy (``add``: add columns). A field named like one of the stream's
+    own columns (``reserved``, lower-cased: ``ingested_at``, ``extra``...) stays in
+    ``extra``. Run it again after adding the columns it plans: the values are then
+    checked against them (two records of one batch may disagree on a type)."""
     out = Plan()
     planned: dict[str, tuple[str, str]] = {}
     for part in batch.parts:
@@ -103,7 +106,9 @@ def plan(
             reason = None
             for name, value in (extras or {}).items():
                 key = name.lower()
-                column = columns.get(key) or planned.get(key)
+                if key in reserved:
+                    continue
+                column = added.get(key) or planned.get(key)
                 if column is not None:
                     if column[0] == name and not fits(value, column[1]):
                         reason = (
@@ -115,7 +120,7 @@ def plan(
                         break
                     continue
                 kind = column_type(value)
-                if add and kind and addable(name) and added + len(planned) < MAX_ADDED_COLUMNS:
+                if add and kind and addable(name) and len(added) + len(planned) < MAX_ADDED_COLUMNS:
                     planned[key] = (name, kind)
             if reason is None:
                 keep.append(i)

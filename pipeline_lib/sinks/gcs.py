@@ -34,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Literal
 
+import orjson
+
 from pipeline_lib.clients import storage_client
 from pipeline_lib.config import Settings
 from pipeline_lib.records.batches import Batch, PartitionBatch, WriteResult
@@ -119,17 +121,24 @@ def split_by_date(part: PartitionBatch) -> list[PartitionBatch]:
 
 
 def ndjson_bytes(part: PartitionBatch) -> bytes:
-    """One canonical JSON line per record: the message value itself when that
-    already is the record's canonical JSON (what our producer sends)."""
+    """One JSON line per record (``part.lines``): the record's canonical JSON, the
+    message value itself when it already is that (what our producer sends), or the
+    message as sent, on one line, when it carries fields of a newer contract."""
     return b"\n".join(part.lines) + b"\n"
 
 
 def parquet_bytes(part: PartitionBatch) -> bytes:
-    """The partition batch as a Parquet file (columns of the record's schema)."""
+    """The partition batch as a Parquet file: columns of the record's schema, and
+    ``extra`` (the fields of a newer contract as JSON) when some record has them."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
+    table = part.table
+    if part.extras:
+        extra = [orjson.dumps(e).decode() if e else None for e in part.extras]
+        table = table.append_column("extra", pa.array(extra, type=pa.string()))
     buffer = io.BytesIO()
-    pq.write_table(part.table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression="zstd")
     return buffer.getvalue()
 
 

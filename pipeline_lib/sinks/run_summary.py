@@ -19,11 +19,13 @@ rows written twice all give the same answer. The table is partitioned by day of
 ``landed_at`` and clustered by run and symbol.
 
 What readers may count on: every run and symbol in the table is in the summary, with
-a ``first_ts`` no later than its earliest row (both written with the batch that
-brings them, before it is committed). ``last_ts`` may lag the table by up to
-:data:`EVERY_S` (or a crash's worth): readers take it as a lower bound of the newest
-event time and read everything newer. Rows go in as streaming inserts: a handful a
-minute, far below every quota, and no load job (1,500 a day per table) spent on them.
+a ``first_ts`` no later than its earliest row, as soon as the batch that brings them
+is committed (the summary row is written after the batch's rows and before its
+commit: for that moment a reader may see rows the summary does not cover yet).
+``last_ts`` may lag the table by up to :data:`EVERY_S` (or a crash's worth): readers
+take it as a lower bound of the newest event time and read everything newer. Rows go
+in as streaming inserts: a handful a minute, far below every quota, and no load job
+(1,500 a day per table) spent on them.
 
 It holds no fact of its own: :func:`rebuild_sql` derives it from the table (setup
 runs it once for a table that predates it).
@@ -54,8 +56,10 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
-# A record id's run tag (its prefix before ':'), in SQL over the stream's id column.
-RUN_SQL = "REGEXP_EXTRACT({id}, r'^([^:]*)')"
+# A record id's run tag: its prefix before the first ':' ("" for an id without one,
+# which no run filter selects alone), in Arrow and in SQL over the stream's id column.
+RUN_PATTERN = r"^(?P<run>[^:]*):"
+RUN_SQL = "IFNULL(REGEXP_EXTRACT({id}, r'^([^:]*):'), '')"
 
 
 def rebuild_sql(stream: Stream, table_sql: str, landed_sql: str = "ingested_at") -> str:
@@ -117,24 +121,23 @@ class RunSummary:
 
         parts = [part for part in batch.parts if len(part)]
         if refused:
-            parts = [
-                part.take(
-                    [
-                        i
-                        for i, offset in enumerate(part.offsets)
-                        if (part.topic, part.partition, offset) not in refused
-                    ]
-                )
-                for part in parts
-            ]
+            kept = []
+            for part in parts:
+                keep = [
+                    i
+                    for i, offset in enumerate(part.offsets)
+                    if (part.topic, part.partition, offset) not in refused
+                ]
+                if keep:  # a part refused whole adds nothing
+                    kept.append(part.take(keep))
+            parts = kept
         chunks = [chunk for part in parts for chunk in part.chunks if chunk.num_rows]
         if not chunks:
             return
         table = pa.concat_tables(chunks)
-        runs = pc.extract_regex(table.column(self.stream.id_field), r"^(?P<run>[^:]*)")
-        keyed = pa.table(
-            {"run": pc.struct_field(runs, [0]), "symbol": table.column("symbol"), "ts": table["ts"]}
-        )
+        runs = pc.extract_regex(table.column(self.stream.id_field), RUN_PATTERN)
+        run = pc.fill_null(pc.struct_field(runs, [0]), "")  # an id without a tag: run ""
+        keyed = pa.table({"run": run, "symbol": table.column("symbol"), "ts": table["ts"]})
         spans = keyed.group_by(["run", "symbol"]).aggregate([("ts", "min"), ("ts", "max")])
         for run, symbol, first, last in zip(
             spans["run"].to_pylist(),
@@ -143,7 +146,7 @@ class RunSummary:
             spans["ts_max"].to_pylist(),
             strict=True,
         ):
-            if run is None or symbol is None or first is None:
+            if symbol is None or first is None:
                 continue
             pair = self._pairs.get((run, symbol))
             if pair is None:

@@ -326,7 +326,9 @@ class StorageWriteSink(BigQuerySink):
 
     def schema_changed(self) -> None:
         """New columns: the next append opens a new stream (real BigQuery fixes a
-        stream's columns when it is made)."""
+        stream's columns when it is made, and shows a new column to new streams some
+        minutes after it is added: until then a refused append lands through load
+        jobs, as any request refused whole). Called under the sink's write lock."""
         if self.exactly_once and self._stream is not None:
             self._give_up_stream()
 
@@ -369,6 +371,7 @@ class StorageWriteSink(BigQuerySink):
         """Every row of ``table`` at ``offset`` on the stream (None: wherever the stream
         ends, as the default stream wants), in requests of at most MAX_REQUEST_ROWS (the
         first carries the Arrow schema)."""
+        from google.api_core import exceptions as gexc
         from google.cloud.bigquery_storage_v1 import types
 
         schema = types.ArrowSchema(serialized_schema=table.schema.serialize().to_pybytes())
@@ -402,16 +405,22 @@ class StorageWriteSink(BigQuerySink):
                 iter([requests[i] for i in call]), timeout=CALL_TIMEOUT_S, retry=None
             )
             answered = 0
-            for i, response in zip(call, responses, strict=False):
-                answered += 1
-                if response.row_errors:
-                    return appended, {appended + e.index: e.message for e in response.row_errors}
-                code = response.error.code
-                if code == 3:  # INVALID_ARGUMENT: the request refused whole
-                    raise _RequestRefused(f"code 3: {response.error.message}", appended)
-                if code:  # NOT_FOUND (a restart), ALREADY_EXISTS, OUT_OF_RANGE, UNAVAILABLE
-                    raise StreamLost(f"append refused (code {code}): {response.error.message}")
-                appended += sizes[i]
+            try:
+                for i, response in zip(call, responses, strict=False):
+                    answered += 1
+                    if response.row_errors:
+                        refused = {appended + e.index: e.message for e in response.row_errors}
+                        return appended, refused
+                    code = response.error.code
+                    if code == 3:  # INVALID_ARGUMENT: the request refused whole
+                        raise _RequestRefused(f"code 3: {response.error.message}", appended)
+                    if code:  # NOT_FOUND (a restart), ALREADY_EXISTS, OUT_OF_RANGE, UNAVAILABLE
+                        raise StreamLost(f"append refused (code {code}): {response.error.message}")
+                    appended += sizes[i]
+            except gexc.InvalidArgument as error:  # the same refusal, raised by the call
+                # (e.g. a column the stream does not know yet: real BigQuery shows a new
+                # column to write streams minutes after it is added)
+                raise _RequestRefused(str(error), appended) from error
             if answered < len(call):
                 break
         if appended < table.num_rows:

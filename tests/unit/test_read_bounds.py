@@ -309,3 +309,14 @@ def test_the_widget_adds_what_landed_since_its_last_read_and_rereads_the_window_
     assert reads[-1] == queries.EPOCH  # the whole window again, now and then
     feed.ticks("AAA", timedelta(minutes=2))
     assert reads[-1] == queries.EPOCH  # and when the window changes
+
+
+def test_a_part_refused_whole_and_ids_without_a_run_tag_are_summarised_safely() -> None:
+    clock = Clock()
+    runs, sent = summary(clock)
+    ticks = simulated(4, symbols=["AAA"])
+    refused = {("t", 0, i) for i in range(4)}
+    assert runs.note(batch_of(ticks), refused) == 0  # nothing of it landed: no row
+    untagged = [t._replace(event_id=f"no-tag-{i}") for i, t in enumerate(ticks)]
+    assert runs.note(batch_of(untagged)) == 1  # one run "", not one run per id
+    assert sent[-1][0]["run"] == ""

@@ -212,12 +212,12 @@ def batch_with(extras: list[dict | None]) -> Batch:
     return Batch([part], NOW, "g", 1)
 
 
-TABLE_COLUMNS = {name.lower(): (name, kind) for name, kind, *_ in TICKS.columns}
+RESERVED = frozenset(name.lower() for name, *_ in TICKS.columns)
 
 
 def test_json_policy_adds_nothing_and_keeps_the_fields_in_extra() -> None:
     batch = batch_with([{"exchange": "XNAS"}, None, {"exchange": "XNYS", "n": 1}])
-    plan = evolution.plan(batch, TABLE_COLUMNS, 0, False, "p.d.t", "bigquery")
+    plan = evolution.plan(batch, {}, RESERVED, False, "p.d.t", "bigquery")
     assert plan.new_columns == [] and plan.refused == [] and plan.keep == [[0, 1, 2]]
     table = batch_table(batch)
     assert table.column("extra").to_pylist() == [
@@ -234,7 +234,7 @@ def test_add_policy_plans_typed_columns_and_fills_them() -> None:
             {"exchange": "XNYS", "bid": 1.5, "halted": None},
         ]
     )
-    plan = evolution.plan(batch, TABLE_COLUMNS, 0, True, "p.d.t", "bigquery")
+    plan = evolution.plan(batch, {}, RESERVED, True, "p.d.t", "bigquery")
     assert plan.new_columns == [("exchange", "STRING"), ("bid", "INT64"), ("halted", "BOOL")]
     added = (("exchange", "STRING"), ("bid", "FLOAT64"), ("halted", "BOOL"))
     table = batch_table(batch, TICKS, added)
@@ -244,9 +244,9 @@ def test_add_policy_plans_typed_columns_and_fills_them() -> None:
 
 
 def test_a_value_that_does_not_fit_its_column_is_refused_in_one_line() -> None:
-    columns = {**TABLE_COLUMNS, "exchange": ("exchange", "STRING"), "bid": ("bid", "FLOAT64")}
+    columns = {"exchange": ("exchange", "STRING"), "bid": ("bid", "FLOAT64")}
     batch = batch_with([{"exchange": 12}, {"exchange": "XNAS", "bid": 3}, {"bid": "x"}])
-    plan = evolution.plan(batch, columns, 2, False, "p.d.t", "bigquery")
+    plan = evolution.plan(batch, columns, RESERVED, False, "p.d.t", "bigquery")
     assert plan.keep == [[1]]  # an int fits a FLOAT64 column
     first, third = plan.refused
     assert first.offset == 0 and third.offset == 2
@@ -256,12 +256,24 @@ def test_a_value_that_does_not_fit_its_column_is_refused_in_one_line() -> None:
 
 
 def test_names_bigquery_cannot_take_or_that_differ_only_in_case_stay_in_extra() -> None:
-    batch = batch_with([{"Symbol": "x", "_TABLE_x": 1, "9lives": 1, "ok_name": 1}])
-    plan = evolution.plan(batch, TABLE_COLUMNS, 0, True, "p.d.t", "bigquery")
-    assert plan.new_columns == [("ok_name", "INT64")] and not plan.refused
+    batch = batch_with(
+        [{"Symbol": "x", "_TABLE_x": 1, "9lives": 1, "ok_name": 1, "ingested_at": "soon"}]
+    )
+    plan = evolution.plan(batch, {}, RESERVED, True, "p.d.t", "bigquery")
+    assert plan.new_columns == [("ok_name", "INT64")] and not plan.refused  # no clash
 
 
 def test_columns_stop_being_added_past_the_bound() -> None:
     batch = batch_with([{f"f{i}": i for i in range(10)}])
-    plan = evolution.plan(batch, TABLE_COLUMNS, evolution.MAX_ADDED_COLUMNS - 3, True, "t", "b")
+    added = {f"g{i}": (f"g{i}", "INT64") for i in range(evolution.MAX_ADDED_COLUMNS - 3)}
+    plan = evolution.plan(batch, added, RESERVED, True, "t", "b")
     assert [name for name, _ in plan.new_columns] == ["f0", "f1", "f2"]
+
+
+def test_two_records_of_a_batch_that_disagree_on_a_new_fields_type() -> None:
+    batch = batch_with([{"venue": {"mic": "XNAS"}}, {"venue": "XNAS"}])
+    first = evolution.plan(batch, {}, RESERVED, True, "p.d.t", "bigquery")
+    assert first.new_columns == [("venue", "STRING")] and not first.refused
+    again = evolution.plan(batch, {"venue": ("venue", "STRING")}, RESERVED, True, "p.d.t", "b")
+    assert again.new_columns == [] and again.keep == [[1]]  # the object does not fit
+    assert "field 'venue' is STRING" in again.refused[0].reason
