@@ -277,3 +277,26 @@ def test_two_records_of_a_batch_that_disagree_on_a_new_fields_type() -> None:
     again = evolution.plan(batch, {"venue": ("venue", "STRING")}, RESERVED, True, "p.d.t", "b")
     assert again.new_columns == [] and again.keep == [[1]]  # the object does not fit
     assert "field 'venue' is STRING" in again.refused[0].reason
+
+
+def test_a_newer_record_sent_pretty_printed_is_one_line_for_gcs() -> None:
+    tick = simulated(1)[0]
+    data = orjson.loads(newer_value(tick, exchange="XNAS"))
+    pretty = orjson.dumps(data, option=orjson.OPT_INDENT_2)
+    assert b"\n" in pretty
+    batcher = core()
+    batcher.add(0, [Message(0, pretty, headers=NEWER)])
+    part = batcher.seal(NOW).batch.parts[0]
+    assert b"\n" not in part.lines[0] and orjson.loads(part.lines[0]) == data
+
+
+def test_parquet_objects_keep_the_new_fields_in_an_extra_column() -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from pipeline_lib.sinks.gcs import parquet_bytes
+
+    part = batch_with([{"exchange": "XNAS"}, None]).parts[0]
+    table = pq.read_table(io.BytesIO(parquet_bytes(part)))
+    assert table.column("extra").to_pylist() == ['{"exchange":"XNAS"}', None]
