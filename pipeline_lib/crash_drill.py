@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline_lib import routes
 from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.routes import route
@@ -83,15 +83,8 @@ class CrashCounts:
 
 def drill_settings(settings: Settings, bq_write: str | None = None) -> Settings:
     """The drill's own names: a topic and group for this run, the drill's table."""
-    run = time.strftime("%H%M%S")
-    topic = f"{settings.topic}-crash-drill-{run}"
-    return settings.with_overrides(
-        topic=topic,
-        dead_letter_topic=f"{topic}.dlq",
-        consumer_group=f"{settings.consumer_group}-crash-drill-{run}",
-        bq_table=f"{settings.bq_table}_crash_drill",
-        bq_write=bq_write or settings.bq_write,
-    )
+    mine = routes.drill_settings(settings, "crash-drill")
+    return mine.with_overrides(bq_write=bq_write or settings.bq_write)
 
 
 def raw_counts(settings: Settings) -> tuple[int, int, int]:

@@ -131,3 +131,19 @@ def route(settings: Settings, stream: str | Stream | Route = "ticks") -> Route:
 def routes(settings: Settings, choice: str = "all") -> list[Route]:
     """The routes of ``choice``: a stream's name, or ``all`` / ``both`` (every stream)."""
     return [route(settings, name) for name in stream_names(choice)]
+
+
+def drill_settings(settings: Settings, label: str) -> Settings:
+    """Names of its own for a drill or lesson run from a notebook (``label``, e.g.
+    ``crash-drill``): a topic, dead-letter topic and consumer group for this run, and
+    the table ``<BQ_TABLE>_<label>`` (which the drill makes anew)."""
+    import time
+
+    run = time.strftime("%H%M%S")
+    topic = f"{settings.topic}-{label}-{run}"
+    return settings.with_overrides(
+        topic=topic,
+        dead_letter_topic=f"{topic}.dlq",
+        consumer_group=f"{settings.consumer_group}-{label}-{run}",
+        bq_table=f"{settings.bq_table}_{label.replace('-', '_')}",
+    )

@@ -19,7 +19,6 @@ Everything that counts is derived from what Kafka, GCS and BigQuery hold.
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from pipeline_lib.config import Settings
 from pipeline_lib.errors import PipelineError
 from pipeline_lib.records import contract
 from pipeline_lib.records.streams import TICKS, Stream
-from pipeline_lib.routes import route
+from pipeline_lib.routes import drill_settings, route
 
 NEWER = "1.1"  # the producer's contract: ticks/1.0 plus exchange and bid
 
@@ -83,15 +82,7 @@ def exchange_and_bid(tick: Any) -> dict[str, Any]:
 
 def lesson_settings(settings: Settings) -> Settings:
     """The lesson's own names: a topic and group for this run, the lesson's table."""
-    run = time.strftime("%H%M%S")
-    topic = f"{settings.topic}-schema-{run}"
-    return settings.with_overrides(
-        topic=topic,
-        dead_letter_topic=f"{topic}.dlq",
-        consumer_group=f"{settings.consumer_group}-schema-{run}",
-        bq_table=f"{settings.bq_table}_schema_lesson",
-        schema_updates="json",
-    )
+    return drill_settings(settings, "schema-lesson").with_overrides(schema_updates="json")
 
 
 @dataclass
