@@ -54,7 +54,8 @@ class Columns(Protocol):
     """What the core needs to hold a stream's records as columns (a Stream fits)."""
 
     record: Callable[..., Any]
-    decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes]] | None] | None
+    # A whole poll: (columns, lines, each record's unknown fields or None) or None.
+    decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes], Any] | None] | None
 
     def encode(self, record: Any) -> bytes: ...
 
@@ -205,8 +206,12 @@ class Batcher:
             if decoded is None:
                 self._take(buffer, taken)
             else:
-                table, lines = decoded
-                buffer.part.keep_extras([None] * len(taken), len(buffer.part))
+                table, lines, extras = decoded
+                kept = extras[start : start + len(taken)] if extras else [None] * len(taken)
+                for extra in kept:
+                    if extra is not None:
+                        self._count_unknown(extra)
+                buffer.part.keep_extras(kept, len(buffer.part))
                 self._keep(buffer.part, taken, lines[start : start + len(taken)])
                 buffer.part.chunks.append(table.slice(start, len(taken)))
                 self._buffered += len(taken)
@@ -236,7 +241,7 @@ class Batcher:
             expected = offset + 1
         return fresh
 
-    def _decode_poll(self, messages: list[Message]) -> tuple[Any, list[bytes]] | None:
+    def _decode_poll(self, messages: list[Message]) -> tuple[Any, list[bytes], Any] | None:
         """The stream's columnar decoder over the whole poll, or None (one by one):
         also when a message is stamped with a contract this consumer cannot read."""
         columns = self.columns

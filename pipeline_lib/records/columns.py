@@ -21,6 +21,9 @@ import io
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
+from pipeline_lib.records.contract import MAX_UNKNOWN_FIELDS
 from pipeline_lib.records.schema import (
     EARLIEST,
     LATEST,
@@ -68,6 +71,7 @@ def table_to_records(table: Any, record: Callable[..., Any]) -> list[Any]:
 
 # --- the tick fast path --------------------------------------------------------------
 
+_KNOWN = frozenset(f.name for f in TICK_FIELDS)
 _TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$"  # what encode() writes
 
 
@@ -96,9 +100,14 @@ def _float_text(column: Any) -> tuple[Any, Any]:
     return pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text), plain
 
 
-def decode_ticks(values: list[bytes | None]) -> tuple[Any, list[bytes]] | None:
+def decode_ticks(
+    values: list[bytes | None],
+) -> tuple[Any, list[bytes], list[dict[str, Any] | None] | None] | None:
     """A poll of tick message values as (an Arrow table of the tick fields, each
-    record's canonical JSON line), or None: decode these one by one instead."""
+    record's JSON line, each record's fields of a newer contract or None for a poll
+    without any), or None: decode these one by one instead. A record with fields
+    the tick does not know keeps them, and its line is the message as sent (what
+    :meth:`pipeline_lib.records.streams.Stream.read` does one by one)."""
     import pyarrow as pa
 
     try:
@@ -107,7 +116,9 @@ def decode_ticks(values: list[bytes | None]) -> tuple[Any, list[bytes]] | None:
         return None  # e.g. text that is not UTF-8: the per-record path names it
 
 
-def _decode_ticks(values: list[bytes | None]) -> tuple[Any, list[bytes]] | None:
+def _decode_ticks(
+    values: list[bytes | None],
+) -> tuple[Any, list[bytes], list[dict[str, Any] | None] | None] | None:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pj
@@ -130,11 +141,11 @@ def _decode_ticks(values: list[bytes | None]) -> tuple[Any, list[bytes]] | None:
             io.BytesIO(buffer),
             read_options=pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1),
             parse_options=pj.ParseOptions(
-                explicit_schema=_raw_schema(), unexpected_field_behavior="error"
+                explicit_schema=_raw_schema(), unexpected_field_behavior="ignore"
             ),
         )
     except (pa.ArrowException, ValueError):
-        return None  # malformed, an unknown field, a wrong type, a duplicate key...
+        return None  # malformed, a wrong type, a duplicate key...
     if raw.num_rows != n:
         return None
     column = raw.column
@@ -197,7 +208,10 @@ def _decode_ticks(values: list[bytes | None]) -> tuple[Any, list[bytes]] | None:
         raw.schema.get_field_index("produced_at"), "produced_at", produced
     )
     table = table.cast(record_schema(TICK_FIELDS))
-    return table, _lines(raw, values, given, buffer)  # type: ignore[arg-type]
+    lines = _lines(raw, values, given, buffer)  # type: ignore[arg-type]
+    if lines is None:
+        return None
+    return table, lines[0], lines[1]
 
 
 def _lines_array(values: list[bytes], buffer: bytes) -> Any:
@@ -215,10 +229,16 @@ def _lines_array(values: list[bytes], buffer: bytes) -> Any:
     )
 
 
-def _lines(raw: Any, values: list[bytes], given: Any, buffer: bytes) -> list[bytes]:
-    """Each record's canonical JSON line: its message value where the value is exactly
-    what :func:`pipeline_lib.records.schema.encode` would write (our producer's), else the
-    record encoded again. Checked by writing the canonical text on columns."""
+def _lines(
+    raw: Any, values: list[bytes], given: Any, buffer: bytes
+) -> tuple[list[bytes], list[dict[str, Any] | None] | None] | None:
+    """Each record's JSON line, and its fields of a newer contract (None for a poll
+    without any): the message value where the value is exactly what
+    :func:`pipeline_lib.records.schema.encode` would write (our producer's), checked
+    by writing the canonical text on columns; the message as sent where it carries
+    fields the tick does not know; else the record encoded again. None: one record
+    carries more unknown fields than a newer contract adds (the per-record path
+    refuses it)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -250,11 +270,26 @@ def _lines(raw: Any, values: list[bytes], given: Any, buffer: bytes) -> list[byt
     for ok in plain:
         same = pc.and_(same, ok)
     lines: list[bytes] = list(values)
+    extras: list[dict[str, Any] | None] | None = None
     if not pc.all(same).as_py():
-        redo = [i for i, ok in enumerate(same.to_pylist()) if not ok]
-        for i, record in zip(redo, table_to_records(_typed(raw.take(redo)), Tick), strict=True):
-            lines[i] = encode(record)
-    return lines
+        redo = []
+        for i, ok in enumerate(same.to_pylist()):
+            if ok:
+                continue
+            data = orjson.loads(values[i])  # valid JSON: the reader took it
+            unknown = data.keys() - _KNOWN
+            if not unknown:
+                redo.append(i)
+                continue
+            if len(unknown) > MAX_UNKNOWN_FIELDS:
+                return None
+            extras = extras if extras is not None else [None] * len(values)
+            extras[i] = {name: data[name] for name in data if name in unknown}
+        if redo:
+            records = table_to_records(_typed(raw.take(redo)), Tick)
+            for i, record in zip(redo, records, strict=True):
+                lines[i] = encode(record)
+    return lines, extras
 
 
 def _typed(raw: Any) -> Any:

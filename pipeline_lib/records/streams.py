@@ -37,9 +37,10 @@ class Stream:
     encode: Callable[..., bytes]  # (record, produced_at=None) -> bytes
     decode: Callable[[bytes | None], Any]
     description: str  # of the BigQuery table
-    # A whole poll's values at once, as (columns, canonical lines), or None: decode
-    # them one by one (see pipeline_lib.records.columns). None where it does not pay.
-    decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes]] | None] | None = None
+    # A whole poll's values at once, as (columns, lines, each record's fields of a
+    # newer contract or None), or None: decode them one by one (see
+    # pipeline_lib.records.columns). None where it does not pay.
+    decode_many: Callable[[list[bytes | None]], tuple[Any, list[bytes], Any] | None] | None = None
     version: str = "1.0"  # of its contract (pipeline_lib.records.contract)
 
     def read(self, value: bytes | None) -> tuple[Any, dict[str, Any] | None]:
