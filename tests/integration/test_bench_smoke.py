@@ -28,6 +28,7 @@ def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
         "sentiment_rate",
         "two_streams",
         "secure_kafka",
+        "read_cost",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
@@ -37,7 +38,13 @@ def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
     assert figures["backlog"]["records_per_s"] > 0
     writers = figures["storage_write"]["freshness_by_writer"]
     assert set(writers) == {"storage", "storage-at-least-once", "load"}
-    assert all(w["rows_seen"][0] > 0 for w in writers.values())
+    assert all(
+        w["rows_counted"][0] > 0 and w["write_ms_per_batch"][0] > 0 for w in writers.values()
+    )
+    read = figures["read_cost"]
+    assert read["rows_in_table"] == read["rows"]  # every landed tick is a distinct event
+    assert read["ticks_plotted"]["small"] == read["ticks_plotted"]["large"] > 0
+    assert read["median_refresh_s"]["large"] > 0
     assert set(figures["end_to_end"]["by_bigquery_writer"]) == set(writers)
     assert figures["replication_cost"]["ratio_rf3_to_rf1"] > 0
     assert figures["secure_kafka"]["consume_records_per_s"]["sasl_ssl"] > 0
