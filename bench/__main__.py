@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.figures import FIGURES, PIPELINE_FIGURES, SIZES, using_services
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 
 HERE = Path(__file__).resolve().parent
 

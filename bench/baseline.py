@@ -11,10 +11,11 @@ import time
 
 from google.cloud import bigquery
 
-from pipeline_lib.clients import bigquery_client, kafka_security, storage_client
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.google import bigquery_client, storage_client
+from pipeline_lib.clients.kafka import kafka_security
+from pipeline_lib.core.config import Settings
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.schema import decode
-from pipeline_lib.routes import route
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
 

@@ -23,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.clients import java_security_properties, librdkafka_security
-from pipeline_lib.config import BQ_WRITES, PROJECT_ROOT, VARIABLES, Settings
+from pipeline_lib.clients.kafka import java_security_properties, librdkafka_security
+from pipeline_lib.core.config import BQ_WRITES, PROJECT_ROOT, VARIABLES, Settings
+from pipeline_lib.home import load_settings
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.schema import encode
-from pipeline_lib.routes import route
 from pipeline_lib.sources.csv_replay import CsvReplay
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 
@@ -73,7 +74,7 @@ class BenchServices:
         secure: Settings | None = None,
     ) -> None:
         env = {k: v for k, v in os.environ.items() if k not in BENCH_ENVIRONMENT}
-        self.settings = settings or Settings.from_env({**env, **BENCH_ENVIRONMENT})
+        self.settings = settings or load_settings({**env, **BENCH_ENVIRONMENT})
         self.started = False
         self._cluster = cluster
         self.cluster_started = False
@@ -244,8 +245,8 @@ def simulator_rate(size: str) -> dict:
 BARE_CONSUMER_SCRIPT = """
 import json, sys, time
 from kafka import KafkaConsumer
-from pipeline_lib.clients import kafka_security
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.kafka import kafka_security
+from pipeline_lib import load_settings
 n, topic, servers, group = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 bare = KafkaConsumer(
     topic,
@@ -256,7 +257,7 @@ bare = KafkaConsumer(
     max_poll_records=5000,
     fetch_max_bytes=16 * 1024 * 1024,
     max_partition_fetch_bytes=4 * 1024 * 1024,
-    **kafka_security(Settings.from_env()),
+    **kafka_security(load_settings()),
 )
 seen, first, cpu = 0, None, 0.0
 while seen < n:
@@ -272,8 +273,9 @@ bare.close()
 CONSUMER_SCRIPT = """
 import json, resource, sys
 import google.cloud.bigquery, google.cloud.storage, pyarrow.parquet  # startup, not per record
-from pipeline_lib.config import Settings
-from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks
+from pipeline_lib import load_settings
+from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.sinks.landing import landing_sinks
 n = int(sys.argv[1]); flush = float(sys.argv[2])
 bq_write = sys.argv[3] if len(sys.argv) > 3 else None  # BQ_WRITE's default: storage
 rss = {}
@@ -282,7 +284,7 @@ def rss_mib(field="VmRSS:"):
         if line.startswith(field):
             return int(line.split()[1]) / 1024
 marks = [m for m in (100_000, 250_000, 500_000, 750_000, 1_000_000) if m <= n]
-settings = Settings.from_env()
+settings = load_settings()
 consumer = SinkConsumer(
     settings,
     sinks=landing_sinks(settings, bq_write=bq_write),
@@ -327,7 +329,7 @@ def _service_cpu(settings: Settings) -> dict[str, float]:
 
 def _fill(settings: Settings, ticks: list) -> None:
     """Fill a topic fast (confluent-kafka when installed): only the reading is measured."""
-    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.clients.kafka import ensure_topic
 
     ensure_topic(settings)
     try:
@@ -381,7 +383,7 @@ def end_to_end(size: str) -> dict:
 
     # 1. end to end, producer and consumer at the same time
     settings = services().fresh("e2e")
-    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.clients.kafka import ensure_topic
 
     ensure_topic(settings)
     consumer = _python(["-c", CONSUMER_SCRIPT, str(n), "1.0"], settings)
@@ -607,7 +609,7 @@ def producer_ceiling(size: str) -> dict:
     Same broker, same settings (acks=all, idempotence, lz4, 20 ms linger, 256 KB
     batches) and the same payloads: our JSON ticks, also fed to the Java tool.
     """
-    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.clients.kafka import ensure_topic
     from pipeline_lib.kafka_io.producer import produce
 
     n = _count(size, 100_000, 2_000)
@@ -643,7 +645,8 @@ def _freshness_round(
     writer); their slowest is returned on its own."""
     from google.cloud import bigquery
 
-    from pipeline_lib.clients import bigquery_client, ensure_topic
+    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.clients.kafka import ensure_topic
     from pipeline_lib.sinks.bigquery import BigQuerySink
 
     settings = services().fresh("fresh")
@@ -826,7 +829,7 @@ def storage_write(size: str) -> dict:
 
 def notebook_flow(size: str) -> dict:
     """Figure 5: wall time of the headless notebook flow (the main command), caches warm."""
-    from pipeline_lib.flow import run_flow
+    from pipeline_lib.cli.flow import run_flow
 
     records = 20_000 if size == "full" else 300
     settings = services().fresh("flow")
@@ -847,7 +850,7 @@ def notebook_flow(size: str) -> dict:
 def replication_cost(size: str) -> dict:
     """Figure 8: producer throughput on 3 brokers with RF 3 (acks from 2+ copies) ÷ on
     1 broker with RF 1: the price of surviving a broker failure. Alternated, 2 rounds."""
-    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.clients.kafka import ensure_topic
     from pipeline_lib.kafka_io.producer import produce
 
     n = _count(size, 100_000, 2_000)
@@ -876,8 +879,9 @@ def failover(size: str) -> dict:
     """Figure 9: SIGKILL the leader of partition 0 while sending to it at a steady rate;
     seconds until the first record sent after the kill is acknowledged. Median of 3
     (1 at tiny size); the broker is restarted and back in sync between rounds."""
-    from pipeline_lib import cluster, local
-    from pipeline_lib.clients import ensure_topic, kafka_producer
+    from pipeline_lib import local
+    from pipeline_lib.clients.kafka import ensure_topic, kafka_producer
+    from pipeline_lib.ops import cluster
 
     rounds = 3 if size == "full" else 1
     settings = services().cluster("failover")
@@ -1028,7 +1032,7 @@ def secure_kafka(size: str) -> dict:
     """Figure: what TLS and SCRAM logins cost. Our producer and our consumer (reading
     and decoding, no sinks) on the plaintext broker and on a broker in secure mode
     (SASL_SSL, SCRAM-SHA-512, ACLs), alternated, 2 rounds each, same ticks."""
-    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.clients.kafka import ensure_topic
     from pipeline_lib.kafka_io.producer import produce
 
     n = _count(size, 100_000, 2_000)

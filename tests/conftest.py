@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from pipeline_lib import local
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
+from pipeline_lib.home import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -58,7 +59,7 @@ def base_settings() -> Settings:
     env.update(TEST_ENVIRONMENT)
     if os.environ.get("PIPELINE_CACHE"):
         env["PIPELINE_CACHE"] = os.environ["PIPELINE_CACHE"]
-    return Settings.from_env(env)
+    return load_settings(env)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from kafka.errors import CommitFailedError
 from kafka.structs import TopicPartition
 
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.membership import MemberState
 from pipeline_lib.records.batches import Batch, WriteResult
 from pipeline_lib.sinks import Sink, SinkUnavailable

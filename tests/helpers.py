@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from google.cloud import bigquery
 
 from pipeline_lib.analysis.monitor import bigquery_event_ids, gcs_event_ids
-from pipeline_lib.clients import bigquery_client
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.kafka_io.producer import produce
-from pipeline_lib.routes import route
+from pipeline_lib.records.routes import route
 from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig, symbol_specs
 
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
@@ -97,7 +97,7 @@ def finish(process: subprocess.Popen, timeout: float = 120) -> dict:
 def committed_offsets(settings: Settings, stream: str = "ticks") -> dict[int, int | None]:
     from kafka import TopicPartition
 
-    from pipeline_lib.clients import kafka_consumer
+    from pipeline_lib.clients.kafka import kafka_consumer
 
     to = route(settings, stream)
     consumer = kafka_consumer(settings, to.group)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.reports import partition_lag
-from pipeline_lib.routes import Route, route
+from pipeline_lib.records.routes import Route, route
 
 
 def kafka_summary(
@@ -21,7 +21,7 @@ def kafka_summary(
     from kafka import TopicPartition
     from kafka.errors import KafkaError
 
-    from pipeline_lib.clients import ConnectionFailed, kafka_consumer
+    from pipeline_lib.clients.kafka import ConnectionFailed, kafka_consumer
 
     to = route(settings, stream)
     try:
@@ -76,7 +76,7 @@ def partition_offsets(
     import pandas as pd
     from kafka import TopicPartition
 
-    from pipeline_lib.clients import kafka_consumer
+    from pipeline_lib.clients.kafka import kafka_consumer
 
     to = route(settings, stream)
     consumer = kafka_consumer(
@@ -110,7 +110,7 @@ def bigquery_summary(settings: Settings, stream: str | Route = "ticks") -> dict[
     """Rows in the stream's table and distinct events in its dedup view."""
     from google.api_core.exceptions import GoogleAPIError, NotFound
 
-    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.clients.google import bigquery_client
 
     to = route(settings, stream)
     try:
@@ -139,7 +139,7 @@ def bigquery_event_ids(
     acknowledged."""
     from google.cloud import bigquery
 
-    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.clients.google import bigquery_client
 
     to = route(settings, stream)
     table = to.view_sql if deduplicated else to.table_sql
@@ -159,7 +159,7 @@ def gcs_event_ids(settings: Settings, prefix: str = "", stream: str | Route = "t
     """How often each record id (starting with ``prefix``) is in the stream's raw objects."""
     import orjson
 
-    from pipeline_lib.clients import storage_client
+    from pipeline_lib.clients.google import storage_client
 
     to = route(settings, stream)
     key = to.stream.id_field

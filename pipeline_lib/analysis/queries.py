@@ -14,7 +14,7 @@ the newest. :class:`RunSpans` is one read of it; the live widget reads it once p
 refresh (:class:`LiveFeed`).
 
 Values go in as BigQuery query parameters (``@symbol``, ``@since``...); the only text
-placed into SQL is validated identifiers (:func:`pipeline_lib.sql.table_ref`). Times
+placed into SQL is validated identifiers (:func:`pipeline_lib.core.sql.table_ref`). Times
 come back in UTC and are shown in market time (:func:`to_market_time`).
 """
 
@@ -27,9 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline_lib.clients import bigquery_client
-from pipeline_lib.config import Settings
-from pipeline_lib.routes import Route, route
+from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.core.config import Settings
+from pipeline_lib.records.routes import Route, route
 from pipeline_lib.sinks.bigquery import dedup_sql
 
 MARKET_TZ = "America/New_York"

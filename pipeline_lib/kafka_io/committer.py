@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.errors import PipelineError
+from pipeline_lib.core.retry import COMMIT_BACKOFF
 from pipeline_lib.kafka_io.batching import Batcher, SealedBatch
 from pipeline_lib.kafka_io.membership import Fence, Fenced
 from pipeline_lib.kafka_io.reports import BatchReport, ConsumeReport
 from pipeline_lib.records.batches import Batch, WriteResult
-from pipeline_lib.retry import COMMIT_BACKOFF
 from pipeline_lib.sinks import Sink
 
 log = logging.getLogger(__name__)

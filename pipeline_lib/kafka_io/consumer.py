@@ -46,32 +46,38 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener
 
-from pipeline_lib.clients import (
+from pipeline_lib.clients.kafka import (
     SESSION_TIMEOUT_S,
     access_denied,
     ensure_topic,
     kafka_admin,
     kafka_consumer,
 )
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.batching import Batcher, Counts
 from pipeline_lib.kafka_io.committer import Committer, ConsumerError, owned, seek
 from pipeline_lib.kafka_io.dead_letters import DeadLetterWriter
-from pipeline_lib.kafka_io.membership import NO_GENERATION, Fence, Fenced, MemberState, member_state
+from pipeline_lib.kafka_io.membership import (
+    NO_GENERATION,
+    Fence,
+    Fenced,
+    MemberState,
+    RebalanceListener,
+    member_state,
+)
 from pipeline_lib.kafka_io.reports import BatchReport, ConsumeReport, partition_lag
 from pipeline_lib.records import contract
 from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.routes import Route, route
 from pipeline_lib.records.streams import Stream
-from pipeline_lib.routes import Route, route
 from pipeline_lib.sinks import Sink
+from pipeline_lib.sinks.landing import landing_sinks
 
 __all__ = [
     "BatchReport",
     "ConsumeReport",
     "ConsumerError",
     "SinkConsumer",
-    "consume",
-    "consume_streams",
 ]
 
 log = logging.getLogger(__name__)
@@ -138,7 +144,7 @@ class SinkConsumer:
         self._drain = threading.Event()
         self._consumer: Any = None
         self.clock = clock  # of the loop, the core, the fence and the committer
-        self._listener = _RebalanceListener(clock)
+        self._listener = RebalanceListener(clock)
         self._report: ConsumeReport | None = None
         self._assigned_at = 0.0
         self.fence = Fence(self._member_state, stale_after=SESSION_TIMEOUT_S / 2, clock=clock)
@@ -360,7 +366,7 @@ class SinkConsumer:
         except Exception as error:  # a broken client may fail to close cleanly
             log.info("closing the stalled consumer failed: %s", error)
         events = self._listener.events
-        self._listener = _RebalanceListener(self.clock)
+        self._listener = RebalanceListener(self.clock)
         self._listener.events = events
         self._consumer = self.consumer_factory(self._listener)
         self._connected_at = self.clock()
@@ -521,51 +527,6 @@ class SinkConsumer:
                     restore()
 
 
-class _RebalanceListener(ConsumerRebalanceListener):
-    """Notes that the assignment changed; the consumer's own thread acts on it.
-
-    kafka-python runs these callbacks on its IO loop, so they must not block (a
-    flush or a commit from here would deadlock). After the poll that ran them, the
-    loop asks the :class:`Batcher` where each owned partition must read next and
-    seeks there, so no client-side position survives a rebalance unchecked.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._changed = False
-        self._lost = False
-        self.events: list[tuple[str, list[int]]] = []
-        self.assigned_at = float("-inf")
-
-    def _note(self, kind: str, partitions: Any, lost: bool = False) -> None:
-        with self._lock:
-            self._changed = True
-            self._lost = self._lost or lost
-            if partitions or kind == "assigned":  # kafka-python revokes nothing before a join
-                self.events.append((kind, sorted(tp.partition for tp in partitions)))
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        self._note("revoked", revoked)
-
-    def on_partitions_lost(self, lost: Any) -> None:
-        self._note("lost", lost, lost=True)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        self.assigned_at = self._clock()  # the coordinator just answered a join
-        self._note("assigned", assigned)
-
-    def take_change(self) -> bool:
-        with self._lock:
-            changed, self._changed = self._changed, False
-            return changed
-
-    def take_lost(self) -> bool:
-        with self._lock:
-            lost, self._lost = self._lost, False
-            return lost
-
-
 def _progress_bar(total: int | None, topic: str) -> Any:
     from tqdm.auto import tqdm
 
@@ -585,166 +546,6 @@ def _freeze_startup_objects() -> None:
         _frozen = True
         gc.collect()
         gc.freeze()
-
-
-def landing_sinks(
-    settings: Settings,
-    stream: str | Route = "ticks",
-    file_format: str = "ndjson",
-    bq_write: str | None = None,
-) -> list[Sink]:
-    """Where a stream lands: GCS objects (NDJSON or Parquet) and the BigQuery table,
-    written as ``bq_write`` says (default: ``settings.bq_write``, ``BQ_WRITE``; the
-    modes are :data:`pipeline_lib.config.BQ_WRITES`): through the Storage Write API,
-    each record once in the table itself (``storage``) or at least once through the
-    default stream, or by load jobs (see :mod:`pipeline_lib.sinks.storage_write`)."""
-    from pipeline_lib.sinks.bigquery import BigQuerySink
-    from pipeline_lib.sinks.gcs import GcsSink
-    from pipeline_lib.sinks.storage_write import DefaultStreamSink, StorageWriteSink
-
-    mode = settings.bq_write if bq_write is None else bq_write
-    tables = {
-        "storage": StorageWriteSink,
-        "storage-at-least-once": DefaultStreamSink,
-        "load": BigQuerySink,
-    }
-    if mode not in tables:
-        raise ConsumerError(f"bq_write must be one of {', '.join(tables)}, got {mode!r}")
-    table = tables[mode]
-    return [
-        GcsSink(settings, file_format=file_format),  # type: ignore[arg-type]
-        table(settings, stream=stream),
-    ]
-
-
-def _landing_consumer(
-    settings: Settings,
-    stream: str,
-    file_format: str,
-    bq_write: str | None,
-    batch_size: int,
-    flush_interval: float,
-    on_batch: Callable[[BatchReport], None] | None,
-) -> SinkConsumer:
-    """A SinkConsumer of ``stream`` into GCS and BigQuery."""
-    return SinkConsumer(
-        settings,
-        stream=stream,
-        sinks=landing_sinks(settings, stream, file_format, bq_write),
-        batch_size=batch_size,
-        flush_interval=flush_interval,
-        on_batch=on_batch,
-    )
-
-
-def consume(
-    settings: Settings,
-    max_records: int | None = None,
-    until_idle: float | None = None,
-    duration: float | None = None,
-    batch_size: int = 10_000,
-    flush_interval: float = 1.0,
-    progress: bool = False,
-    file_format: str = "ndjson",
-    on_batch: Callable[[BatchReport], None] | None = None,
-    stream: str = "ticks",
-    bq_write: str | None = None,
-) -> ConsumeReport:
-    """Run one consumer of ``stream`` ("ticks" or "news") into GCS and BigQuery until a
-    bound is reached (with Ctrl-C / SIGTERM handling): :func:`consume_streams` of one."""
-    return consume_streams(
-        settings,
-        (stream,),
-        max_records=max_records,
-        until_idle=until_idle,
-        duration=duration,
-        batch_size=batch_size,
-        flush_interval=flush_interval,
-        progress=progress,
-        file_format=file_format,
-        on_batch=on_batch,
-        bq_write=bq_write,
-    )[stream]
-
-
-def consume_streams(
-    settings: Settings,
-    streams: Sequence[str] = ("ticks", "news"),
-    max_records: int | None = None,
-    until_idle: float | None = None,
-    duration: float | None = None,
-    batch_size: int = 10_000,
-    flush_interval: float = 1.0,
-    progress: bool = False,
-    file_format: str = "ndjson",
-    on_batch: Callable[[BatchReport], None] | None = None,
-    bq_write: str | None = None,
-) -> dict[str, ConsumeReport]:
-    """One consumer per stream, side by side on threads (each its own group member,
-    topic and table); the reports by stream.
-
-    ``max_records`` bounds the first stream (ticks); once it is reached, the others
-    (news, which rides along with the ticks) stop as soon as they are caught up.
-    ``until_idle`` and ``duration`` bound each. Ctrl-C or SIGTERM stops them all,
-    each flushing and committing its open batch. An error in one stops the others
-    and is raised once they have closed.
-    """
-    consumers = {
-        name: _landing_consumer(
-            settings, name, file_format, bq_write, batch_size, flush_interval, on_batch
-        )
-        for name in streams
-    }
-    if len(consumers) == 1:  # on this thread, with its own signal handling
-        ((name, only),) = consumers.items()
-        return {
-            name: only.run(
-                max_records=max_records, until_idle=until_idle, duration=duration, progress=progress
-            )
-        }
-    reports: dict[str, ConsumeReport] = {}
-    errors: list[BaseException] = []
-
-    first = streams[0]
-
-    def run(name: str) -> None:
-        try:
-            reports[name] = report = consumers[name].run(
-                max_records=max_records if name == first else None,
-                until_idle=until_idle,
-                duration=duration,
-                progress=progress,
-                handle_signals=False,
-            )
-            if name == first and report.stopped_because.endswith("records reached"):
-                for other in streams[1:]:
-                    consumers[other].stop_when_caught_up()
-        except BaseException as error:
-            errors.append(error)
-            for other in consumers.values():
-                other.stop()
-
-    threads = [
-        threading.Thread(target=run, args=(name,), name=f"consume-{name}") for name in streams
-    ]
-    restore = stop_on_sigterm(consumers.values())
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
-    except KeyboardInterrupt:
-        for consumer in consumers.values():
-            consumer.stop()
-        for thread in threads:
-            thread.join()
-    finally:
-        if restore is not None:
-            restore()
-    if errors:
-        raise errors[0]
-    return {name: reports[name] for name in streams}
 
 
 def stop_on_sigterm(members: Iterable[SinkConsumer]) -> Callable[[], None] | None:

@@ -25,11 +25,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients import access_denied, kafka_consumer, kafka_producer
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.kafka import access_denied, kafka_consumer, kafka_producer
+from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import DeadLetter
+from pipeline_lib.records.routes import Route, route
 from pipeline_lib.records.schema import iso
-from pipeline_lib.routes import Route, route
 from pipeline_lib.sinks import SinkUnavailable
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_lib.errors import PipelineError
+from kafka import ConsumerRebalanceListener
+
+from pipeline_lib.core.errors import PipelineError
 
 NO_GENERATION = -1
 
@@ -134,3 +136,48 @@ class Fence:
                 f"not {before}: no answer from the group coordinator for {age:.1f}s (the "
                 "group may have given this member's partitions to another)"
             )
+
+
+class RebalanceListener(ConsumerRebalanceListener):
+    """Notes that the assignment changed; the consumer's own thread acts on it.
+
+    kafka-python runs these callbacks on its IO loop, so they must not block (a
+    flush or a commit from here would deadlock). After the poll that ran them, the
+    loop asks the :class:`Batcher` where each owned partition must read next and
+    seeks there, so no client-side position survives a rebalance unchecked.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed = False
+        self._lost = False
+        self.events: list[tuple[str, list[int]]] = []
+        self.assigned_at = float("-inf")
+
+    def _note(self, kind: str, partitions: Any, lost: bool = False) -> None:
+        with self._lock:
+            self._changed = True
+            self._lost = self._lost or lost
+            if partitions or kind == "assigned":  # kafka-python revokes nothing before a join
+                self.events.append((kind, sorted(tp.partition for tp in partitions)))
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self._note("revoked", revoked)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self._note("lost", lost, lost=True)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assigned_at = self._clock()  # the coordinator just answered a join
+        self._note("assigned", assigned)
+
+    def take_change(self) -> bool:
+        with self._lock:
+            changed, self._changed = self._changed, False
+            return changed
+
+    def take_lost(self) -> bool:
+        with self._lock:
+            lost, self._lost = self._lost, False
+            return lost

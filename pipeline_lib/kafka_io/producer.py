@@ -18,12 +18,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients import PRODUCER_DEFAULTS, access_denied, ensure_topic, kafka_producer
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.clients.kafka import (
+    PRODUCER_DEFAULTS,
+    access_denied,
+    ensure_topic,
+    kafka_producer,
+)
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.records import contract
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.streams import stream_of
-from pipeline_lib.routes import route
 from pipeline_lib.sources.base import bounded, paced
 
 __all__ = ["PRODUCER_DEFAULTS", "ProduceReport", "ProducerError", "kafka_producer", "produce"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
+from pipeline_lib.home.files import layout_file
 from pipeline_lib.local.bigquery import BigQueryEmulator
 from pipeline_lib.local.gcs import GcsEmulator
 from pipeline_lib.local.kafka import KafkaBroker, check_layout, cluster_id
-from pipeline_lib.local.layout import KAFKA_LAYOUT_FILE
 from pipeline_lib.local.process import (
     LocalService,
     Notify,
@@ -141,7 +141,7 @@ def down(
         for service in services:
             shutil.rmtree(service.data_dir, ignore_errors=True)
         (settings.home / "kafka" / "cluster-id").unlink(missing_ok=True)
-        (settings.home / KAFKA_LAYOUT_FILE).unlink(missing_ok=True)
+        layout_file(settings.home).unlink(missing_ok=True)
         shutil.rmtree(secure_dir(settings.home), ignore_errors=True)  # passwords, keys
     return stopped
 

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.config import LOCAL_HOST, Settings
+from pipeline_lib.core.config import LOCAL_HOST, Settings
 from pipeline_lib.local.process import LocalService, Notify, ServiceError
 
 # Extension packages on PyPI that carry DuckDB extension files the emulator loads.

@@ -11,7 +11,7 @@ import platform
 import urllib.request
 from pathlib import Path
 
-from pipeline_lib.config import LOCAL_HOST, Settings
+from pipeline_lib.core.config import LOCAL_HOST, Settings
 from pipeline_lib.local.process import LocalService, Notify, ServiceError
 
 

@@ -20,15 +20,8 @@ import uuid
 from importlib import resources
 from pathlib import Path
 
-from pipeline_lib.config import LOCAL_HOST, Settings
-from pipeline_lib.local.layout import (
-    KAFKA_LAYOUT_FILE,
-    broker_ports,
-    controller_ports,
-    min_insync_replicas,
-    recorded_brokers,
-    replication_factor,
-)
+from pipeline_lib.core.config import LOCAL_HOST, Settings
+from pipeline_lib.home.files import layout_file, recorded_brokers
 from pipeline_lib.local.process import LocalService, Notify, ServiceError, port_open
 from pipeline_lib.local.secure import (
     listener_properties,
@@ -71,12 +64,12 @@ def require_tool(tool: str, purpose: str) -> str:
 
 def broker_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> str:
     """server.properties for node ``node_id`` (1-based): a combined broker+controller."""
-    port = broker_ports(settings)[node_id - 1]
-    cport = controller_ports(settings)[node_id - 1]
+    port = settings.broker_ports[node_id - 1]
+    cport = settings.controller_ports[node_id - 1]
     voters = ",".join(
-        f"{n}@{LOCAL_HOST}:{p}" for n, p in enumerate(controller_ports(settings), start=1)
+        f"{n}@{LOCAL_HOST}:{p}" for n, p in enumerate(settings.controller_ports, start=1)
     )
-    replicas, min_isr = replication_factor(settings), min_insync_replicas(settings)
+    replicas, min_isr = settings.replication_factor, settings.min_insync_replicas
     lines = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
@@ -114,7 +107,7 @@ def broker_properties(settings: Settings, log_dir: Path, node_id: int = 1) -> st
 def cluster_id(settings: Settings) -> str:
     """The cluster id every node is formatted with, created and recorded on first use
     (beside what the record already holds: ``up --secure`` writes it first)."""
-    layout = settings.home / KAFKA_LAYOUT_FILE
+    layout = layout_file(settings.home)
     try:
         record = json.loads(layout.read_text())
     except (OSError, ValueError):
@@ -168,13 +161,13 @@ class KafkaBroker(LocalService):
 
     @property
     def port(self) -> int:
-        return broker_ports(self.settings)[self.node_id - 1]
+        return self.settings.broker_ports[self.node_id - 1]
 
     @property
     def ports(self) -> dict[str, int]:
         return {
             "broker": self.port,
-            "controller": controller_ports(self.settings)[self.node_id - 1],
+            "controller": self.settings.controller_ports[self.node_id - 1],
         }
 
     @property

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline_lib.config import LOCAL_HOST
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.config import LOCAL_HOST
+from pipeline_lib.core.errors import PipelineError
 
 Notify = Callable[[str], None]
 

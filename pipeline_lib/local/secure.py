@@ -28,54 +28,33 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline_lib.local.layout import KAFKA_LAYOUT_FILE
-from pipeline_lib.secrets import register_secret
+from pipeline_lib.home.files import (
+    ADMIN,
+    ADMIN_MECHANISM,
+    ANALYST,
+    MECHANISM,
+    PIPELINE,
+    USERS,
+    ca_file,
+    layout_file,
+    local_password,
+    recorded_secure,
+    secure_dir,
+    users_file,
+)
 
 if TYPE_CHECKING:
-    from pipeline_lib.config import Settings
+    from pipeline_lib.core.config import Settings
 
-SECURE_DIR = "kafka-secure"
-MECHANISM = "SCRAM-SHA-512"  # how the pipeline and the analyst log in
-ADMIN_MECHANISM = "PLAIN"  # how the admin (and the brokers) log in: see listener_properties
-ADMIN, PIPELINE, ANALYST = "admin", "pipeline", "analyst"
-USERS = (ADMIN, PIPELINE, ANALYST)
+__all__ = ["ADMIN", "ANALYST", "MECHANISM", "PIPELINE", "ca_file", "local_password", "secure_dir"]
+
 # The analyst's groups: the pipeline principal is denied every group with this prefix.
 ANALYST_GROUP_PREFIX = "analyst"
-
-
-def secure_dir(home: Path) -> Path:
-    return home / SECURE_DIR
-
-
-def ca_file(home: Path) -> Path:
-    """The CA certificate a client trusts (KAFKA_SSL_CAFILE of a secure home)."""
-    return secure_dir(home) / "ca.pem"
 
 
 def broker_pem(home: Path) -> Path:
     """The broker's key, certificate and CA in one PEM file (Kafka's PEM keystore)."""
     return secure_dir(home) / "broker.pem"
-
-
-def recorded_secure(home: Path) -> bool:
-    """True when ``up --secure`` made this home's Kafka (recorded beside its shape)."""
-    try:
-        return bool(json.loads((home / KAFKA_LAYOUT_FILE).read_text()).get("secure"))
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def local_password(home: Path, user: str) -> str | None:
-    """The generated password of a principal of the home's secure Kafka, if any."""
-    try:
-        users = json.loads((secure_dir(home) / "users.json").read_text())
-    except (OSError, ValueError):
-        return None
-    value = users.get(user) if isinstance(users, dict) else None
-    if not isinstance(value, str):
-        return None
-    register_secret(value)  # masked in any message from now on
-    return value
 
 
 def write_private(path: Path, text: str | bytes) -> None:
@@ -95,7 +74,7 @@ def prepare_home(home: Path) -> None:
     """
     from pipeline_lib.local.process import ServiceError
 
-    layout = home / KAFKA_LAYOUT_FILE
+    layout = layout_file(home)
     try:
         record = json.loads(layout.read_text())
     except (OSError, ValueError):
@@ -112,7 +91,7 @@ def prepare_home(home: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     if local_password(home, ADMIN) is None:
         write_private(
-            folder / "users.json",
+            users_file(home),
             json.dumps({user: secrets.token_urlsafe(18) for user in USERS}, indent=1) + "\n",
         )
     if not broker_pem(home).exists() or not ca_file(home).exists():
@@ -294,7 +273,7 @@ def grant_acls(settings: Settings) -> None:
     (both upserts: a second ``up`` changes nothing)."""
     from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
 
-    from pipeline_lib.clients import kafka_admin
+    from pipeline_lib.clients.kafka import kafka_admin
     from pipeline_lib.local.process import ServiceError
 
     mechanism = ScramMechanism[MECHANISM.replace("-", "_")]
@@ -304,7 +283,7 @@ def grant_acls(settings: Settings) -> None:
     ]
     from kafka.errors import KafkaError
 
-    from pipeline_lib.errors import PipelineError
+    from pipeline_lib.core.errors import PipelineError
 
     try:
         admin = kafka_admin(as_principal(settings, ADMIN))

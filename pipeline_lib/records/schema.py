@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.errors import PipelineError
 
 T = TypeVar("T")
 SOURCES = frozenset({"simulator", "csv", "alphavantage"})

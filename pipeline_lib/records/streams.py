@@ -3,7 +3,7 @@
 A :class:`Stream` bundles what the generic parts need to know about a record type:
 its field table (→ BigQuery columns), how to encode and decode it, which field is
 its stable id (→ the dedup view). The producer, the consumer and both sinks are
-written once and take a stream; :func:`pipeline_lib.routes.route` gives each
+written once and take a stream; :func:`pipeline_lib.records.routes.route` gives each
 stream its own topic, dead-letter topic, consumer group and table. A new record
 type costs a field table and a :func:`register` call
 (``tests/integration/test_third_stream.py`` does it). Every record type has ``ts``
@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.records import columns, contract, news, schema
 from pipeline_lib.records.batches import PartitionBatch
 from pipeline_lib.records.schema import KINDS, LANDING_FIELDS, Field

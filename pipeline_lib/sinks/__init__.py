@@ -14,9 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.errors import PipelineError
+from pipeline_lib.core.retry import SINK_BACKOFF, Backoff
 from pipeline_lib.records.batches import Batch, WriteResult
-from pipeline_lib.retry import SINK_BACKOFF, Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

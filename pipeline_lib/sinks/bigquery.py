@@ -29,14 +29,14 @@ from typing import Any
 
 import orjson
 
-from pipeline_lib.clients import bigquery_client
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
 from pipeline_lib.records.batches import Batch, DeadLetter, PartitionBatch, WriteResult
 from pipeline_lib.records.columns import record_schema
+from pipeline_lib.records.routes import Route, route
 from pipeline_lib.records.schema import LANDING_FIELDS, iso
 from pipeline_lib.records.streams import TICKS, Stream
-from pipeline_lib.retry import QUICK_CHECK_BACKOFF, SLOW_CHECK_BACKOFF
-from pipeline_lib.routes import Route, route
 from pipeline_lib.sinks import Sink, SinkError, evolution, reraise_refusal, with_retries
 from pipeline_lib.sinks.run_summary import COLUMNS as SUMMARY_COLUMNS
 from pipeline_lib.sinks.run_summary import RunSummary, rebuild_sql
@@ -69,7 +69,7 @@ def wait_for_job(job: Any, timeout: float) -> None:
     first check, which alone would put a fresh tick a second behind. At most 25 ms
     apart during the first ``QUICK_POLL_FOR_S`` (a micro-batch's load takes tens to
     hundreds of milliseconds: doubling waits would overshoot its end by up to as much
-    again), then backing off to 0.5 s for long jobs (:mod:`pipeline_lib.retry`).
+    again), then backing off to 0.5 s for long jobs (:mod:`pipeline_lib.core.retry`).
     Raises the job's error (e.g. BadRequest for refused rows) like ``job.result()``."""
     started = time.monotonic()
     deadline = started + timeout
@@ -347,7 +347,7 @@ class BigQuerySink(Sink):
         its storage (tried: tables.patch, and loads with ALLOW_FIELD_ADDITION, which
         drop the field); its DDL does. Emulator only: each name is checked as an
         identifier and backquoted, each type is one of a fixed few."""
-        from pipeline_lib.sql import check_name
+        from pipeline_lib.core.checks import check_name
 
         for column in columns:
             name = check_name(column.name, "column")

@@ -32,10 +32,6 @@ import orjson
 
 from pipeline_lib.records.batches import Batch, DeadLetter
 
-POLICIES = {
-    "json": "fields of a newer contract go to the extra JSON column (default)",
-    "add": "each becomes a NULLABLE column of its own (needs the right to alter the table)",
-}
 MAX_ADDED_COLUMNS = 50
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _RESERVED = ("_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colon_")

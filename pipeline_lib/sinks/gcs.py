@@ -36,10 +36,10 @@ from typing import Literal
 
 import orjson
 
-from pipeline_lib.clients import storage_client
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.google import storage_client
+from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch, PartitionBatch, WriteResult
-from pipeline_lib.routes import RAW_PREFIX, topic_folder
+from pipeline_lib.records.routes import RAW_PREFIX, topic_folder
 from pipeline_lib.sinks import Sink, SinkError, SinkUnavailable, reraise_refusal, with_retries
 
 log = logging.getLogger(__name__)

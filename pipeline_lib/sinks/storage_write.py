@@ -49,11 +49,11 @@ import logging
 import threading
 from typing import Any
 
-from pipeline_lib.clients import bigquery_write_client
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.clients.google import bigquery_write_client
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.records.batches import Batch, DeadLetter, PartitionBatch, WriteResult
-from pipeline_lib.routes import Route
+from pipeline_lib.records.routes import Route
 from pipeline_lib.sinks import SinkError, with_retries
 from pipeline_lib.sinks.bigquery import BigQuerySink, batch_table, quick_retry
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline_lib.config import SAMPLE_CSV, Settings
+from pipeline_lib.core.config import SAMPLE_CSV, Settings
 from pipeline_lib.records.schema import Tick
 from pipeline_lib.records.streams import stream_names
 from pipeline_lib.sources.alphavantage import (

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
+from pipeline_lib.core.secrets import mask, register_secret
 from pipeline_lib.records.news import News, make_news_id, scored
 from pipeline_lib.records.schema import (
     SYMBOL_PATTERN,
@@ -38,7 +39,6 @@ from pipeline_lib.records.schema import (
     make_event_id,
     parse_tick,
 )
-from pipeline_lib.secrets import mask, register_secret
 
 log = logging.getLogger(__name__)
 EASTERN = ZoneInfo("America/New_York")

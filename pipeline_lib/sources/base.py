@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.records.schema import Tick
 
 

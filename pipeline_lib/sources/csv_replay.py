@@ -19,7 +19,7 @@ from typing import Literal
 
 import pandas as pd
 
-from pipeline_lib.config import SAMPLE_CSV
+from pipeline_lib.core.config import SAMPLE_CSV
 from pipeline_lib.records.schema import InvalidRecord, Tick, make_event_id, parse_tick
 from pipeline_lib.sources.base import SourceError
 

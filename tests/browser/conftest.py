@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.local.process import port_open

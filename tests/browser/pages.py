@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from tests.conftest import REPO
 from tests.helpers import produce_ticks, simulated

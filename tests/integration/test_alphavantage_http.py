@@ -126,7 +126,7 @@ def test_news_error_bodies_and_budget_over_http(fake, tmp_path):
 
 
 def test_prices_and_news_from_alphavantage_merge_in_event_order(fake, tmp_path):
-    from pipeline_lib.config import Settings
+    from pipeline_lib.core.config import Settings
     from pipeline_lib.records.news import News
     from pipeline_lib.sources import source_from_parameters
 

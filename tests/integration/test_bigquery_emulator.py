@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from google.cloud import bigquery
 
-from pipeline_lib.clients import bigquery_client
-from pipeline_lib.routes import route
-from pipeline_lib.sql import table_ref
+from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.core.sql import table_ref
+from pipeline_lib.records.routes import route
 
 SCHEMA = [
     bigquery.SchemaField("event_id", "STRING", mode="REQUIRED"),

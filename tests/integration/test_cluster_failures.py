@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from pipeline_lib import cluster, local
-from pipeline_lib.clients import ensure_topic
+from pipeline_lib import local
+from pipeline_lib.clients.kafka import ensure_topic
+from pipeline_lib.ops import cluster
 from tests.helpers import (
     SteadyProducer,
     all_landed_once,

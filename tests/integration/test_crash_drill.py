@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_lib.crash_drill import run_crash_drill
+from pipeline_lib.lessons.crash_drill import run_crash_drill
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 
-from pipeline_lib.clients import ensure_topic
+from pipeline_lib.clients.kafka import ensure_topic
 from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.schema import encode
-from pipeline_lib.routes import route
 from pipeline_lib.sinks import SinkUnavailable
 from tests.helpers import (
     bq_count_where_event_id,
@@ -52,14 +52,14 @@ def test_sigkill_between_sinks_and_commit_then_restart_with_load_jobs(settings):
     produce_ticks(settings, ticks)
     script = (
         "import os, signal\n"
-        "from pipeline_lib.config import Settings\n"
+        "from pipeline_lib import load_settings\n"
         "from pipeline_lib.kafka_io.consumer import SinkConsumer\n"
         "closed = []\n"
         "def die(batch):\n"
         "    closed.append(batch)\n"
         "    if len(closed) == 2:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "SinkConsumer(Settings.from_env(), batch_size=2000, flush_interval=30, before_commit=die)"
+        "SinkConsumer(load_settings(), batch_size=2000, flush_interval=30, before_commit=die)"
         ".run(until_idle=10)\n"
     )
     victim = consumer_process(settings, script=script)
@@ -221,7 +221,7 @@ def test_bigquery_down_commits_nothing_and_restart_loses_nothing(own_bigquery):
     assert 1_500 <= committed < 6_000
 
     emulator.up()  # same data folder: what was loaded is still there
-    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.clients.google import bigquery_client
 
     sql = f"SELECT kafka_partition, kafka_offset FROM {route(settings).table_sql}"  # noqa: S608
     landed = {(r[0], r[1]) for r in bigquery_client(settings).query(sql).result()}
@@ -312,7 +312,7 @@ def test_rows_bigquery_refuses_are_isolated_and_dead_lettered(settings):
     symbols (the Write API refuses the whole batch: test_storage_write)."""
     from google.cloud import bigquery
 
-    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.clients.google import bigquery_client
     from pipeline_lib.sinks.bigquery import bigquery_schema
 
     client = bigquery_client(settings)

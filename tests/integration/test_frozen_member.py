@@ -17,10 +17,10 @@ from datetime import timedelta
 
 import pytest
 
-from pipeline_lib.clients import SESSION_TIMEOUT_S, ensure_topic
+from pipeline_lib.clients.kafka import SESSION_TIMEOUT_S, ensure_topic
 from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.records.news import News
-from pipeline_lib.routes import route
+from pipeline_lib.records.routes import route
 from tests.helpers import (
     START,
     SYMBOLS,

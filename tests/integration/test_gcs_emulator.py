@@ -3,7 +3,7 @@
 import pytest
 from google.api_core.exceptions import PreconditionFailed
 
-from pipeline_lib.clients import storage_client
+from pipeline_lib.clients.google import storage_client
 
 
 def test_upload_list_download(settings):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from pipeline_lib.clients import storage_client
+from pipeline_lib.clients.google import storage_client
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import TICKS as TICK_STREAM
 from pipeline_lib.sinks.gcs import GcsSink, ObjectStamp

@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 import time
 
-from pipeline_lib.clients import ensure_topic
+from pipeline_lib.clients.kafka import ensure_topic
 from tests.helpers import SteadyProducer, all_landed_once, finish, member, nothing_left
 
 

@@ -4,7 +4,7 @@ from collections import Counter, defaultdict
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from pipeline_lib.clients import ensure_topic, kafka_admin
+from pipeline_lib.clients.kafka import ensure_topic, kafka_admin
 
 
 def test_thousand_keyed_messages_round_trip(settings):

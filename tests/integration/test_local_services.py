@@ -96,8 +96,8 @@ def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path, services):
     must not read it as an option (it did: a fresh home failed `up` now and then)."""
     import json
 
+    from pipeline_lib.home.files import KAFKA_LAYOUT_FILE
     from pipeline_lib.local.kafka import KafkaBroker
-    from pipeline_lib.local.layout import KAFKA_LAYOUT_FILE
 
     settings = services.with_overrides(
         home=tmp_path, kafka_bootstrap_servers="127.0.0.1:29392", kafka_controller_port=29393

@@ -13,8 +13,8 @@ from pipeline_lib.analysis.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.kafka_io.dead_letters import read_dead_letters
 from pipeline_lib.kafka_io.producer import produce, send_raw
 from pipeline_lib.records.news import News, encode, make_news_id, scored
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.schema import Tick
-from pipeline_lib.routes import route
 from pipeline_lib.sources import source_from_parameters, stream
 from tests.helpers import START
 

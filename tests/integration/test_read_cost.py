@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from pipeline_lib.analysis import queries
-from pipeline_lib.clients import bigquery_client
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.routes import route
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.storage_write import DefaultStreamSink
 from tests.helpers import simulated

@@ -10,12 +10,12 @@ import itertools
 import orjson
 import pytest
 
-from pipeline_lib.clients import bigquery_client, storage_client
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.google import bigquery_client, storage_client
+from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.consumer import SinkConsumer
+from pipeline_lib.lessons.schema_evolution import exchange_and_bid, send_messages, with_fields
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.routes import route
-from pipeline_lib.schema_lesson import exchange_and_bid, send_messages, with_fields
 from tests.helpers import bq_event_ids, gcs_event_ids, produce_ticks, simulated, unique_dead_letters
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ import traceback
 
 import pytest
 
-from pipeline_lib.errors import PipelineError
-from pipeline_lib.secrets import mask
+from pipeline_lib.core.errors import PipelineError
+from pipeline_lib.core.secrets import mask
 from pipeline_lib.sources.alphavantage import AlphaVantageClient, parse_intraday
 from tests.fixtures.alphavantage import ECHO_MODES, EchoingServer
 

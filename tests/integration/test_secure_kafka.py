@@ -17,11 +17,10 @@ import time
 
 import pytest
 
-from pipeline_lib.clients import AccessDenied, ConnectionFailed, ensure_topic, kafka_admin
+from pipeline_lib.clients.kafka import AccessDenied, ConnectionFailed, ensure_topic, kafka_admin
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.kafka_io.producer import produce, send_raw
 from pipeline_lib.local import secure
-from pipeline_lib.local.layout import controller_ports
 from tests.helpers import (
     SteadyProducer,
     all_landed_once,
@@ -119,7 +118,7 @@ def test_a_consumer_without_the_right_to_read_its_topic_is_told_so(secure_settin
 
 
 def test_no_port_takes_a_plaintext_or_anonymous_client(secure_kafka):
-    ports = [secure_kafka.kafka_port, *controller_ports(secure_kafka)]
+    ports = [secure_kafka.kafka_port, *secure_kafka.controller_ports]
     for port in ports:
         at = secure_kafka.with_overrides(kafka_bootstrap_servers=f"127.0.0.1:{port}")
         plaintext = at.with_overrides(

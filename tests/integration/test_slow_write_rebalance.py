@@ -13,10 +13,10 @@ import threading
 
 import pytest
 
-from pipeline_lib.clients import ensure_topic, kafka_consumer
+from pipeline_lib.clients.kafka import ensure_topic, kafka_consumer
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.kafka_io.producer import produce
-from pipeline_lib.routes import route
+from pipeline_lib.records.routes import route
 from pipeline_lib.sinks.bigquery import BigQuerySink
 from pipeline_lib.sinks.gcs import GcsSink
 from tests.helpers import all_landed_once

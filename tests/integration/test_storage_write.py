@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks
+from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.kafka_io.producer import produce
 from pipeline_lib.records.schema import encode
+from pipeline_lib.sinks.landing import landing_sinks
 from tests.helpers import (
     bq_event_ids,
     committed_offsets,
@@ -66,14 +67,15 @@ def test_sigkill_between_the_sinks_and_the_kafka_commit_leaves_no_copy_in_the_ta
     assert produce(settings, ticks).ok
     script = (
         "import os, signal\n"
-        "from pipeline_lib.config import Settings\n"
-        "from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks\n"
+        "from pipeline_lib import load_settings\n"
+        "from pipeline_lib.kafka_io.consumer import SinkConsumer\n"
+        "from pipeline_lib.sinks.landing import landing_sinks\n"
         "closed = []\n"
         "def die(batch):\n"
         "    closed.append(batch)\n"
         "    if len(closed) == 2:\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
-        "settings = Settings.from_env()\n"
+        "settings = load_settings()\n"
         "SinkConsumer(settings, sinks=landing_sinks(settings, bq_write='storage'),\n"
         "    batch_size=2000, flush_interval=30, before_commit=die).run(until_idle=10)\n"
     )
@@ -148,8 +150,8 @@ def test_queries_while_the_consumer_appends_neither_hang_nor_read_another_result
     """bqemulator's appends used DuckDB from a gRPC thread: with queries polling (as the
     live chart does) it hung, or a query could read the insert's result instead of its
     own. The emulator the project starts runs them on one thread."""
-    from pipeline_lib.clients import bigquery_client
-    from pipeline_lib.routes import route
+    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.records.routes import route
 
     ticks = simulated(8_000, seed=46)
     assert produce(settings, ticks).ok
@@ -192,8 +194,8 @@ def test_a_column_retyped_underneath_stops_the_consumer_with_one_line(settings):
     consumer stops naming the column, and commits nothing."""
     from google.cloud import bigquery
 
-    from pipeline_lib.clients import bigquery_client
-    from pipeline_lib.routes import route
+    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.records.routes import route
     from pipeline_lib.sinks import SinkError
     from pipeline_lib.sinks.bigquery import bigquery_schema
 

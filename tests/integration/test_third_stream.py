@@ -12,9 +12,9 @@ import pytest
 from pipeline_lib.analysis.monitor import bigquery_event_ids, gcs_event_ids
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.kafka_io.producer import produce, send_raw
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.schema import Field, decode_json, record_codec, record_parser
 from pipeline_lib.records.streams import STREAMS, Stream, register
-from pipeline_lib.routes import route
 from tests.helpers import START, unique_dead_letters
 
 pytestmark = pytest.mark.integration

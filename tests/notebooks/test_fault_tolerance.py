@@ -7,8 +7,9 @@ import re
 
 import nbformat
 
-from pipeline_lib import cluster, local
-from pipeline_lib.flow import FAULT_TOLERANCE, run_notebook
+from pipeline_lib import local
+from pipeline_lib.cli.flow import FAULT_TOLERANCE, run_notebook
+from pipeline_lib.ops import cluster
 from tests.helpers import bq_event_ids
 
 

@@ -8,8 +8,8 @@ import re
 import nbformat
 import pytest
 
-from pipeline_lib.cluster import describe_cluster
-from pipeline_lib.flow import NOTEBOOKS, run_flow
+from pipeline_lib.cli.flow import NOTEBOOKS, run_flow
+from pipeline_lib.ops.cluster import describe_cluster
 from tests.helpers import bq_event_ids
 
 SENTINEL_KEY = "SENTINEL-ALPHAVANTAGE-KEY-4c1d"
@@ -124,7 +124,7 @@ def test_setup_notebook_is_idempotent(flow):
     settings, result = flow
     setup_out = outputs(result.notebooks["01_setup"])
     assert any("BigQuery view" in str(o.get("data", {}).get("text/plain", "")) for o in setup_out)
-    from pipeline_lib.provision import provision
+    from pipeline_lib.ops.provision import provision
 
     again = provision(settings, start_local=True)
     assert set(again.loc[again["resource"].str.contains("topic"), "state"]) == {"exists"}
@@ -134,7 +134,7 @@ def test_a_server_echoing_the_key_leaks_it_nowhere(services, tmp_path):
     """02_producer on the AlphaVantage source against a hostile endpoint that echoes the
     request URL: the run fails with a masked error; the key is in neither the executed
     notebook, its HTML export, nor papermill's log."""
-    from pipeline_lib.flow import FlowFailed, _start, _wait, export_html
+    from pipeline_lib.cli.flow import FlowFailed, _start, _wait, export_html
     from tests.fixtures.alphavantage import EchoingServer
 
     with EchoingServer() as echo:

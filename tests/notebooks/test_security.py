@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from pipeline_lib.flow import SECURITY, run_notebook
+from pipeline_lib.cli.flow import SECURITY, run_notebook
 from pipeline_lib.local import secure
 
 

@@ -48,7 +48,7 @@ def test_same_seed_and_start_give_a_byte_identical_stream(capsysbinary):
 def test_notebook_and_command_line_parameters_build_the_same_source():
     import itertools
 
-    from pipeline_lib.config import Settings
+    from pipeline_lib.core.config import Settings
     from pipeline_lib.records.schema import encode
     from pipeline_lib.sources import source_from_parameters
 
@@ -68,7 +68,7 @@ def test_notebook_and_command_line_parameters_build_the_same_source():
 def test_status_names_the_service_that_is_down_not_all_of_them(monkeypatch):
     from pipeline_lib import local
     from pipeline_lib.analysis import monitor
-    from pipeline_lib.config import Settings
+    from pipeline_lib.core.config import Settings
     from pipeline_lib.local.process import ServiceStatus
 
     def fake_status(settings):

@@ -9,17 +9,18 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from pipeline_lib import cli, local
-from pipeline_lib.cluster import (
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError
+from pipeline_lib.home import load_settings
+from pipeline_lib.local.kafka import broker_properties, check_layout, cluster_id
+from pipeline_lib.local.process import ServiceError
+from pipeline_lib.ops.cluster import (
     BrokerState,
     ClusterState,
     PartitionState,
     coordinator_partition,
     fully_replicated,
 )
-from pipeline_lib.config import ConfigError, Settings
-from pipeline_lib.local.kafka import broker_properties, check_layout, cluster_id
-from pipeline_lib.local.layout import broker_ports, controller_ports
-from pipeline_lib.local.process import ServiceError
 from pipeline_lib.sources.simulator import DEFAULT_SYMBOLS
 
 
@@ -31,7 +32,7 @@ def _settings(tmp_path, **extra):
         "KAFKA_CONTROLLER_PORT": "29093",
         **extra,
     }
-    return Settings.from_env(env)
+    return load_settings(env)  # what `up` recorded in the home counts
 
 
 def _props(settings, node):
@@ -41,8 +42,8 @@ def _props(settings, node):
 
 def test_three_brokers_get_their_own_ports_and_every_client_knows_all_of_them(tmp_path):
     settings = _settings(tmp_path, PIPELINE_BROKERS="3")
-    assert broker_ports(settings) == [29092, 29094, 29096]
-    assert controller_ports(settings) == [29093, 29095, 29097]
+    assert settings.broker_ports == [29092, 29094, 29096]
+    assert settings.controller_ports == [29093, 29095, 29097]
     assert settings.kafka_bootstrap_servers == "127.0.0.1:29092,127.0.0.1:29094,127.0.0.1:29096"
     # The expanded list survives a round trip through the environment of a child process.
     again = Settings.from_env(settings.to_env())

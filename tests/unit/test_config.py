@@ -3,8 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_lib.config import VARIABLES, ConfigError, Settings
-from pipeline_lib.routes import route
+from pipeline_lib.core.config import VARIABLES, Settings
+from pipeline_lib.core.errors import ConfigError
+from pipeline_lib.records.routes import route
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,8 +125,8 @@ def test_to_env_round_trips(tmp_path):
 
 
 def test_broker_unreachable_says_what_to_do_for_each_target(monkeypatch):
-    from pipeline_lib.clients import broker_unreachable
-    from pipeline_lib.kafka_io import probe
+    from pipeline_lib.clients import probe
+    from pipeline_lib.clients.kafka import broker_unreachable
 
     monkeypatch.setattr(probe, "refusal", lambda settings, security: None)  # no network
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_lib.crash_drill import CrashCounts, drill_table
+from pipeline_lib.lessons.crash_drill import CrashCounts, drill_table
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline_lib.config import SAMPLE_CSV
+from pipeline_lib.core.config import SAMPLE_CSV
 from pipeline_lib.records.schema import InvalidRecord
 from pipeline_lib.sources.base import bounded, paced
 from pipeline_lib.sources.csv_replay import CsvReplay

@@ -12,7 +12,8 @@ import orjson
 import pyarrow.json as pa_json
 import pytest
 
-from pipeline_lib.config import ConfigError, Settings
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError
 from pipeline_lib.kafka_io.batching import Batcher
 from pipeline_lib.kafka_io.dead_letters import MAX_KEY_BYTES, MAX_VALUE_BYTES, dead_letter_message
 from pipeline_lib.records.batches import DeadLetter, PartitionBatch

@@ -12,10 +12,12 @@ from typing import ClassVar
 
 import pytest
 
-from pipeline_lib import clients
-from pipeline_lib.config import ConfigError, Settings
+from pipeline_lib.clients import kafka as clients
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError
+from pipeline_lib.core.secrets import mask
+from pipeline_lib.home import load_settings
 from pipeline_lib.local import secure
-from pipeline_lib.secrets import mask
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +76,7 @@ def test_tls_files_without_tls_are_refused(tmp_path):
 
 
 def test_the_password_is_a_secret_everywhere_settings_are_shown(tmp_path):
-    settings = Settings.from_env(scram(tmp_path))
+    settings = load_settings(scram(tmp_path))
     assert settings.kafka_sasl_password == "s3cret-kafka-password"
     assert settings.public_dict()["kafka_sasl_password"] == "set"
     assert "s3cret-kafka-password" not in repr(settings)
@@ -116,12 +118,12 @@ def test_every_kafka_client_the_package_builds_gets_the_security_settings(tmp_pa
 
 
 def test_no_module_builds_a_kafka_client_of_its_own():
-    """clients.py is the one place: a client built elsewhere would miss the settings."""
+    """clients/kafka.py is the one place: a client built elsewhere would miss the settings."""
     builders = re.compile(r"\b(KafkaProducer|KafkaConsumer|KafkaAdminClient)\(")
     elsewhere = [
         str(path.relative_to(PACKAGE))
         for path in PACKAGE.rglob("*.py")
-        if path.name != "clients.py" and builders.search(path.read_text())
+        if path != PACKAGE / "clients" / "kafka.py" and builders.search(path.read_text())
     ]
     assert elsewhere == []
 
@@ -143,13 +145,13 @@ def test_other_client_libraries_get_the_same_settings(tmp_path):
 def test_a_secure_home_sets_the_defaults_for_the_pipeline_user(tmp_path):
     home = tmp_path / "home"
     secure.prepare_home(home)
-    settings = Settings.from_env({"PIPELINE_HOME": str(home)})
+    settings = load_settings({"PIPELINE_HOME": str(home)})
     assert settings.kafka_security_protocol == "SASL_SSL"
     assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
     assert settings.kafka_sasl_username == "pipeline"
     assert settings.kafka_sasl_password == secure.local_password(home, "pipeline")
     assert settings.kafka_ssl_cafile == secure.ca_file(home)
-    analyst = Settings.from_env({"PIPELINE_HOME": str(home), "KAFKA_SASL_USERNAME": "analyst"})
+    analyst = load_settings({"PIPELINE_HOME": str(home), "KAFKA_SASL_USERNAME": "analyst"})
     assert analyst.kafka_sasl_password == secure.local_password(home, "analyst")
     assert "User:pipeline (SCRAM-SHA-512)" in clients.kafka_connection(settings)
     # what only its owner may read
@@ -160,13 +162,13 @@ def test_a_secure_home_sets_the_defaults_for_the_pipeline_user(tmp_path):
 def test_a_secure_home_gives_no_defaults_to_a_client_told_another_protocol(tmp_path):
     home = tmp_path / "home"
     secure.prepare_home(home)
-    plain = Settings.from_env({"PIPELINE_HOME": str(home), "KAFKA_SECURITY_PROTOCOL": "SSL"})
+    plain = load_settings({"PIPELINE_HOME": str(home), "KAFKA_SECURITY_PROTOCOL": "SSL"})
     assert plain.kafka_sasl_mechanism is None and plain.kafka_sasl_password is None
     assert plain.kafka_ssl_cafile is None  # the system CAs: the probe will say so
     secure.ca_file(home).unlink()  # a damaged home still reads (and `down --purge` runs)
-    assert Settings.from_env({"PIPELINE_HOME": str(home)}).kafka_ssl_cafile is None
+    assert load_settings({"PIPELINE_HOME": str(home)}).kafka_ssl_cafile is None
     (secure.secure_dir(home) / "users.json").unlink()  # no passwords: read as plaintext
-    assert Settings.from_env({"PIPELINE_HOME": str(home)}).kafka_security_protocol == "PLAINTEXT"
+    assert load_settings({"PIPELINE_HOME": str(home)}).kafka_security_protocol == "PLAINTEXT"
 
 
 def test_the_generated_passwords_are_masked_once_read(tmp_path):
@@ -202,7 +204,7 @@ def test_the_broker_of_a_secure_home_has_no_plaintext_client_listener(tmp_path):
 
     home = tmp_path / "home"
     secure.prepare_home(home)
-    settings = Settings.from_env({"PIPELINE_HOME": str(home)})
+    settings = load_settings({"PIPELINE_HOME": str(home)})
     properties = broker_properties(settings, tmp_path / "data")
     assert "PLAINTEXT:" not in properties.replace("SASL_PLAINTEXT", "")
     assert "listener.security.protocol.map=CLIENT:SASL_SSL,CONTROLLER:SASL_SSL" in properties
@@ -255,7 +257,7 @@ def _part(token: str, index: int) -> str:
 
 
 def test_oauthbearer_tokens_are_what_googles_managed_kafka_reads():
-    from pipeline_lib.kafka_io.oauth import GoogleTokenProvider
+    from pipeline_lib.clients.oauth import GoogleTokenProvider
 
     token = GoogleTokenProvider(FakeCredentials()).token()
     assert json.loads(_part(token, 0)) == {"typ": "JWT", "alg": "GOOG_OAUTH2_TOKEN"}
@@ -266,7 +268,7 @@ def test_oauthbearer_tokens_are_what_googles_managed_kafka_reads():
 
 
 def test_oauthbearer_without_a_service_account_is_one_clear_line():
-    from pipeline_lib.kafka_io.oauth import google_kafka_token
+    from pipeline_lib.clients.oauth import google_kafka_token
 
     with pytest.raises(ConfigError, match="name no service account"):
         google_kafka_token(FakeCredentials(email="default"))

@@ -3,7 +3,7 @@
 import json
 
 from pipeline_lib import cli, local
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.local.kafka import broker_properties
 
 

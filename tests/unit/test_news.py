@@ -10,13 +10,14 @@ import numpy as np
 import orjson
 import pytest
 
-from pipeline_lib.config import ConfigError, Settings
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError
 from pipeline_lib.kafka_io.consumer import SinkConsumer
 from pipeline_lib.records.news import News, decode, encode, make_news_id, parse_news, scored
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.schema import InvalidRecord, Tick
 from pipeline_lib.records.sentiment import score
 from pipeline_lib.records.streams import NEWS, TICKS, get_stream, stream_of
-from pipeline_lib.routes import route
 from pipeline_lib.sources import Merged, source_from_parameters, stream
 from pipeline_lib.sources.alphavantage import parse_news_feed
 from pipeline_lib.sources.news_simulator import (

@@ -52,7 +52,7 @@ def test_every_error_the_package_defines_derives_from_pipeline_error():
     import pkgutil
 
     import pipeline_lib
-    from pipeline_lib.errors import PipelineError
+    from pipeline_lib.core.errors import PipelineError
 
     offenders = []
     for module_info in pkgutil.walk_packages(pipeline_lib.__path__, "pipeline_lib."):
@@ -75,7 +75,7 @@ def test_every_local_service_home_is_ignored_by_git():
     import subprocess
 
     from bench.figures import BENCH_CLUSTER_HOME, BENCH_ENVIRONMENT
-    from pipeline_lib.config import _default_home
+    from pipeline_lib.home.files import default_home as _default_home
     from tests.conftest import CLUSTER_HOME, TEST_ENVIRONMENT
 
     homes = [

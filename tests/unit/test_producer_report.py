@@ -57,7 +57,7 @@ def run(fake, n=100, skip=0):
         ticks = MarketSimulator(SimulatorConfig(seed=3, start=START))
         return produce(fake_settings(), ticks, max_records=n, ensure=False, skip=skip)
     finally:
-        from pipeline_lib.clients import kafka_producer
+        from pipeline_lib.clients.kafka import kafka_producer
 
         producer_module.kafka_producer = kafka_producer
 
@@ -111,7 +111,7 @@ def test_ticks_and_news_go_to_their_topics_and_a_resume_bound_counts_ticks_only(
     try:
         report = produce(settings, source, max_records=24_000, ensure=False)
     finally:
-        from pipeline_lib.clients import kafka_producer
+        from pipeline_lib.clients.kafka import kafka_producer
 
         producer_module.kafka_producer = kafka_producer
     records = list(

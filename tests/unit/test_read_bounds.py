@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from pipeline_lib.analysis import queries
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.routes import route
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.routes import route
 from pipeline_lib.sinks import SinkError
 from pipeline_lib.sinks.run_summary import RunSummary
 from tests.helpers import simulated

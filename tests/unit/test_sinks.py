@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 import pytest
 from google.api_core.exceptions import BadRequest, ServiceUnavailable
 
+from pipeline_lib.core.retry import QUICK_CHECK_BACKOFF
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.schema import Tick
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.retry import QUICK_CHECK_BACKOFF
 from pipeline_lib.sinks import SinkUnavailable, with_retries
 from pipeline_lib.sinks.gcs import object_name
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from google.api_core.exceptions import ServiceUnavailable
 
-from pipeline_lib.config import Settings
+from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import TICKS
 from pipeline_lib.sinks.bigquery import bigquery_schema

@@ -13,8 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
 
 OFFSETS_TOPIC = "__consumer_offsets"
 
@@ -110,7 +110,7 @@ def describe_cluster(
     from kafka.admin import OffsetSpec
     from kafka.errors import KafkaError
 
-    from pipeline_lib.clients import kafka_admin
+    from pipeline_lib.clients.kafka import kafka_admin
 
     topics = topics if topics is not None else [settings.topic, settings.dead_letter_topic]
     admin = kafka_admin(settings, timeout_s=timeout_s)

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline_lib import cluster, local
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib import local
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
+from pipeline_lib.ops import cluster
 
 
 class DrillError(PipelineError):
@@ -155,7 +156,7 @@ class FaultDrill:
 
     def prepare(self) -> cluster.ClusterState:
         """Check this is a local cluster of 3+, start brokers that are down, provision."""
-        from pipeline_lib.provision import provision
+        from pipeline_lib.ops.provision import provision
 
         settings = self.settings
         if not settings.is_local:

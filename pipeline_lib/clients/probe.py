@@ -16,10 +16,10 @@ import ssl
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.errors import PipelineError
 
 if TYPE_CHECKING:
-    from pipeline_lib.config import Settings
+    from pipeline_lib.core.config import Settings
 
 PROBE_TIMEOUT_S = 5.0  # per socket operation (at most what is left of the deadline)
 PROBE_DEADLINE_S = 12.0  # for the whole probe, however many bootstrap servers

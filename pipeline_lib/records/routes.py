@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import ConfigError
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError
+from pipeline_lib.core.sql import table_ref
 from pipeline_lib.records.streams import Stream, get_stream, stream_names
-from pipeline_lib.sql import table_ref
 
 RAW_PREFIX = "raw"
 

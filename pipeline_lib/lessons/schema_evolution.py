@@ -26,11 +26,11 @@ from typing import Any
 
 import orjson
 
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.records import contract
+from pipeline_lib.records.routes import drill_settings, route
 from pipeline_lib.records.streams import TICKS, Stream
-from pipeline_lib.routes import drill_settings, route
 
 NEWER = "1.1"  # the producer's contract: ticks/1.0 plus exchange and bid
 
@@ -58,7 +58,7 @@ def send_messages(
 ) -> int:
     """Send ``messages`` to the stream's topic stamped ``<stream>/<version>``; returns
     how many Kafka acknowledged (all, or this raises)."""
-    from pipeline_lib.clients import ensure_topic, kafka_producer
+    from pipeline_lib.clients.kafka import ensure_topic, kafka_producer
 
     topic = route(settings, stream).topic
     ensure_topic(settings, topic)
@@ -100,7 +100,7 @@ class SchemaLesson:
 
 
 def _query(settings: Settings, sql: str) -> Any:
-    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.clients.google import bigquery_client
 
     return (
         bigquery_client(settings)
@@ -112,10 +112,11 @@ def _query(settings: Settings, sql: str) -> Any:
 
 def run_schema_lesson(settings: Settings, ticks: int = 600, seed: int = 21) -> SchemaLesson:
     """Run the three steps (see the module's text) and gather what each landed."""
-    from pipeline_lib.clients import bigquery_client, storage_client
-    from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks
+    from pipeline_lib.clients.google import bigquery_client, storage_client
+    from pipeline_lib.kafka_io.consumer import SinkConsumer
     from pipeline_lib.kafka_io.dead_letters import read_dead_letters
     from pipeline_lib.kafka_io.producer import produce
+    from pipeline_lib.sinks.landing import landing_sinks
     from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 
     mine = lesson_settings(settings)

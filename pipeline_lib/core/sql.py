@@ -12,35 +12,7 @@ the whole name (``fullmatch``), so not even a trailing newline slips through.
 
 from __future__ import annotations
 
-import re
-
-from pipeline_lib.errors import PipelineError
-
-# Project ids: lower-case letters, digits and hyphens (local ids may be short).
-PROJECT_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,62}")
-NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,1023}")
-
-
-class UnsafeIdentifier(PipelineError, ValueError):
-    """A project, dataset or table name that is not a plain BigQuery identifier."""
-
-
-def check_project(project: str) -> str:
-    if not PROJECT_PATTERN.fullmatch(project):
-        raise UnsafeIdentifier(
-            f"GCP project id {project!r} is not a valid project id "
-            "(lower-case letters, digits and hyphens, starting with a letter)"
-        )
-    return project
-
-
-def check_name(name: str, kind: str = "table") -> str:
-    if not NAME_PATTERN.fullmatch(name):
-        raise UnsafeIdentifier(
-            f"BigQuery {kind} name {name!r} may hold only letters, digits and underscores "
-            "(not starting with a digit)"
-        )
-    return name
+from pipeline_lib.core.checks import check_name, check_project
 
 
 def table_ref(project: str, dataset: str, table: str) -> str:

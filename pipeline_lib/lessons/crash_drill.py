@@ -18,25 +18,12 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline_lib import routes
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
-from pipeline_lib.routes import route
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
+from pipeline_lib.records import routes
+from pipeline_lib.records.routes import route
 
-# The consumer that dies: it commits its first batches, then kills itself between
-# the sinks and the commit of batch number ``kill_at``.
-VICTIM_SCRIPT = """
-import os, signal, sys
-from pipeline_lib.config import Settings
-from pipeline_lib.kafka_io.consumer import SinkConsumer
-kill_at = int(sys.argv[1])
-def die(batch, seen=[]):
-    seen.append(batch)
-    if len(seen) == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-SinkConsumer(Settings.from_env(), stream="ticks", batch_size=int(sys.argv[2]),
-             flush_interval=30, before_commit=die).run(until_idle=15)
-"""
+VICTIM = "pipeline_lib.lessons.crash_victim"  # the consumer that dies (a module)
 
 
 class CrashDrillError(PipelineError):
@@ -89,7 +76,7 @@ def drill_settings(settings: Settings, bq_write: str | None = None) -> Settings:
 
 def raw_counts(settings: Settings) -> tuple[int, int, int]:
     """(rows, distinct Kafka records, distinct event ids) in the ticks' raw table."""
-    from pipeline_lib.clients import bigquery_client
+    from pipeline_lib.clients.google import bigquery_client
 
     table = route(settings).table_sql
     sql = (
@@ -112,9 +99,10 @@ def run_crash_drill(
     """Send ``ticks``, kill a consumer between the sinks and the commit of its batch
     ``kill_at``, land the rest with a new consumer, and count (see the module's text)."""
     from pipeline_lib.analysis.monitor import kafka_summary
-    from pipeline_lib.clients import bigquery_client
-    from pipeline_lib.kafka_io.consumer import SinkConsumer, landing_sinks
+    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.kafka_io.consumer import SinkConsumer
     from pipeline_lib.kafka_io.producer import produce
+    from pipeline_lib.sinks.landing import landing_sinks
     from pipeline_lib.sources.simulator import MarketSimulator, SimulatorConfig
 
     mine = drill_settings(settings, bq_write)
@@ -125,7 +113,7 @@ def run_crash_drill(
     if not sent.ok:
         raise CrashDrillError(f"the drill's ticks did not all reach Kafka: {sent.summary()}")
     victim = subprocess.run(
-        [sys.executable, "-c", VICTIM_SCRIPT, str(kill_at), str(batch_size)],
+        [sys.executable, "-m", VICTIM, str(kill_at), str(batch_size)],
         env={**os.environ, **mine.to_env()},
         capture_output=True,
         text=True,

@@ -1,21 +1,16 @@
-"""Official clients for Kafka, GCS and BigQuery, built from :class:`Settings`.
-
-The only module that knows the difference between an emulator and real Google
-Cloud: with an emulator host set, clients use anonymous credentials and that
-endpoint; without one, Application Default Credentials and Google's endpoints.
-"""
+"""Kafka clients (producer, consumer, admin) built from :class:`Settings`, the one place
+they are built: every client gets the same security settings and timeouts, and a
+broker that refuses or does not answer becomes one line that says why."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import ConfigError, PipelineError
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError, PipelineError
 
 if TYPE_CHECKING:
-    from google.cloud import bigquery, storage
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 # One timeout policy for every Kafka client the pipeline builds.
@@ -49,7 +44,7 @@ def kafka_security(settings: Settings) -> dict[str, Any]:
                 config[option] = str(path)
     mechanism = settings.kafka_sasl_mechanism
     if mechanism == "OAUTHBEARER":
-        from pipeline_lib.kafka_io.oauth import GoogleTokenProvider
+        from pipeline_lib.clients.oauth import GoogleTokenProvider
 
         config["sasl_mechanism"] = mechanism
         config["sasl_oauth_token_provider"] = GoogleTokenProvider()
@@ -212,8 +207,8 @@ def broker_unreachable(settings: Settings, error: Exception) -> ConnectionFailed
     """The error every Kafka client raises when bootstrapping fails: what and what next.
 
     A broker that answered but refused (a login, a certificate, a protocol) is told
-    apart from one that did not answer by :func:`pipeline_lib.kafka_io.probe.refusal`."""
-    from pipeline_lib.kafka_io.probe import refusal
+    apart from one that did not answer by :func:`pipeline_lib.clients.probe.refusal`."""
+    from pipeline_lib.clients.probe import refusal
 
     cause = refusal(settings, kafka_security(settings))
     if cause:
@@ -282,56 +277,6 @@ def kafka_consumer(settings: Settings, group: str | None, **overrides: Any) -> K
         raise broker_unreachable(settings, error) from error
 
 
-def storage_client(settings: Settings) -> storage.Client:
-    """google-cloud-storage client for the emulator or real GCS."""
-    from google.cloud import storage
-
-    if settings.storage_emulator_host:
-        from google.api_core.client_options import ClientOptions
-        from google.auth.credentials import AnonymousCredentials
-
-        return storage.Client(
-            project=settings.gcp_project,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=settings.storage_emulator_host),
-        )
-    return storage.Client(project=settings.gcp_project)
-
-
-def bigquery_client(settings: Settings) -> bigquery.Client:
-    """google-cloud-bigquery client for the emulator or real BigQuery."""
-    from google.cloud import bigquery
-
-    if settings.bigquery_emulator_host:
-        from google.api_core.client_options import ClientOptions
-        from google.auth.credentials import AnonymousCredentials
-
-        return bigquery.Client(
-            project=settings.gcp_project,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=settings.bigquery_emulator_host),
-        )
-    return bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
-
-
-def bigquery_write_client(settings: Settings) -> Any:
-    """The Storage Write API client: on the emulator's gRPC port (the library does not
-    read BIGQUERY_EMULATOR_HOST, and needs no credentials on a plain channel), or real
-    BigQuery with Application Default Credentials."""
-    from google.cloud.bigquery_storage_v1 import BigQueryWriteClient
-
-    if settings.bigquery_emulator_host:
-        import grpc
-        from google.cloud.bigquery_storage_v1.services.big_query_write.transports import (
-            BigQueryWriteGrpcTransport,
-        )
-
-        host = urlparse(settings.bigquery_emulator_host).hostname
-        channel = grpc.insecure_channel(f"{host}:{settings.bigquery_emulator_grpc_port}")
-        return BigQueryWriteClient(transport=BigQueryWriteGrpcTransport(channel=channel))
-    return BigQueryWriteClient()
-
-
 def kafka_admin(settings: Settings, timeout_s: float = 10.0) -> KafkaAdminClient:
     """Kafka admin client; a clear ConnectionFailed when no broker answers."""
     from kafka import KafkaAdminClient
@@ -355,16 +300,14 @@ def new_topic(settings: Settings, topic: str, partitions: int) -> Any:
     on a real cluster, the cluster's own defaults."""
     from kafka.admin import NewTopic
 
-    from pipeline_lib.local import layout
-
     if not settings.is_local:
         return NewTopic(topic, partitions, replication_factor=-1)
     return NewTopic(
         topic,
         partitions,
-        replication_factor=layout.replication_factor(settings),
+        replication_factor=settings.replication_factor,
         topic_configs={
-            "min.insync.replicas": str(layout.min_insync_replicas(settings)),
+            "min.insync.replicas": str(settings.min_insync_replicas),
             "unclean.leader.election.enable": "false",
         },
     )
@@ -383,8 +326,6 @@ def ensure_topic(
     """
     from kafka.errors import InvalidReplicationFactorError, KafkaError, TopicAlreadyExistsError
 
-    from pipeline_lib.local import layout
-
     topic = topic or settings.topic
     partitions = partitions or settings.partitions
     admin = kafka_admin(settings)
@@ -398,7 +339,7 @@ def ensure_topic(
         except InvalidReplicationFactorError:
             raise ConnectionFailed(
                 f"Kafka could not create topic {topic!r} with "
-                f"{layout.replication_factor(settings)} copies: fewer brokers are up. "
+                f"{settings.replication_factor} copies: fewer brokers are up. "
                 "`python -m pipeline_lib status` shows which is down; "
                 "`python -m pipeline_lib broker start N` brings it back."
             ) from None

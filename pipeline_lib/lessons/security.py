@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pipeline_lib.clients import (
+from pipeline_lib.clients.kafka import (
     AccessDenied,
     ConnectionFailed,
     access_denied,
@@ -21,8 +21,8 @@ from pipeline_lib.clients import (
     kafka_connection,
     kafka_consumer,
 )
-from pipeline_lib.config import Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.local import secure
 
 
@@ -143,7 +143,7 @@ def _read(settings: Settings, topic: str, group: str) -> Attempt:
 def try_rights(settings: Settings, topic: str | None = None) -> pd.DataFrame:
     """The pipeline and the analyst each try to write the topic, read it in a group of
     their own, and read it in the other's group (new group names every run)."""
-    from pipeline_lib.clients import ensure_topic
+    from pipeline_lib.clients.kafka import ensure_topic
 
     topic = topic or settings.topic
     run = uuid.uuid4().hex[:6]

@@ -2,13 +2,13 @@
 
 Callers (the command line, notebooks, tests) catch :class:`PipelineError` and show
 its message: every subclass says what went wrong and what to do next. Messages are
-passed through :func:`pipeline_lib.secrets.mask` when the error is built, so no
+passed through :func:`pipeline_lib.core.secrets.mask` when the error is built, so no
 error path can carry an API key to a terminal, a notebook or a log.
 """
 
 from __future__ import annotations
 
-from pipeline_lib.secrets import mask
+from pipeline_lib.core.secrets import mask
 
 
 class PipelineError(Exception):

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import local
-from pipeline_lib.clients import kafka_connection
-from pipeline_lib.config import BQ_WRITES, ConfigError, Settings, check_brokers
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.clients.kafka import kafka_connection
+from pipeline_lib.core.checks import check_brokers
+from pipeline_lib.core.config import BQ_WRITES, Settings
+from pipeline_lib.core.errors import ConfigError, PipelineError
+from pipeline_lib.home import load_settings
 
 
 def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], float]:
@@ -113,7 +115,7 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
 
 
 def _cluster_document(settings: Settings) -> dict[str, object]:
-    from pipeline_lib.cluster import describe_cluster
+    from pipeline_lib.ops.cluster import describe_cluster
 
     try:
         return describe_cluster(settings).to_dict()
@@ -208,7 +210,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         settings = settings.with_overrides(brokers=check_brokers(args.brokers, "--brokers"))
     local.up(settings, notify=_notify, secure=args.secure)
     if args.secure:  # the home's secure defaults, now that it has them
-        settings = Settings.from_env().with_overrides(brokers=settings.brokers)
+        settings = load_settings(brokers=settings.brokers)  # the home is secure now
     print(format_status(status_document(settings, pipeline=False)))
     return 0
 
@@ -250,7 +252,7 @@ def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
     """What the setup notebook does: services (if local), topic, bucket, table, view."""
-    from pipeline_lib.provision import provision
+    from pipeline_lib.ops.provision import provision
 
     print(provision(settings, start_local=True, notify=_notify).to_string(index=False))
     return 0
@@ -376,7 +378,7 @@ def cmd_produce(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     """Kafka → GCS + BigQuery, every stream (or the one --stream names)."""
-    from pipeline_lib.kafka_io.consumer import consume_streams
+    from pipeline_lib.kafka_io.consume import consume_streams
     from pipeline_lib.records.streams import stream_names
 
     reports = consume_streams(
@@ -411,7 +413,7 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     """The whole flow headless: four notebooks by papermill, then HTML exports."""
-    from pipeline_lib.flow import run_flow
+    from pipeline_lib.cli.flow import run_flow
 
     result = run_flow(
         settings,
@@ -543,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
-        return handler(Settings.from_env(), args)
+        return handler(load_settings(), args)
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -19,8 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.config import PROJECT_ROOT, Settings
-from pipeline_lib.errors import PipelineError
+from pipeline_lib.core.config import PROJECT_ROOT, Settings
+from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.local.process import Notify
 from pipeline_lib.local.secure import recorded_secure
 

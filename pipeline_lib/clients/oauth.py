@@ -19,7 +19,7 @@ from typing import Any
 
 from kafka.net.sasl.oauth import AbstractTokenProvider
 
-from pipeline_lib.errors import ConfigError
+from pipeline_lib.core.errors import ConfigError
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 

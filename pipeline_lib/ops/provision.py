@@ -14,10 +14,10 @@ import subprocess
 import pandas as pd
 
 from pipeline_lib import local
-from pipeline_lib.clients import ensure_topic
-from pipeline_lib.config import Settings
+from pipeline_lib.clients.kafka import ensure_topic
+from pipeline_lib.core.config import Settings
 from pipeline_lib.local.process import Notify
-from pipeline_lib.routes import Route, routes
+from pipeline_lib.records.routes import Route, routes
 
 
 def tool_versions() -> pd.DataFrame:

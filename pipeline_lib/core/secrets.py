@@ -1,7 +1,7 @@
 """Keeping secrets out of messages: one masking function for every error and log path.
 
 Secrets are the values of the variables in
-:data:`pipeline_lib.config.SECRET_VARIABLES` (read from the environment when masking)
+:data:`pipeline_lib.core.config.SECRET_VARIABLES` (read from the environment when masking)
 plus any value registered with :func:`register_secret` (e.g. a key passed in code).
 URL query parameters that conventionally carry credentials (``apikey=``, ``key=``,
 ``token=``, ...) are masked too, whatever their value, because a server or proxy may
@@ -21,6 +21,7 @@ _CREDENTIAL_PARAMETER = re.compile(
     r"[^&\s'\"<>]+"
 )
 _registered: set[str] = set()
+_variables: set[str] = set()
 _lock = threading.Lock()
 
 
@@ -31,12 +32,15 @@ def register_secret(value: str | None) -> None:
             _registered.add(value)
 
 
-def _secrets() -> list[str]:
-    from pipeline_lib.config import SECRET_VARIABLES
-
-    values = {os.environ.get(name, "") for name in SECRET_VARIABLES}
+def watch_variables(names: frozenset[str] | set[str]) -> None:
+    """Mask the values these environment variables hold whenever a message is masked."""
     with _lock:
-        values |= _registered
+        _variables.update(names)
+
+
+def _secrets() -> list[str]:
+    with _lock:
+        values = {os.environ.get(name, "") for name in _variables} | _registered
     # Longest first, so a secret that contains another is masked whole.
     return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
