@@ -37,6 +37,7 @@ def flow(services, tmp_path_factory):
         seed=5,
         start="2024-03-05T14:30:00Z",
         output_dir=tmp_path_factory.mktemp("flow"),
+        lessons=True,  # the crash drills and the schema lesson too
     )
     return settings, result
 

@@ -9,6 +9,7 @@ import pytest
 from kafka.partitioner.default import murmur2
 
 from pipeline_lib import cli, local
+from pipeline_lib.cli.status import format_cluster
 from pipeline_lib.core.config import Settings
 from pipeline_lib.core.errors import ConfigError
 from pipeline_lib.home import load_settings
@@ -189,7 +190,7 @@ def test_cluster_state_flags_and_json():
     assert [p["under_replicated"] for p in document["partitions"]] == [True, True]
     assert [p["offline"] for p in document["partitions"]] == [False, True]
     assert not fully_replicated(state)
-    lines = cli.format_cluster(document)
+    lines = format_cluster(document)
     assert "2 DOWN" in lines[0]
     assert "UNDER-REPLICATED" in lines[2] and "OFFLINE" in lines[3]
     table = state.partition_table()
