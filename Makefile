@@ -1,11 +1,12 @@
 # Two commands for a fresh machine (Python 3.11+, Java 17+, Maven):
 #   make demo   install, start the local services, run the whole flow headless
-#   make test   install, lint, run every test tier
+#   make test   install, lint, build the docs (strict), run every test tier
+#   make docs   serve the documentation site locally
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test test-unit test-integration test-notebooks test-browser chromium lint format lab up down status bench clean
+.PHONY: install demo test test-unit test-integration test-notebooks test-browser chromium lint format docs docs-build lab up down status bench clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(PY) -m pipeline_lib demo
 
-test: install lint chromium
+test: install lint docs-build chromium
 	$(PY) -m pytest
 
 test-unit: install
@@ -50,6 +51,17 @@ format: install
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
+# The documentation site (docs/, mkdocs.yml). Strict: a broken link or anchor, or a page
+# left out of nav, fails the build. NO_MKDOCS_2_WARNING quiets Material's banner.
+SITE ?= site
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs
+
+docs: install
+	$(MKDOCS) serve
+
+docs-build: install
+	$(MKDOCS) build --strict --site-dir $(SITE)
+
 lab: install
 	$(PY) -m pip install --quiet -e '.[dev,lab]'
 	$(PY) -m pipeline_lib up
@@ -63,4 +75,4 @@ bench: install
 
 clean:
 	-$(PY) -m pipeline_lib down
-	rm -rf $(VENV) .pipeline .pipeline-test .pipeline-bench output
+	rm -rf $(VENV) .pipeline .pipeline-test .pipeline-bench output $(SITE)

@@ -168,7 +168,7 @@ _PORT = whole_number(1, 65535)
 
 # Every variable the package reads, in the order they are read: the one declaration
 # from which Settings.from_env, Settings.to_env and the defaults follow.
-# `.env.example` and the README are checked against this table by a unit test.
+# `.env.example` and the docs' configuration page (generated from it) are checked by unit tests.
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (

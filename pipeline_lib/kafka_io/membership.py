@@ -69,7 +69,7 @@ def member_state(consumer: Any) -> MemberState:
 def _suspended_seconds() -> float:
     """Seconds the whole machine has slept since boot (Linux), which the monotonic
     clock, and so kafka-python's heartbeat times, does not count. 0 elsewhere
-    (macOS: a suspended machine's sleep is not seen; see the README)."""
+    (macOS: a suspended machine's sleep is not seen; see docs/delivery.md, "Zombie members")."""
     boottime = getattr(time, "CLOCK_BOOTTIME", None)
     if boottime is None:
         return 0.0

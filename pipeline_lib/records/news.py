@@ -32,7 +32,7 @@ from pipeline_lib.records.schema import (
 
 NEWS_SOURCES = frozenset({"simulator", "alphavantage"})
 LABELS = frozenset({"positive", "negative", "neutral"})
-# Bounds (stated in the README): a headline is a line, not an article.
+# Bounds (stated in docs/delivery.md): a headline is a line, not an article.
 MAX_HEADLINE_CHARS = 1_000
 MAX_SUMMARY_CHARS = 10_000
 MAX_TEXT_CHARS = 2_048  # url, publisher

@@ -30,7 +30,7 @@ SOURCES = frozenset({"simulator", "csv", "alphavantage"})
 # Always used with fullmatch: "AAPL\n" is not a symbol.
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9^][A-Z0-9.\-=^]{0,14}")
 MAX_EVENT_ID_LENGTH = 128
-# Bounds that keep accepted records safe downstream (stated in the README):
+# Bounds that keep accepted records safe downstream (stated in docs/delivery.md):
 # 100 billion shares per bar is ~10x the busiest stock-day on record, and 92 million
 # such bars still sum inside BigQuery's INT64; prices up to 1e9 keep close x volume
 # and its sums finite in FLOAT64; event times between 1900 and 2100 (UTC).

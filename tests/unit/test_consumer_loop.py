@@ -337,8 +337,9 @@ def test_the_kafka_consumer_learns_its_topic_after_subscribing_before_joining(mo
 
 
 def test_a_refused_row_becomes_a_dead_letter_with_its_original_key_and_value():
-    """The README promises the original key, value and headers on the dead-letter
-    topic, for rows a sink refuses as for messages that fail to decode."""
+    """The docs (docs/delivery.md, "Dead letters") promise the original key, value and
+    headers on the dead-letter topic, for rows a sink refuses as for messages that fail
+    to decode."""
     group = log_of(1, 100, bad_every=7)
     sink = RecordingSink(refuse=lambda tick: tick.symbol == "AAPL")
     _, sink, letters, _ = run(group, sink=sink)

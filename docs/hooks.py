@@ -1,0 +1,67 @@
+"""MkDocs hook: the configuration page's table of variables, generated from VARIABLES.
+
+The table is built from the one declaration the package reads its environment by, so
+the page cannot drift from the code: a variable added, renamed or re-documented there
+shows up here at the next build. ``mkdocs.yml`` names this file under ``hooks:``;
+``tests/unit/test_config.py`` calls :func:`on_page_markdown` directly to check that
+every variable is listed, without building the site.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from mkdocs.exceptions import PluginError
+
+from pipeline_lib.core.config import VARIABLES
+
+PAGE = "configuration.md"
+MARKER = "<!-- variables -->"
+
+_CODE_SPAN = re.compile(r"(`[^`]*`)")
+
+
+def _cell(text: str) -> str:
+    """Text that stays inside one table cell and shows as written: outside code spans,
+    ``<name>`` would be read as an HTML tag and ``|`` would end the cell."""
+    parts = _CODE_SPAN.split(text)
+    for i in range(0, len(parts), 2):  # even indexes lie outside code spans
+        parts[i] = parts[i].replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return "".join(parts)
+
+
+def _default(variable: Any) -> str:
+    """A fixed default as code, none as "unset"; a default computed from the other
+    values or the environment has no one value to print, and its text says how."""
+    if callable(variable.default):
+        return "derived"
+    return f"`{variable.default}`" if variable.default else "unset"
+
+
+def variables_table(variables: Iterable[Any] | None = None) -> str:
+    """The markdown table of the variables, in the order the package reads them."""
+    rows = [
+        "| variable | default | what it is for |",
+        "|----------|---------|----------------|",
+    ]
+    for variable in VARIABLES.values() if variables is None else variables:
+        purpose = _cell(variable.doc)
+        if variable.secret:
+            purpose = (
+                f"**Secret**: masked in every error and log, shown by `status` only as "
+                f"set or unset. {purpose}"
+            )
+        rows.append(f"| `{variable.name}` | {_default(variable)} | {purpose} |")
+    return "\n".join(rows) + "\n"
+
+
+def on_page_markdown(markdown: str, *, page: Any, **_: Any) -> str:
+    """Put the table where the configuration page's marker stands. A configuration
+    page without the marker stops the build rather than silently losing the table."""
+    if page.file.src_uri != PAGE:
+        return markdown
+    if MARKER not in markdown:
+        raise PluginError(f"docs/{PAGE} has lost its {MARKER} marker: the table goes there")
+    return markdown.replace(MARKER, variables_table())
