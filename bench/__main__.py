@@ -16,7 +16,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.figures import FIGURES, PIPELINE_FIGURES, SIZES, using_services
+from bench.figures import FIGURES, PIPELINE_FIGURES
+from bench.services import SIZES, using_services
 from pipeline_lib.core.config import Settings
 
 HERE = Path(__file__).resolve().parent

@@ -10,7 +10,6 @@ uses its own topic, bucket and dataset names.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 
 from pipeline_lib import local
 from pipeline_lib.core.config import Settings
+from pipeline_lib.core.names import run_names
 from pipeline_lib.home import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,10 +46,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = Path(str(item.fspath)).relative_to(REPO / "tests").parts[0]
         if tier in {"unit", "integration", "notebooks", "browser"}:
             item.add_marker(getattr(pytest.mark, tier))
-
-
-def unique_suffix() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="session")
@@ -150,13 +146,5 @@ def own_bigquery(settings: Settings, tmp_path):
 
 
 def own_names(services: Settings) -> Settings:
-    suffix = unique_suffix()
-    return services.with_overrides(
-        topic=f"test-{suffix}-ticks",
-        dead_letter_topic=f"test-{suffix}-ticks.dlq",
-        news_topic=f"test-{suffix}-news",
-        news_dead_letter_topic=f"test-{suffix}-news.dlq",
-        consumer_group=f"test-{suffix}-group",
-        gcs_bucket=f"test-{suffix}-raw",
-        bq_dataset=f"test_{suffix}",
-    )
+    """Topics, group, bucket and dataset of this test's own (``test-<token>-...``)."""
+    return run_names(services, "test")

@@ -1,7 +1,7 @@
 """Foundations every layer stands on: the exception root (:mod:`.errors`), masking
 (:mod:`.secrets`), checks of names and values (:mod:`.checks`), safe SQL text
-(:mod:`.sql`), backoff (:mod:`.retry`) and the configuration (:mod:`.config`, a pure
-function of a mapping).
+(:mod:`.sql`), backoff (:mod:`.retry`), the configuration (:mod:`.config`, a pure
+function of a mapping) and a run's own names (:mod:`.names`).
 
 The one wiring done here: masking learns which environment variables hold secrets
 from the settings table, so an error raised before any settings are read still hides

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from pipeline_lib.core.config import Settings
 from pipeline_lib.core.errors import ConfigError
+from pipeline_lib.core.names import run_names
 from pipeline_lib.core.sql import table_ref
 from pipeline_lib.records.streams import Stream, get_stream, stream_names
 
@@ -87,42 +88,45 @@ class Route:
         return topic_folder(self.topic)
 
 
+# The streams whose names the environment sets: stream -> the Settings fields that hold
+# its topic, dead-letter topic and table (PIPELINE_TOPIC, ..., BQ_NEWS_TABLE).
+SETTINGS_FIELDS: dict[str, tuple[str, str, str]] = {
+    "ticks": ("topic", "dead_letter_topic", "bq_table"),
+    "news": ("news_topic", "news_dead_letter_topic", "bq_news_table"),
+}
+# The stream that reads with the consumer group itself; every other one with
+# ``<consumer group>-<stream>``.
+FIRST_STREAM = "ticks"
+
+
 def route(settings: Settings, stream: str | Stream | Route = "ticks") -> Route:
     """The names of ``stream`` (a registered stream or its name) under ``settings``;
     a Route is returned as it is, so every component takes either.
 
-    Ticks and news take theirs from their own variables (``PIPELINE_TOPIC``,
-    ``PIPELINE_NEWS_TOPIC``, ...); any other registered stream ``s`` gets topic
-    ``stock-s``, dead letters ``stock-s.dlq``, group ``<consumer group>-s``, table ``s``.
+    One rule for every stream ``s``: its topic, dead letters and table are those the
+    settings hold for it (:data:`SETTINGS_FIELDS`: ``PIPELINE_TOPIC``,
+    ``PIPELINE_NEWS_TOPIC``, ...), or else topic ``stock-s``, dead letters
+    ``stock-s.dlq`` and table ``s``; its group is the consumer group for ticks and
+    ``<consumer group>-s`` for any other.
     """
     if isinstance(stream, Route):
         return stream
     kind = get_stream(stream) if isinstance(stream, str) else stream
-    if kind.name == "ticks":
-        names = (
-            settings.topic,
-            settings.dead_letter_topic,
-            settings.consumer_group,
-            settings.bq_table,
-        )
-    elif kind.name == "news":
-        names = (
-            settings.news_topic,
-            settings.news_dead_letter_topic,
-            f"{settings.consumer_group}-news",
-            settings.bq_news_table,
-        )
+    fields = SETTINGS_FIELDS.get(kind.name)
+    if fields:
+        topic, dead_letter_topic, table = (getattr(settings, f) for f in fields)
     else:
-        topic = f"stock-{kind.name}"
-        names = (topic, f"{topic}.dlq", f"{settings.consumer_group}-{kind.name}", kind.name)
-        taken = {settings.topic, settings.dead_letter_topic, settings.news_topic}
-        taken |= {settings.news_dead_letter_topic, settings.bq_table, settings.bq_news_table}
-        if topic in taken or kind.name in taken:
+        topic, table = f"stock-{kind.name}", kind.name
+        dead_letter_topic = f"{topic}.dlq"
+        taken = {getattr(settings, f) for names in SETTINGS_FIELDS.values() for f in names}
+        if taken & {topic, dead_letter_topic, table}:
             raise ConfigError(
-                f"stream {kind.name!r} would share its topic or table with ticks or news: "
-                "register it under another name"
+                f"stream {kind.name!r} would share its topic or table with "
+                f"{' or '.join(SETTINGS_FIELDS)}: register it under another name"
             )
-    topic, dead_letter_topic, group, table = names
+    group = settings.consumer_group
+    if kind.name != FIRST_STREAM:
+        group = f"{group}-{kind.name}"
     return Route(
         kind, topic, dead_letter_topic, group, settings.gcp_project, settings.bq_dataset, table
     )
@@ -135,15 +139,7 @@ def routes(settings: Settings, choice: str = "all") -> list[Route]:
 
 def drill_settings(settings: Settings, label: str) -> Settings:
     """Names of its own for a drill or lesson run from a notebook (``label``, e.g.
-    ``crash-drill``): a topic, dead-letter topic and consumer group for this run, and
-    the table ``<BQ_TABLE>_<label>`` (which the drill makes anew)."""
-    import time
-
-    run = time.strftime("%H%M%S")
-    topic = f"{settings.topic}-{label}-{run}"
-    return settings.with_overrides(
-        topic=topic,
-        dead_letter_topic=f"{topic}.dlq",
-        consumer_group=f"{settings.consumer_group}-{label}-{run}",
-        bq_table=f"{settings.bq_table}_{label.replace('-', '_')}",
-    )
+    ``crash-drill``): topics and a consumer group for this run, in the settings' bucket
+    and dataset, and the table ``<BQ_TABLE>_<label>`` (which the drill makes anew);
+    see :func:`pipeline_lib.core.names.run_names`."""
+    return run_names(settings, label, within=True)

@@ -9,6 +9,7 @@ import nbformat
 import pytest
 
 from pipeline_lib.cli.flow import NOTEBOOKS, run_flow
+from pipeline_lib.core.names import run_names
 from pipeline_lib.ops.cluster import describe_cluster
 from tests.helpers import bq_event_ids
 
@@ -17,17 +18,7 @@ SENTINEL_KEY = "SENTINEL-ALPHAVANTAGE-KEY-4c1d"
 
 @pytest.fixture(scope="module")
 def flow(services, tmp_path_factory):
-    from tests.conftest import unique_suffix
-
-    suffix = unique_suffix()
-    settings = services.with_overrides(
-        topic=f"nb-{suffix}-ticks",
-        dead_letter_topic=f"nb-{suffix}-ticks.dlq",
-        news_topic=f"nb-{suffix}-news",
-        news_dead_letter_topic=f"nb-{suffix}-news.dlq",
-        consumer_group=f"nb-{suffix}-group",
-        gcs_bucket=f"nb-{suffix}-raw",
-        bq_dataset=f"nb_{suffix}",
+    settings = run_names(services, "nb").with_overrides(
         alphavantage_api_key=SENTINEL_KEY,  # in the kernels' environment only
     )
     # This seed and start put three stories among the 3,000 ticks, one of them price-moving.

@@ -1,8 +1,14 @@
 """The benchmark code runs at a tiny size (speed itself is never asserted in tests)."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from bench.__main__ import main
+from bench.figures import FIGURES, PIPELINE_FIGURES
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def test_simulator_figure_runs_tiny(tmp_path):
@@ -32,3 +38,14 @@ def test_rerunning_some_figures_keeps_the_others_with_their_date(tmp_path):
     assert [f["name"] for f in figures] == ["simulator_rate", "end_to_end"]
     assert figures[0]["simulator_records_per_s"] > 1 and "measured" not in figures[0]
     assert figures[1] == {"name": "end_to_end", "ratio": 0.5, "measured": earlier["date"]}
+
+
+@pytest.mark.parametrize("path", sorted(BENCH.rglob("*.py")), ids=lambda p: p.name)
+def test_no_bench_module_is_over_600_lines(path):
+    assert len(path.read_text().splitlines()) <= 600, path.relative_to(BENCH)
+
+
+def test_each_figure_is_named_by_its_function_in_a_module_of_its_family():
+    for name, figure in FIGURES.items():
+        assert figure.__name__ == name and figure.__module__.startswith("bench.figures.")
+    assert set(FIGURES) > PIPELINE_FIGURES

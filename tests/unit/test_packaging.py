@@ -74,7 +74,7 @@ def test_every_local_service_home_is_ignored_by_git():
     """Broker logs and emulator data must never be committed (a cluster's home once was)."""
     import subprocess
 
-    from bench.figures import BENCH_CLUSTER_HOME, BENCH_ENVIRONMENT
+    from bench.services import BENCH_CLUSTER_HOME, BENCH_ENVIRONMENT
     from pipeline_lib.home.files import default_home as _default_home
     from tests.conftest import CLUSTER_HOME, TEST_ENVIRONMENT
 
