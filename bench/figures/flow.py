@@ -10,23 +10,35 @@ from bench.services import START, count_for, json_result, run_python, services
 
 
 def notebook_flow(size: str) -> dict:
-    """Figure 5: wall time of the headless notebook flow (the main command), caches warm."""
+    """Figure 5: wall time of the headless notebook flow, caches warm: the demo as
+    ``make demo`` runs it and, at full size, with the lessons (notebook 03's crash
+    drills and notebook 07), as ``demo --lessons`` and the tests run it; until the
+    lessons became opt-in the demo was the latter."""
     from pipeline_lib.cli.flow import run_flow
 
     records = 20_000 if size == "full" else 300
-    settings = services().fresh("flow")
-    with tempfile.TemporaryDirectory() as folder:
-        started = time.perf_counter()
-        result = run_flow(settings, records=records, output_dir=Path(folder))
-        wall = time.perf_counter() - started
-    return {
+    kinds = {"demo": False, "with_lessons": True} if size == "full" else {"demo": False}
+    walls: dict[str, float] = {}
+    per_notebook: dict[str, dict[str, float]] = {}
+    for kind, lessons in kinds.items():
+        settings = services().fresh("flow")
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            result = run_flow(settings, records=records, output_dir=Path(folder), lessons=lessons)
+            walls[kind] = round(time.perf_counter() - started, 1)
+        per_notebook[kind] = {k: round(v, 1) for k, v in result.seconds.items()}
+    figure = {
         "name": "notebook_flow",
         "records": records,
-        "wall_s": round(wall, 1),
-        "per_notebook_s": {k: round(v, 1) for k, v in result.seconds.items()},
+        "wall_s": walls["demo"],
+        "per_notebook_s": per_notebook["demo"],
         "goal": "< 120 s",
-        "met": wall < 120,
+        "met": walls["demo"] < 120,
     }
+    if "with_lessons" in walls:
+        figure["with_lessons_wall_s"] = walls["with_lessons"]
+        figure["with_lessons_per_notebook_s"] = per_notebook["with_lessons"]
+    return figure
 
 
 def two_streams(size: str) -> dict:
