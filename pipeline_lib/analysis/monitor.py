@@ -12,6 +12,7 @@ from typing import Any
 from pipeline_lib.core.config import Settings
 from pipeline_lib.kafka_io.reports import partition_lag
 from pipeline_lib.records.routes import Route, route
+from pipeline_lib.sinks.bigquery.type_mapper import TYPES
 
 
 def kafka_summary(
@@ -148,9 +149,7 @@ def bigquery_event_ids(
         f"SELECT {key} AS event_id, COUNT(*) AS n FROM {table} "  # noqa: S608 - validated
         f"WHERE STARTS_WITH({key}, @prefix) GROUP BY {key}"
     )
-    config = bigquery.QueryJobConfig(
-        query_parameters=[bigquery.ScalarQueryParameter("prefix", "STRING", prefix)]
-    )
+    config = bigquery.QueryJobConfig(query_parameters=[TYPES.parameter("prefix", prefix)])
     rows = bigquery_client(settings).query(sql, job_config=config).result()
     return Counter({row.event_id: row.n for row in rows})
 

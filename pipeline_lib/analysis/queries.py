@@ -1,14 +1,14 @@
 """Analysis queries over the landed ticks and news, as DataFrames.
 
 **Each event once, reading only what is shown.** Every query reads the raw table
-through :func:`pipeline_lib.sinks.bigquery.dedup_sql`: its filters (the symbol, the
+through :func:`pipeline_lib.sinks.bigquery.table_manager.dedup_sql`: its filters (the symbol, the
 run, the event-time window) apply to the table before de-duplication, so real
 BigQuery prunes to the day partitions and ``symbol`` clusters shown, and a refresh
 costs the same on day 30 as on day 1. The dedup view (``<table>_dedup``) stays for
 ad-hoc SQL by people.
 
 **Where the bounds come from.** The run summary (``<table>_runs``,
-:mod:`pipeline_lib.sinks.run_summary`), a small table the consumer keeps as it
+:mod:`pipeline_lib.sinks.bigquery.run_summary`), a small table the consumer keeps as it
 lands: the runs, their symbols, the earliest event time of each and a lower bound of
 the newest. :class:`RunSpans` is one read of it; the live widget reads it once per
 refresh (:class:`LiveFeed`).
@@ -30,7 +30,8 @@ import pandas as pd
 from pipeline_lib.clients.google import bigquery_client
 from pipeline_lib.core.config import Settings
 from pipeline_lib.records.routes import Route, route
-from pipeline_lib.sinks.bigquery import dedup_sql
+from pipeline_lib.sinks.bigquery.table_manager import dedup_sql
+from pipeline_lib.sinks.bigquery.type_mapper import TYPES
 
 MARKET_TZ = "America/New_York"
 # Before any event of the table: the lower bound of a read without one.
@@ -43,14 +44,11 @@ def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
     from google.cloud import bigquery
 
     def parameter(name: str, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return bigquery.ArrayQueryParameter(name, "STRING", list(value))
-        kind = {bool: "BOOL", int: "INT64", float: "FLOAT64", str: "STRING"}.get(type(value))
-        if isinstance(value, datetime):
-            kind, value = "TIMESTAMP", pd.Timestamp(value).to_pydatetime()
-        if kind is None:
-            raise TypeError(f"unsupported parameter {name}={value!r}")
-        return bigquery.ScalarQueryParameter(name, kind, value)
+        if isinstance(value, list | tuple):  # symbols
+            return bigquery.ArrayQueryParameter(name, TYPES.for_python(str), list(value))
+        if isinstance(value, datetime):  # a pandas Timestamp too
+            value = pd.Timestamp(value).to_pydatetime()
+        return TYPES.parameter(name, value)
 
     config = bigquery.QueryJobConfig(
         query_parameters=[parameter(name, value) for name, value in params.items()]

@@ -88,7 +88,7 @@ BQ_WRITES = {
 
 
 # What becomes of the fields of a newer record contract in BigQuery
-# (the sinks: pipeline_lib.sinks.evolution).
+# (the sinks: pipeline_lib.sinks.bigquery.evolution).
 SCHEMA_UPDATE_POLICIES = {
     "json": "fields of a newer contract go to the extra JSON column (default)",
     "add": "each becomes a NULLABLE column of its own (needs the right to alter the table)",

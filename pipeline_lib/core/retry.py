@@ -25,6 +25,6 @@ SINK_BACKOFF = Backoff(0.5, 8.0)
 # A commit the broker could not take: retried until the committer's deadline.
 COMMIT_BACKOFF = Backoff(0.2, 5.0)
 # Checking whether a fresh BigQuery load job is done: often at first (it takes tens
-# to hundreds of milliseconds), then less (see sinks.bigquery.wait_for_job).
+# to hundreds of milliseconds), then less (see sinks.bigquery.load_jobs.wait_for_job).
 QUICK_CHECK_BACKOFF = Backoff(0.01, 0.025)
 SLOW_CHECK_BACKOFF = Backoff(0.025, 0.5)

@@ -5,7 +5,7 @@ they pass :func:`table_ref`'s strict check (they come from configuration, never 
 message data). Everything else is a ``@parameter``. One exception, on the local
 emulator only: it adds a column to its storage through DDL alone, so the sink names a
 new column there (a field of a newer record contract) after :func:`check_name`,
-backquoted (``BigQuerySink._alter_emulator_storage``); on real BigQuery columns are
+backquoted (``EmulatorQuirks.columns_added``); on real BigQuery columns are
 added through the API, with no SQL. Patterns are matched against
 the whole name (``fullmatch``), so not even a trailing newline slips through.
 """

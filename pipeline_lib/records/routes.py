@@ -69,7 +69,7 @@ class Route:
 
     @property
     def runs_table(self) -> str:
-        """Name of the run summary (:mod:`pipeline_lib.sinks.run_summary`)."""
+        """Name of the run summary (:mod:`pipeline_lib.sinks.bigquery.run_summary`)."""
         return f"{self.table}_runs"
 
     @property

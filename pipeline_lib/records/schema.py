@@ -66,6 +66,9 @@ KINDS: dict[str, Kind] = {
     "price": Kind(float, "FLOAT64", "float64"),
     "count": Kind(int, "INT64", "int64"),
     "score": Kind(float, "FLOAT64", "float64"),
+    # no record field has it: a newer contract's field of true/false values gets a BOOL
+    # column (pipeline_lib.sinks.bigquery.evolution)
+    "boolean": Kind(bool, "BOOL", "bool"),
 }
 
 

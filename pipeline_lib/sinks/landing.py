@@ -6,9 +6,8 @@ from pipeline_lib.core.config import Settings
 from pipeline_lib.core.errors import ConfigError
 from pipeline_lib.records.routes import Route
 from pipeline_lib.sinks import Sink
-from pipeline_lib.sinks.bigquery import BigQuerySink
+from pipeline_lib.sinks.bigquery import BigQuerySink, DefaultStreamSink, StorageWriteSink
 from pipeline_lib.sinks.gcs import GcsSink
-from pipeline_lib.sinks.storage_write import DefaultStreamSink, StorageWriteSink
 
 
 def landing_sinks(
@@ -21,7 +20,7 @@ def landing_sinks(
     written as ``bq_write`` says (default: ``settings.bq_write``, ``BQ_WRITE``; the
     modes are :data:`pipeline_lib.core.config.BQ_WRITES`): through the Storage Write API,
     each record once in the table itself (``storage``) or at least once through the
-    default stream, or by load jobs (see :mod:`pipeline_lib.sinks.storage_write`)."""
+    default stream, or by load jobs (see :mod:`pipeline_lib.sinks.bigquery`)."""
     mode = settings.bq_write if bq_write is None else bq_write
     tables = {
         "storage": StorageWriteSink,

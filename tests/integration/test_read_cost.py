@@ -15,8 +15,7 @@ from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.routes import route
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.sinks.bigquery import BigQuerySink
-from pipeline_lib.sinks.storage_write import DefaultStreamSink
+from pipeline_lib.sinks.bigquery import BigQuerySink, DefaultStreamSink
 from tests.helpers import simulated
 
 pytestmark = pytest.mark.integration

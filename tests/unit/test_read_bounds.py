@@ -17,7 +17,7 @@ from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.routes import route
 from pipeline_lib.records.streams import TICKS
 from pipeline_lib.sinks import SinkError
-from pipeline_lib.sinks.run_summary import RunSummary
+from pipeline_lib.sinks.bigquery.run_summary import RunSummary
 from tests.helpers import simulated
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)

@@ -16,8 +16,7 @@ from pipeline_lib.records import contract
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.schema import InvalidRecord, record_codec, record_parser
 from pipeline_lib.records.streams import NEWS, TICKS, Stream
-from pipeline_lib.sinks import evolution
-from pipeline_lib.sinks.bigquery import batch_table
+from pipeline_lib.sinks.bigquery import batch_table, evolution
 from tests.helpers import simulated
 
 NOW = datetime(2026, 1, 5, 15, 0, tzinfo=UTC)

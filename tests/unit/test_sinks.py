@@ -127,7 +127,7 @@ def test_the_bigquery_schema_and_arrow_columns_come_from_the_one_field_table():
 def test_a_load_job_is_checked_often_at_first_then_with_backoff(monkeypatch):
     """A fresh micro-batch's load ends within tens or hundreds of milliseconds: its end
     is noticed within 25 ms (not up to twice its length), a long job is polled gently."""
-    from pipeline_lib.sinks import bigquery as sink
+    from pipeline_lib.sinks.bigquery import load_jobs as sink
 
     class Clock:
         def __init__(self):

@@ -14,8 +14,12 @@ from google.api_core.exceptions import ServiceUnavailable
 from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch
 from pipeline_lib.records.streams import TICKS
-from pipeline_lib.sinks.bigquery import bigquery_schema
-from pipeline_lib.sinks.storage_write import DefaultStreamSink, StorageWriteSink
+from pipeline_lib.sinks.bigquery import (
+    DefaultStreamSink,
+    StorageWriteSink,
+    TableManager,
+    bigquery_schema,
+)
 from tests.helpers import simulated
 
 pytestmark = pytest.mark.unit
@@ -117,11 +121,17 @@ class FakeTables:
         return []
 
 
-def sink_on(api: FakeWriteApi) -> StorageWriteSink:
-    from pipeline_lib.sinks.bigquery import bigquery_schema
+SETTINGS = Settings.from_env({"PIPELINE_HOME": "/tmp/unused"})
 
-    sink = StorageWriteSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
-    sink._client = FakeTables(bigquery_schema())
+
+def on_tables(tables: FakeTables) -> TableManager:
+    """A table manager on the fake BigQuery client."""
+    return TableManager(SETTINGS, client=tables)
+
+
+def sink_on(api: FakeWriteApi, tables: FakeTables | None = None) -> StorageWriteSink:
+    tables = tables or FakeTables(bigquery_schema())
+    sink = StorageWriteSink(SETTINGS, client=api, table_manager=on_tables(tables))
 
     def held(parts):
         api.log.append("held")
@@ -227,8 +237,8 @@ def test_a_membership_lost_before_the_commit_publishes_nothing():
 
 def test_at_least_once_appends_to_the_default_stream_without_offsets_or_questions():
     api = FakeWriteApi()
-    sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
-    sink._client = FakeTables(bigquery_schema())
+    tables = on_tables(FakeTables(bigquery_schema()))
+    sink = DefaultStreamSink(SETTINGS, client=api, table_manager=tables)
     sink.held_offsets = lambda parts: pytest.fail("at least once asks the table nothing")  # type: ignore[method-assign]
     assert sink.write(batch(0, 100)).rows == 100
     assert sink.write(batch(0, 100, generation=2)).rows == 100  # a replay lands again...
@@ -261,17 +271,15 @@ def test_a_table_changed_underneath_stops_the_sink_with_one_line():
     from google.cloud import bigquery
 
     from pipeline_lib.sinks import SinkError
-    from pipeline_lib.sinks.bigquery import bigquery_schema
 
     api = FakeWriteApi()
     api.refuse_whole = True
-    sink = sink_on(api)
     changed = [
         bigquery.SchemaField(f.name, "STRING") if f.name == "close" else f
         for f in bigquery_schema()
         if f.name != "volume"
     ]
-    sink._client = FakeTables(changed)
+    sink = sink_on(api, FakeTables(changed))
     with pytest.raises(SinkError) as refused:
         sink.write(batch(0, 20))
     line = str(refused.value)
@@ -292,7 +300,7 @@ def test_a_stream_given_up_is_finalized_before_the_table_is_asked(monkeypatch):
 
 
 def test_a_later_request_refused_whole_keeps_what_landed_and_loads_the_rest(monkeypatch):
-    monkeypatch.setattr("pipeline_lib.sinks.storage_write.MAX_REQUEST_ROWS", 10)
+    monkeypatch.setattr("pipeline_lib.sinks.bigquery.write_api.MAX_REQUEST_ROWS", 10)
     api = FakeWriteApi()
     api.refuse_whole_from = 20  # the third request of the batch
     sink = sink_on(api)
@@ -309,18 +317,18 @@ def test_a_later_request_refused_whole_keeps_what_landed_and_loads_the_rest(monk
 
 
 def test_at_least_once_sends_no_request_twice_after_refused_rows(monkeypatch):
-    monkeypatch.setattr("pipeline_lib.sinks.storage_write.MAX_REQUEST_ROWS", 10)
+    monkeypatch.setattr("pipeline_lib.sinks.bigquery.write_api.MAX_REQUEST_ROWS", 10)
     api = FakeWriteApi()
     api.refuse_offsets = {13}
-    sink = DefaultStreamSink(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}), client=api)
-    sink._client = FakeTables(bigquery_schema())
+    tables = on_tables(FakeTables(bigquery_schema()))
+    sink = DefaultStreamSink(SETTINGS, client=api, table_manager=tables)
     result = sink.write(batch(0, 30))
     assert [d.offset for d in result.rejected] == [13] and result.rows == 29
     assert sorted(o for _, o in api.table) == [o for o in range(30) if o != 13]  # once each
 
 
 def test_wide_rows_go_in_requests_under_the_byte_cap(monkeypatch):
-    monkeypatch.setattr("pipeline_lib.sinks.storage_write.MAX_REQUEST_BYTES", 4_000)
+    monkeypatch.setattr("pipeline_lib.sinks.bigquery.write_api.MAX_REQUEST_BYTES", 4_000)
     api = FakeWriteApi()
     sink = sink_on(api)
     sink.write(batch(0, 100))

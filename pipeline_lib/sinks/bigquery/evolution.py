@@ -31,25 +31,26 @@ from typing import Any
 import orjson
 
 from pipeline_lib.records.batches import Batch, DeadLetter
+from pipeline_lib.sinks.bigquery.type_mapper import TYPES
 
 MAX_ADDED_COLUMNS = 50
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _RESERVED = ("_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colon_")
 _INT64 = (-(2**63), 2**63 - 1)
+_JSON_SCALARS = (bool, int, float, str)  # a JSON value that is not an object, list or null
 
 
 def column_type(value: Any) -> str | None:
-    """The BigQuery type a new column gets from a value, or None (stays in ``extra``)."""
-    kind = type(value)
-    if kind is bool:
-        return "BOOL"
-    if kind is int:
-        return "INT64" if _INT64[0] <= value <= _INT64[1] else None
-    if kind is float:
-        return "FLOAT64" if math.isfinite(value) else None
-    if kind is str:
-        return "STRING"
-    return None
+    """The BigQuery type a new column gets from a value, or None (stays in ``extra``):
+    the type mapper's for the value's Python type, if BigQuery can hold the value."""
+    if type(value) not in _JSON_SCALARS:
+        return None
+    kind = TYPES.for_python(type(value))
+    if kind == "INT64" and not _INT64[0] <= value <= _INT64[1]:
+        return None
+    if kind == "FLOAT64" and not math.isfinite(value):
+        return None
+    return kind
 
 
 def fits(value: Any, kind: str) -> bool:

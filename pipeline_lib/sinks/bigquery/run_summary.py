@@ -42,18 +42,22 @@ from datetime import datetime
 from typing import Any
 
 from pipeline_lib.records.batches import Batch
+from pipeline_lib.records.schema import Field
 from pipeline_lib.records.streams import Stream
+from pipeline_lib.sinks.bigquery.type_mapper import TYPES
 
 log = logging.getLogger(__name__)
 EVERY_S = 60.0  # a pair that keeps landing gets a new row at most this often
-# (name, BigQuery type, mode, description): the summary's columns.
-COLUMNS: tuple[tuple[str, str, str, str], ...] = (
-    ("run", "STRING", "REQUIRED", "producer run: the id's prefix before ':'"),
-    ("symbol", "STRING", "REQUIRED", "instrument"),
-    ("first_ts", "TIMESTAMP", "REQUIRED", "earliest event time seen by the writer"),
-    ("last_ts", "TIMESTAMP", "REQUIRED", "latest event time seen by the writer"),
-    ("landed_at", "TIMESTAMP", "REQUIRED", "when the batch that wrote this row landed"),
+# The summary's fields, typed as every other table's (the type mapper).
+FIELDS: tuple[Field, ...] = (
+    Field("run", "text", True, "producer run: the id's prefix before ':'"),
+    Field("symbol", "text", True, "instrument"),
+    Field("first_ts", "timestamp", True, "earliest event time seen by the writer"),
+    Field("last_ts", "timestamp", True, "latest event time seen by the writer"),
+    Field("landed_at", "timestamp", True, "when the batch that wrote this row landed"),
 )
+# (name, BigQuery type, mode, description): the summary's columns.
+COLUMNS: tuple[tuple[str, str, str, str], ...] = TYPES.columns(FIELDS)
 
 
 # A record id's run tag: its prefix before the first ':' ("" for an id without one,

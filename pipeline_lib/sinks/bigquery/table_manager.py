@@ -1,0 +1,354 @@
+"""The BigQuery table a stream lands in, and everything about it that is not writing
+rows: held by each writer (load jobs, the Storage Write API at offsets, its default
+stream), so all three share one table, one schema and one run summary.
+
+* **The table**, created if missing, with an explicit schema (the ``columns`` of the
+  stream it lands, :data:`TABLE_SCHEMA` for ticks): the record's fields plus where
+  each row came from (Kafka topic, partition, offset) and when the batch was closed
+  (``ingested_at``); day-partitioned on ``ts``, clustered by ``symbol``.
+* **Duplicates**: a batch redelivered after a crash (written, not yet committed) may
+  land again. Queries read the view ``<table>_dedup``, which keeps the first copy of
+  each id (``QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ...) = 1``; news
+  stories by ``news_id``), so every event is seen once — the same on real BigQuery
+  and on the emulator (which ignores streaming insert ids). The same view also
+  absorbs a source replayed twice.
+* **The run summary** beside it (:mod:`~pipeline_lib.sinks.bigquery.run_summary`),
+  noted after each batch lands.
+* **Added columns**: fields of a newer contract (:mod:`~pipeline_lib.sinks.bigquery.evolution`)
+  get columns of their own when the policy says so, before the batch is written.
+* **The emulator's differences** are a capability the manager holds
+  (:class:`EmulatorQuirks`), not a branch of the writers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.core.config import Settings
+from pipeline_lib.records.batches import Batch, DeadLetter, WriteResult
+from pipeline_lib.records.routes import Route, route
+from pipeline_lib.records.streams import TICKS, Stream
+from pipeline_lib.sinks import SinkError, reraise_refusal, with_retries
+from pipeline_lib.sinks.bigquery import evolution
+from pipeline_lib.sinks.bigquery.run_summary import COLUMNS as SUMMARY_COLUMNS
+from pipeline_lib.sinks.bigquery.run_summary import RunSummary, rebuild_sql
+from pipeline_lib.sinks.bigquery.type_mapper import TYPES, BigQueryTypeMapper
+
+log = logging.getLogger(__name__)
+DDL_TIMEOUT_S = 120
+FILL_TIMEOUT_S = 900  # the run summary's one fill scans the whole table
+FILLED_LABEL = "pipeline_summary_filled"
+
+# The tick table's columns: the tick fields, then where each row came from. Derived
+# from the one field table in pipeline_lib.records.schema: (name, BigQuery type, mode, description).
+TABLE_SCHEMA: tuple[tuple[str, str, str, str], ...] = TICKS.columns
+
+
+def quick_retry():
+    """The client's own retry, capped: with_retries() decides when to give up."""
+    from google.cloud.bigquery import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_deadline(10)
+
+
+def dedup_sql(stream: Stream, table_sql: str, where: str = "TRUE") -> str:
+    """SELECT of each event once among the rows of ``table_sql`` that match ``where``:
+    the dedup view's text (``TRUE``), and every bounded read's. Copies of an event
+    are the same record (same ``ts``, same ``symbol``, same run), so a filter on those
+    applied before the window function keeps exactly the events the view would show;
+    applied after it, the window runs over the whole table. (A filter on when a copy
+    landed, as the live widget's, may keep a later copy of an event: the caller drops
+    the events it holds already.) ``where`` is SQL written in the package with
+    ``@parameters``, never message text."""
+    return (
+        f"SELECT * FROM {table_sql} WHERE {where} "  # noqa: S608 - validated identifier
+        f"QUALIFY ROW_NUMBER() OVER (PARTITION BY {stream.id_field} "
+        "ORDER BY ingested_at, kafka_partition, kafka_offset) = 1"
+    )
+
+
+def bigquery_schema(stream: Stream = TICKS) -> list:
+    """The stream's table columns as the BigQuery client's SchemaFields."""
+    return TYPES.schema_fields(stream.columns)
+
+
+class EmulatorQuirks:
+    """What the local emulator needs beyond the BigQuery API. It records a patched
+    schema but does not add the columns to its storage (tried: tables.patch, and
+    loads with ALLOW_FIELD_ADDITION, which drop the field); its DDL does. Held by the
+    table manager on the emulator only: real BigQuery needs none of it."""
+
+    def __init__(self, types: BigQueryTypeMapper = TYPES) -> None:
+        self.types = types
+
+    def columns_added(self, client: Any, table_sql: str, columns: list) -> None:
+        """Make patched-in ``columns`` real: each name checked as an identifier and
+        backquoted, each type one the pipeline writes (no text of a message in SQL)."""
+        from pipeline_lib.core.checks import check_name
+
+        for column in columns:
+            name = check_name(column.name, "column")
+            kind = self.types.standard(column.field_type)
+            if kind not in self.types.bigquery_types:
+                raise SinkError(f"cannot add a column of type {kind}")
+            ddl = f"ALTER TABLE {table_sql} ADD COLUMN IF NOT EXISTS `{name}` {kind}"
+            client.query(ddl, timeout=30).result(timeout=DDL_TIMEOUT_S)
+
+
+class TableManager:
+    """One stream's table, dedup view, run summary and added columns, on one client.
+
+    ``client`` (the BigQuery client, made on first use when not given) is the one the
+    writers run their load jobs and queries on. ``quirks``: the emulator's
+    (:class:`EmulatorQuirks`), chosen from the settings when not given.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        stream: str | Route = "ticks",
+        client: Any = None,
+        quirks: EmulatorQuirks | None = None,
+        types: BigQueryTypeMapper = TYPES,
+    ) -> None:
+        self.settings = settings
+        self.route = route(settings, stream)
+        self.stream = self.route.stream
+        _ = self.route.table_sql  # checks the identifiers now: the only text put in SQL
+        self._client = client
+        self.types = types
+        if quirks is None and settings.bigquery_emulator_host:
+            quirks = EmulatorQuirks(types)
+        self.quirks = quirks
+        self.run_summary = RunSummary(self.stream, self._insert_summary)
+        # Columns of the table beyond the stream's, added for fields of a newer
+        # contract: (name, BigQuery type), read at setup, grown by PIPELINE_SCHEMA_UPDATES.
+        self.added: tuple[tuple[str, str], ...] = ()
+        self._columns_changed: list[Callable[[], None]] = []
+        self._write_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = bigquery_client(self.settings)
+        return self._client
+
+    @property
+    def table_id(self) -> str:
+        return self.route.table_id
+
+    def on_columns_changed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the table gains columns (here or by another member),
+        under the write lock: a Write API stream fixes its columns when it is made."""
+        self._columns_changed.append(callback)
+
+    # --- setting up -------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Dataset, partitioned + clustered table, and the dedup view; all idempotent."""
+        from google.cloud import bigquery
+
+        def create() -> None:
+            dataset = bigquery.Dataset(f"{self.settings.gcp_project}.{self.settings.bq_dataset}")
+            dataset.location = self.settings.bq_location
+            retry = quick_retry()
+            self.client.create_dataset(dataset, exists_ok=True, timeout=30, retry=retry)
+            table = bigquery.Table(self.route.table_id, schema=bigquery_schema(self.stream))
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field="ts"
+            )
+            table.clustering_fields = ["symbol"]
+            table.description = self.stream.description
+            self.client.create_table(table, exists_ok=True, timeout=30, retry=retry)
+            view = bigquery.Table(self.route.view_id)
+            view.view_query = dedup_sql(self.stream, self.route.table_sql)
+            view.description = "Each event once: use this for analysis"
+            self.client.create_table(view, exists_ok=True, timeout=30, retry=retry)
+            self._create_summary()
+            self.add_columns(())  # a table made by an older version: its new columns
+
+        with_retries(create, f"creating BigQuery table {self.route.table_id}")
+
+    def _create_summary(self) -> None:
+        """The run summary beside the table, filled from the table once (one scan, at
+        setup, instead of one per refresh). A label marks it filled: a fill that
+        failed is run again at the next setup (rows written twice are harmless:
+        readers take MIN and MAX)."""
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        retry = quick_retry()
+        try:
+            summary = self.client.get_table(self.route.runs_id, timeout=30, retry=retry)
+        except NotFound:
+            summary = bigquery.Table(
+                self.route.runs_id, schema=self.types.schema_fields(SUMMARY_COLUMNS)
+            )
+            summary.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field="landed_at"
+            )
+            summary.clustering_fields = ["run", "symbol"]
+            summary.description = (
+                f"Runs and symbols landed in {self.route.table}, their event-time span: "
+                "what the live chart asks first (pipeline_lib.sinks.bigquery.run_summary)"
+            )
+            summary = self.client.create_table(summary, exists_ok=True, timeout=30, retry=retry)
+        if (summary.labels or {}).get(FILLED_LABEL) == "yes":
+            return
+        fill = (
+            f"INSERT INTO {self.route.runs_sql} (run, symbol, first_ts, last_ts, landed_at) "
+            + rebuild_sql(self.stream, self.route.table_sql)
+        )
+        self.client.query(fill, timeout=60, retry=retry).result(timeout=FILL_TIMEOUT_S)
+        summary.labels = {**(summary.labels or {}), FILLED_LABEL: "yes"}
+        self.client.update_table(summary, ["labels"], timeout=30, retry=retry)
+
+    # --- the table's columns ----------------------------------------------------------
+
+    def schema(self) -> list:
+        """The table's columns as the writers write them: the stream's and those added."""
+        from google.cloud import bigquery
+
+        return bigquery_schema(self.stream) + [
+            bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in self.added
+        ]
+
+    def add_columns(self, new: tuple[tuple[str, str], ...] | list) -> None:
+        """Add NULLABLE columns to the table: the stream's it lacks (a table made by an
+        older version) and ``new`` ones; then note every column beyond the stream's."""
+        from google.cloud import bigquery
+
+        retry = quick_retry()
+        table = self.client.get_table(self.route.table_id, timeout=30, retry=retry)
+        have = {f.name.lower() for f in table.schema}
+        wanted = self.types.schema_fields(
+            column for column in self.stream.columns if column[2] == "NULLABLE"
+        ) + [
+            bigquery.SchemaField(
+                name, kind, mode="NULLABLE", description="a field of a newer record contract"
+            )
+            for name, kind in new
+        ]
+        missing = [f for f in wanted if f.name.lower() not in have]
+        if missing:
+            try:
+                # The schema as data (tables.patch): no SQL text.
+                table.schema = [*table.schema, *missing]
+                table = self.client.update_table(table, ["schema"], timeout=30, retry=retry)
+                if self.quirks is not None:
+                    self.quirks.columns_added(self.client, self.route.table_sql, missing)
+            except Exception as error:
+                from google.api_core.exceptions import PreconditionFailed
+
+                if isinstance(error, PreconditionFailed):  # another member changed it first
+                    return self.add_columns(new)
+                reraise_refusal(
+                    error,
+                    f"BigQuery refused to add column(s) "
+                    f"{', '.join(f.name for f in missing)} to {self.route.table_id}",
+                    "PIPELINE_SCHEMA_UPDATES=add needs the right to update the table "
+                    "(bigquery.tables.update); or leave it at json (the extra column).",
+                )
+        own = {name for name, *_ in self.stream.columns}
+        before = self.added
+        self.added = tuple(
+            (f.name, self.types.standard(f.field_type)) for f in table.schema if f.name not in own
+        )
+        if missing or self.added != before:  # added here, or by another member
+            for callback in self._columns_changed:
+                callback()
+
+    def evolve(self, batch: Batch, stage: str) -> tuple[Batch, list[DeadLetter]]:
+        """Fields of a newer contract (see :mod:`pipeline_lib.sinks.bigquery.evolution`):
+        add the columns the policy adds, and leave out the records whose value does not
+        fit its column (returned as dead letters of ``stage``)."""
+        if not any(part.extras for part in batch.parts):
+            return batch, []
+        reserved = frozenset(name.lower() for name, *_ in self.stream.columns)
+        add = self.settings.schema_updates == "add"
+        for _ in range(3):  # plan, add, plan again against what the table now has
+            added = {name.lower(): (name, kind) for name, kind in self.added}
+            plan = evolution.plan(batch, added, reserved, add, self.route.table_id, stage)
+            if not plan.new_columns:
+                break
+            with_retries(
+                lambda plan=plan: self.add_columns(plan.new_columns),
+                f"adding columns to {self.route.table_id}",
+            )
+        else:
+            raise SinkError(f"the columns of {self.route.table_id} keep changing underneath")
+        if not plan.refused:
+            return batch, []
+        parts = [part.take(keep) for part, keep in zip(batch.parts, plan.keep, strict=True) if keep]
+        return Batch(parts, batch.closed_at, batch.group, batch.generation), plan.refused
+
+    def check_schema(self, error: Exception) -> None:
+        """Raise one clear SinkError if the table no longer has the columns the
+        pipeline writes (a column dropped, or of another type): every batch would be
+        refused, so stop with nothing committed rather than dead-letter them all."""
+        try:
+            table = self.client.get_table(self.route.table_id, timeout=30, retry=quick_retry())
+        except Exception:  # cannot tell: treat the refusal as the rows'
+            return
+        have = {field.name: field.field_type for field in table.schema}
+        problems = []
+        for name, kind, *_ in self.stream.columns:
+            found = have.get(name)
+            if found is None:
+                problems.append(f"column {name} is missing")
+            elif not self.types.same(found, kind):
+                problems.append(f"column {name} is {found}, the pipeline writes {kind}")
+        if problems:
+            raise SinkError(
+                f"BigQuery table {self.route.table_id} changed underneath the pipeline: "
+                f"{'; '.join(problems)} (the Write API refused the batch: {error}). Restore "
+                "the columns, or point BQ_TABLE at a new table and run "
+                "`python -m pipeline_lib setup`; nothing of this batch was committed."
+            )
+
+    # --- a batch through a writer -----------------------------------------------------
+
+    def land(self, batch: Batch, land: Callable[[Batch], WriteResult], stage: str) -> WriteResult:
+        """Land the batch with the writer's ``land`` (its fields of a newer contract as
+        the policy says), then note it in the run summary before it counts as written.
+        One batch at a time (two may be in flight): the columns a batch was checked
+        against are the ones it is written with."""
+        with self._write_lock:
+            batch, refused = self.evolve(batch, stage)
+            result = land(batch)
+        if len(batch):
+            self.summarize(batch, result)
+        result.rejected = refused + result.rejected
+        return result
+
+    def summarize(self, batch: Batch, result: WriteResult) -> None:
+        """After a batch landed: note its runs and symbols in the run summary."""
+        refused = {(letter.topic, letter.partition, letter.offset) for letter in result.rejected}
+        self.run_summary.note(batch, refused)
+
+    def _insert_summary(self, rows: list[dict[str, Any]]) -> None:
+        def insert() -> None:
+            errors = self.client.insert_rows_json(
+                self.route.runs_id,
+                rows,
+                row_ids=[None] * len(rows),
+                timeout=30,
+                retry=quick_retry(),
+            )
+            if errors:
+                raise SinkError(f"BigQuery refused run summary rows: {errors[:3]}")
+
+        with_retries(insert, f"writing the run summary {self.route.runs_id}")
+
+    def close(self) -> None:
+        """The summary's last rows (the newest event times seen)."""
+        from datetime import UTC, datetime
+
+        try:
+            self.run_summary.flush(datetime.now(UTC))
+        except Exception as error:  # the next consumer writes its own rows
+            log.warning("run summary not brought up to date at close: %s", error)
