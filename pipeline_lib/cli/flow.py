@@ -167,7 +167,7 @@ def run_flow(
         result.seconds[name] = time.monotonic() - started
 
     notify("flow: 01_setup (services, topic, bucket, table)")
-    run_one("01_setup", {"start_local_services": settings.is_local})
+    run_one("01_setup", {"start_local_services": "local" in settings.targets.values()})
 
     notify(f"flow: 02_producer and 03_consumer together ({records:,} simulated ticks and news)")
     started = time.monotonic()

@@ -15,6 +15,7 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
     services = local.status(settings)
     document: dict[str, object] = {
         "target": settings.target,
+        "targets": settings.targets,
         "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
         "kafka_connection": kafka_connection(settings),
         "gcs_endpoint": settings.storage_emulator_host or "https://storage.googleapis.com",
@@ -41,7 +42,7 @@ def status_document(settings: Settings, pipeline: bool = True) -> dict[str, obje
         running = {s.name for s in services if s.running}
 
         def up_(name: str) -> bool:
-            return not settings.is_local or name in running
+            return settings.targets[name] != "local" or name in running
 
         stopped = "not running (start it with `python -m pipeline_lib up`)"
         kafka_up = not settings.is_local or any(n.startswith("kafka") for n in running)
@@ -99,7 +100,11 @@ def format_cluster(cluster: dict) -> list[str]:
 
 def format_status(document: dict) -> str:
     """A readable status table."""
-    lines = [f"target: {document['target']}"]
+    targets = document.get("targets") or {}
+    lines = [
+        f"target: {document['target']}"
+        + (f"   ({', '.join(f'{k} {v}' for k, v in targets.items())})" if targets else "")
+    ]
     if document["services"]:
         rows = [("service", "state", "pid", "endpoint", "log")]
         for s in document["services"]:
@@ -116,7 +121,9 @@ def format_status(document: dict) -> str:
         f"kafka bootstrap: {document['kafka_bootstrap_servers']}   "
         f"topic: {settings['topic']}   dead letters: {settings['dead_letter_topic']}",
         f"kafka connection: {document['kafka_connection']}",
-        f"gcs: {document['gcs_endpoint']}   bucket: {settings['gcs_bucket']}",
+        f"gcs: {document['gcs_endpoint']}   bucket: {settings['gcs_bucket']}"
+        if targets.get("gcs") != "off"
+        else "gcs: off (GCS_TARGET=off: no raw objects, BigQuery alone)",
         f"bigquery: {document['bigquery_endpoint']}   table: "
         f"{settings['gcp_project']}.{settings['bq_dataset']}.{settings['bq_table']}",
     ]

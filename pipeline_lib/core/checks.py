@@ -234,3 +234,41 @@ def check_kafka_security(values: Mapping[str, Any]) -> None:
             )
     if values["kafka_ssl_keyfile"] and not values["kafka_ssl_certfile"]:
         raise ConfigError("KAFKA_SSL_KEYFILE is set without KAFKA_SSL_CERTFILE (mutual TLS)")
+
+
+def choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    """One of ``choices``, case and blanks aside."""
+
+    def read(raw: str, name: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(f"{name}={raw!r}: use one of {', '.join(choices)}")
+        return value
+
+    return read
+
+
+def path(raw: str, name: str) -> Path:
+    return Path(raw).expanduser().resolve()
+
+
+def optional(read: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
+    """Empty text reads as None (an endpoint or key left unset)."""
+    return lambda raw, name: read(raw, name) if raw else None
+
+
+def text(raw: str, name: str) -> str:
+    return raw
+
+
+def is_loopback(bootstrap: str) -> bool:
+    """Every server of a ``host:port`` list is this machine."""
+    hosts = [part.rsplit(":", 1)[0].strip("[]") for part in bootstrap.split(",") if part]
+    return all(h in {"127.0.0.1", "localhost", "::1"} for h in hosts)
+
+
+def port_of_url(url: str, variable: str) -> int:
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if parsed.port is None:
+        raise ConfigError(f"{variable}={url!r} has no port; use e.g. http://127.0.0.1:4443")
+    return parsed.port

@@ -8,15 +8,11 @@ recorded (the brokers ``up`` started, a secure home's logins and CA) under the
 process environment. Defaults point at the local services that ``python -m
 pipeline_lib up`` starts on 127.0.0.1, so a fresh clone needs no setup.
 
-Target selection (``PIPELINE_TARGET``):
-
-* ``local`` (default): unset endpoints fall back to the local broker and emulators.
-* ``cloud``: Kafka is whatever ``KAFKA_BOOTSTRAP_SERVERS`` says; GCS and BigQuery are
-  real Google Cloud (Application Default Credentials) unless an emulator variable is set.
-
-When ``PIPELINE_TARGET`` is unset, giving a non-loopback ``KAFKA_BOOTSTRAP_SERVERS``
-with both emulator variables unset selects ``cloud``: that is how a user outgrows
-one machine without flipping an extra switch.
+Targets: ``PIPELINE_TARGET`` (``local`` by default; ``cloud`` when unset and a
+non-loopback ``KAFKA_BOOTSTRAP_SERVERS`` comes without emulators, so a user outgrows
+one machine without an extra switch) is the shorthand for ``KAFKA_TARGET``,
+``GCS_TARGET`` and ``BIGQUERY_TARGET``, each ``local`` or ``cloud`` (GCS also
+``off``): a student's own BigQuery beside the local broker, with no bucket.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from pipeline_lib.core.checks import (
     KAFKA_SASL_MECHANISMS,
@@ -37,10 +32,16 @@ from pipeline_lib.core.checks import (
     check_kafka_security,
     check_topic,
     check_url,
+    choice,
     existing_file,
     identifier,
+    is_loopback,
     one_of,
+    optional,
+    path,
+    port_of_url,
     seconds,
+    text,
     whole_number,
 )
 from pipeline_lib.core.errors import ConfigError
@@ -59,23 +60,14 @@ def _user_cache(env: Mapping[str, str]) -> Path:
     return home / ".cache" / "stock-pipeline"
 
 
-def _is_loopback(bootstrap: str) -> bool:
-    hosts = [part.rsplit(":", 1)[0].strip("[]") for part in bootstrap.split(",") if part]
-    return all(h in {"127.0.0.1", "localhost", "::1"} for h in hosts)
+TARGETS = ("local", "cloud")
+GCS_TARGETS = ("local", "cloud", "off")  # off: no raw objects (the BigQuery sandbox)
+PARTITION_BY = ("event", "ingestion")
 
 
-def _port_of_url(url: str, variable: str) -> int:
-    parsed = urlparse(url if "://" in url else f"http://{url}")
-    if parsed.port is None:
-        raise ConfigError(f"{variable}={url!r} has no port; use e.g. http://127.0.0.1:4443")
-    return parsed.port
-
-
-def _target(raw: str, name: str) -> str:
-    target = raw.strip().lower()
-    if target not in {"local", "cloud"}:
-        raise ConfigError(f"{name}={target!r}: use 'local' or 'cloud'")
-    return target
+def _shorthand(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    """A service's target: PIPELINE_TARGET's, unless its own variable says otherwise."""
+    return values["target"]
 
 
 # How the consumer writes BigQuery (the sinks: pipeline_lib.sinks.landing.landing_sinks).
@@ -95,33 +87,6 @@ SCHEMA_UPDATE_POLICIES = {
 }
 
 
-def _schema_updates(raw: str, name: str) -> str:
-    policy = raw.strip().lower()
-    if policy not in SCHEMA_UPDATE_POLICIES:
-        raise ConfigError(f"{name}={raw!r}: use one of {', '.join(SCHEMA_UPDATE_POLICIES)}")
-    return policy
-
-
-def _bq_write(raw: str, name: str) -> str:
-    mode = raw.strip().lower()
-    if mode not in BQ_WRITES:
-        raise ConfigError(f"{name}={raw!r}: use one of {', '.join(BQ_WRITES)}")
-    return mode
-
-
-def _path(raw: str, name: str) -> Path:
-    return Path(raw).expanduser().resolve()
-
-
-def _optional(read: Callable[[str, str], Any]) -> Callable[[str, str], Any]:
-    """Empty text reads as None (an endpoint or key left unset)."""
-    return lambda raw, name: read(raw, name) if raw else None
-
-
-def _text(raw: str, name: str) -> str:
-    return raw
-
-
 @dataclass(frozen=True)
 class Variable:
     """One environment variable: the Settings field it fills, its default, what it is
@@ -135,7 +100,7 @@ class Variable:
     field: str
     default: str | Callable[[dict[str, Any], Mapping[str, str]], str]
     doc: str
-    read: Callable[[str, str], Any] = _text
+    read: Callable[[str, str], Any] = text
     secret: bool = False
 
     def default_text(self, values: dict[str, Any], env: Mapping[str, str]) -> str:
@@ -152,12 +117,13 @@ def _auto_target(values: dict[str, Any], env: Mapping[str, str]) -> str:
     """``cloud`` when a non-loopback broker is given and no emulator is, else ``local``."""
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
     emulators = env.get("STORAGE_EMULATOR_HOST") or env.get("BIGQUERY_EMULATOR_HOST")
-    return "cloud" if bootstrap and not _is_loopback(bootstrap) and not emulators else "local"
+    return "cloud" if bootstrap and not is_loopback(bootstrap) and not emulators else "local"
 
 
-def _local_only(url: str) -> Callable[[dict[str, Any], Mapping[str, str]], str]:
-    """An emulator's default: the local one for ``local``, none (real GCP) for ``cloud``."""
-    return lambda values, env: url if values["target"] == "local" else ""
+def _local_only(url: str, field: str) -> Callable[[dict[str, Any], Mapping[str, str]], str]:
+    """An emulator's default: the local one when its service (``field``) is ``local``,
+    none (real GCP) otherwise."""
+    return lambda values, env: url if values[field] == "local" else ""
 
 
 def _brokers(raw: str, name: str) -> int:
@@ -178,7 +144,31 @@ VARIABLES: dict[str, Variable] = {
             _auto_target,
             "local (start and use local services) or cloud (real Kafka/GCP); unset: local, "
             "or cloud when KAFKA_BOOTSTRAP_SERVERS is remote and no emulator is set",
-            _target,
+            choice(TARGETS),
+        ),
+        Variable(
+            "KAFKA_TARGET",
+            "kafka_target",
+            _shorthand,
+            "where Kafka is: local (the broker `up` starts) or cloud (KAFKA_BOOTSTRAP_SERVERS)"
+            " (unset: PIPELINE_TARGET)",
+            choice(TARGETS),
+        ),
+        Variable(
+            "GCS_TARGET",
+            "gcs_target",
+            _shorthand,
+            "where raw objects go: local (the emulator), cloud (real GCS) or off (none: "
+            "BigQuery alone, as in the BigQuery sandbox) (unset: PIPELINE_TARGET)",
+            choice(GCS_TARGETS),
+        ),
+        Variable(
+            "BIGQUERY_TARGET",
+            "bigquery_target",
+            _shorthand,
+            "where the tables are: local (the emulator) or cloud (real BigQuery) (unset: "
+            "PIPELINE_TARGET)",
+            choice(TARGETS),
         ),
         Variable(
             "PIPELINE_HOME",
@@ -186,14 +176,14 @@ VARIABLES: dict[str, Variable] = {
             lambda values, env: str(_user_cache(env)),
             "folder for local service data and logs (default: ./.pipeline in a checkout, "
             "else ~/.cache/stock-pipeline)",
-            _path,
+            path,
         ),
         Variable(
             "PIPELINE_CACHE",
             "cache_dir",
             lambda values, env: str(_user_cache(env)),
             "download cache: Kafka jars (default: ~/.cache/stock-pipeline)",
-            _path,
+            path,
         ),
         Variable(
             "KAFKA_BOOTSTRAP_SERVERS",
@@ -230,14 +220,14 @@ VARIABLES: dict[str, Variable] = {
             "",
             "SASL mechanism: " + " | ".join(KAFKA_SASL_MECHANISMS) + " (OAUTHBEARER: a "
             "token from Application Default Credentials, for Google's managed Kafka)",
-            _optional(one_of(KAFKA_SASL_MECHANISMS)),
+            optional(one_of(KAFKA_SASL_MECHANISMS)),
         ),
         Variable(
             "KAFKA_SASL_USERNAME",
             "kafka_sasl_username",
             "",
             "SASL user (PLAIN, SCRAM) (unset on a secure local home: pipeline)",
-            _optional(_text),
+            optional(text),
         ),
         Variable(
             "KAFKA_SASL_PASSWORD",
@@ -245,7 +235,7 @@ VARIABLES: dict[str, Variable] = {
             "",
             "SASL password or API secret (unset on a secure local home: the user's "
             "generated password)",
-            _optional(_text),
+            optional(text),
             secret=True,
         ),
         Variable(
@@ -254,21 +244,21 @@ VARIABLES: dict[str, Variable] = {
             "",
             "CA certificate(s) that sign the brokers' certificates (unset: the system's "
             "trusted CAs, or the secure local home's own CA)",
-            _optional(existing_file),
+            optional(existing_file),
         ),
         Variable(
             "KAFKA_SSL_CERTFILE",
             "kafka_ssl_certfile",
             "",
             "client certificate for mutual TLS (PEM)",
-            _optional(existing_file),
+            optional(existing_file),
         ),
         Variable(
             "KAFKA_SSL_KEYFILE",
             "kafka_ssl_keyfile",
             "",
             "private key of the client certificate (PEM, unencrypted)",
-            _optional(existing_file),
+            optional(existing_file),
         ),
         Variable(
             "PIPELINE_TOPIC",
@@ -351,7 +341,24 @@ VARIABLES: dict[str, Variable] = {
             "bq_write",
             "storage",
             "how the consumer writes BigQuery: " + " | ".join(BQ_WRITES),
-            _bq_write,
+            choice(tuple(BQ_WRITES)),
+        ),
+        Variable(
+            "BQ_PARTITION_BY",
+            "bq_partition_by",
+            "event",
+            "what a new table's day partitions follow: event (the tick's time, ts) | "
+            "ingestion (when it landed, ingested_at: for old events in a dataset whose "
+            "partitions expire, as in the BigQuery sandbox)",
+            choice(PARTITION_BY),
+        ),
+        Variable(
+            "BQ_MAX_BYTES_BILLED",
+            "bq_max_bytes_billed",
+            str(1 << 30),
+            "ceiling on the bytes one query may bill (BigQuery refuses, and bills nothing "
+            "for, a query over it); default 1 GiB, a thousandth of the sandbox's month",
+            whole_number(10 * 1 << 20, 1 << 50),
         ),
         Variable(
             "PIPELINE_SCHEMA_UPDATES",
@@ -359,21 +366,21 @@ VARIABLES: dict[str, Variable] = {
             "json",
             "fields of a newer record contract in BigQuery: json (the extra column) | add "
             "(a NULLABLE column each)",
-            _schema_updates,
+            choice(tuple(SCHEMA_UPDATE_POLICIES)),
         ),
         Variable(
             "STORAGE_EMULATOR_HOST",
             "storage_emulator_host",
-            _local_only(f"http://{LOCAL_HOST}:4443"),
+            _local_only(f"http://{LOCAL_HOST}:4443", "gcs_target"),
             "GCS emulator URL (unset: real GCS)",
-            _optional(check_url),
+            optional(check_url),
         ),
         Variable(
             "BIGQUERY_EMULATOR_HOST",
             "bigquery_emulator_host",
-            _local_only(f"http://{LOCAL_HOST}:9050"),
+            _local_only(f"http://{LOCAL_HOST}:9050", "bigquery_target"),
             "BigQuery emulator REST URL (unset: real BigQuery)",
-            _optional(check_url),
+            optional(check_url),
         ),
         Variable(
             "BIGQUERY_EMULATOR_GRPC_PORT",
@@ -387,7 +394,7 @@ VARIABLES: dict[str, Variable] = {
             "alphavantage_api_key",
             "",
             "AlphaVantage key (only for --source alphavantage)",
-            _optional(_text),
+            optional(text),
             secret=True,
         ),
         Variable(
@@ -410,6 +417,9 @@ class Settings:
     cluster's ports and replication by :mod:`pipeline_lib.local.layout`."""
 
     target: str
+    kafka_target: str
+    gcs_target: str
+    bigquery_target: str
     home: Path
     cache_dir: Path
     kafka_bootstrap_servers: str
@@ -436,6 +446,8 @@ class Settings:
     bq_news_table: str
     bq_location: str
     bq_write: str
+    bq_partition_by: str
+    bq_max_bytes_billed: int
     schema_updates: str
     storage_emulator_host: str | None
     bigquery_emulator_host: str | None
@@ -471,9 +483,10 @@ class Settings:
                 raw = variable.default_text(values, env)
             values[variable.field] = variable.read(raw, variable.name)
         check_kafka_security(values)
-        if values["target"] == "cloud" and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        if values["kafka_target"] == "cloud" and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            said = "KAFKA_TARGET" if (env.get("KAFKA_TARGET") or "").strip() else "PIPELINE_TARGET"
             raise ConfigError(
-                "PIPELINE_TARGET=cloud needs KAFKA_BOOTSTRAP_SERVERS (host:port of your cluster)"
+                f"{said}=cloud needs KAFKA_BOOTSTRAP_SERVERS (host:port of your cluster)"
             )
         topics = [values[f] for f in ("topic", "dead_letter_topic", "news_topic")]
         topics.append(values["news_dead_letter_topic"])
@@ -504,7 +517,22 @@ class Settings:
 
     @property
     def is_local(self) -> bool:
-        return self.target == "local"
+        """Kafka is the local broker (or cluster) that ``up`` starts."""
+        return self.kafka_target == "local"
+
+    @property
+    def keeps_raw_objects(self) -> bool:
+        """Raw objects go to GCS (``GCS_TARGET`` is not ``off``)."""
+        return self.gcs_target != "off"
+
+    @property
+    def targets(self) -> dict[str, str]:
+        """Where each service is: ``local``, ``cloud`` or (GCS) ``off``."""
+        return {
+            "kafka": self.kafka_target,
+            "gcs": self.gcs_target,
+            "bigquery": self.bigquery_target,
+        }
 
     @property
     def kafka_port(self) -> int:
@@ -544,13 +572,13 @@ class Settings:
     def gcs_port(self) -> int:
         if not self.storage_emulator_host:
             raise ConfigError("STORAGE_EMULATOR_HOST is unset: no local GCS emulator to start")
-        return _port_of_url(self.storage_emulator_host, "STORAGE_EMULATOR_HOST")
+        return port_of_url(self.storage_emulator_host, "STORAGE_EMULATOR_HOST")
 
     @property
     def bigquery_port(self) -> int:
         if not self.bigquery_emulator_host:
             raise ConfigError("BIGQUERY_EMULATOR_HOST is unset: no local BigQuery emulator")
-        return _port_of_url(self.bigquery_emulator_host, "BIGQUERY_EMULATOR_HOST")
+        return port_of_url(self.bigquery_emulator_host, "BIGQUERY_EMULATOR_HOST")
 
     def to_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in another process."""

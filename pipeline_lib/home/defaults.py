@@ -19,11 +19,13 @@ def _given(env: Mapping[str, str], name: str) -> str:
     return (env.get(name) or "").strip()
 
 
-def _target(env: Mapping[str, str]) -> str:
-    """The target the environment selects, read as the settings read it."""
-    variable = VARIABLES["PIPELINE_TARGET"]
-    raw = _given(env, variable.name) or variable.default_text({}, env)
-    return variable.read(raw, variable.name)
+def _kafka_target(env: Mapping[str, str]) -> str:
+    """Where the environment puts Kafka, read as the settings read it (KAFKA_TARGET,
+    else PIPELINE_TARGET): the home's records are about its local Kafka."""
+    shorthand = VARIABLES["PIPELINE_TARGET"]
+    raw = _given(env, shorthand.name) or shorthand.default_text({}, env)
+    own = VARIABLES["KAFKA_TARGET"]
+    return own.read(_given(env, own.name) or shorthand.read(raw, shorthand.name), own.name)
 
 
 def home_defaults(env: Mapping[str, str]) -> dict[str, str]:
@@ -33,7 +35,7 @@ def home_defaults(env: Mapping[str, str]) -> dict[str, str]:
     ``pipeline`` login with its generated password and the home's CA."""
     home = Path(_given(env, "PIPELINE_HOME") or files.default_home()).expanduser()
     defaults = {"PIPELINE_HOME": str(home)}
-    if _target(env) != "local":
+    if _kafka_target(env) != "local":
         return defaults
     recorded = files.recorded_brokers(home)
     try:

@@ -81,6 +81,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+LOAD_QUOTA_NOTE = (
+    "BQ_WRITE=load on real BigQuery: a load job a minute is 1,440 a day, under the "
+    "1,500 a table may run"
+)
 
 
 class SinkConsumer:
@@ -117,8 +121,18 @@ class SinkConsumer:
         self.topic = topic or self.route.topic
         self.group = group or self.route.group
         self.batch_size = batch_size
-        self.flush_interval = flush_interval
         self.sinks = list(sinks) if sinks is not None else landing_sinks(settings, self.route)
+        # A sink may ask for batches no more often than it can take them (load jobs on
+        # real BigQuery: 1,500 a table a day): the time-based flush waits at least that.
+        floor = max(
+            (getattr(sink, "min_batch_interval_s", 0.0) for sink in self.sinks), default=0.0
+        )
+        if floor > flush_interval:
+            log.warning(
+                "batches at most every %gs (not %gs): %s", floor, flush_interval, LOAD_QUOTA_NOTE
+            )
+            flush_interval = floor
+        self.flush_interval = flush_interval
         self.consumer_factory = consumer_factory or self._kafka_consumer
         self._kafka_python = consumer_factory is None  # see _check_topic_rights
         self.create_topics = create_topics

@@ -43,14 +43,16 @@ __all__ = [
 
 
 def local_services(settings: Settings, notify: Notify | None = None) -> list[LocalService]:
-    """The services this configuration runs locally (none when targeting the cloud)."""
-    if not settings.is_local:
-        return []
-    return [
-        *kafka_nodes(settings, notify),
-        GcsEmulator(settings, notify),
-        BigQueryEmulator(settings, notify),
-    ]
+    """The services this configuration runs locally: each service whose target is
+    ``local`` (KAFKA_TARGET, GCS_TARGET, BIGQUERY_TARGET; none when all are cloud)."""
+    services: list[LocalService] = []
+    if settings.kafka_target == "local":
+        services += kafka_nodes(settings, notify)
+    if settings.gcs_target == "local":
+        services.append(GcsEmulator(settings, notify))
+    if settings.bigquery_target == "local":
+        services.append(BigQueryEmulator(settings, notify))
+    return services
 
 
 def kafka_nodes(settings: Settings, notify: Notify | None = None) -> list[KafkaBroker]:
@@ -96,22 +98,25 @@ def up(
     """Start (or reuse) every local service (``kafka_only``: just the brokers) and wait
     until each is ready. ``secure`` makes a new home's Kafka secure (SASL_SSL, ACLs; see
     :mod:`pipeline_lib.local.secure`); a home made so stays so."""
-    if not settings.is_local:
-        raise ServiceError(
-            "PIPELINE_TARGET=cloud: nothing to start locally. Unset PIPELINE_TARGET and the "
-            "KAFKA_BOOTSTRAP_SERVERS address to use the local services."
-        )
-    check_layout(settings)
-    if secure:
-        prepare_home(settings.home)
-    cluster_id(settings)  # recorded once, before the nodes format their storage in parallel
     services = kafka_nodes(settings, notify) if kafka_only else local_services(settings, notify)
+    if not services or (kafka_only and not settings.is_local):
+        what = "Kafka targets" if kafka_only else "Kafka, GCS and BigQuery all target"
+        raise ServiceError(
+            f"nothing to start locally: {what} the cloud (GCS may be off). Unset "
+            "PIPELINE_TARGET (and KAFKA_TARGET, GCS_TARGET, BIGQUERY_TARGET) and "
+            "KAFKA_BOOTSTRAP_SERVERS to use the local services."
+        )
+    if settings.is_local:
+        check_layout(settings)
+        if secure:
+            prepare_home(settings.home)
+        cluster_id(settings)  # recorded once, before the nodes format their storage in parallel
     already = {s.name for s in services if s.status().running}
     # Start them all at once: each mostly waits on its own JVM/process start-up.
     with ThreadPoolExecutor(max_workers=len(services)) as pool:
         futures = [pool.submit(service.up) for service in services]
     errors = [f.exception() for f in futures if f.exception() is not None]
-    if not errors and recorded_secure(settings.home):
+    if not errors and settings.is_local and recorded_secure(settings.home):
         try:
             grant_acls(settings)
         except ServiceError as error:

@@ -44,7 +44,7 @@ def provision(
     Returns a status table: one row per resource with where it is and its state.
     """
     rows = []
-    if settings.is_local and start_local:
+    if start_local and local.local_services(settings):
         for status in local.up(settings, notify=notify):
             rows.append(
                 {
@@ -83,15 +83,25 @@ def _stream_resources(settings: Settings, to: Route) -> list[dict[str, str]]:
             "detail": "rejected records with the reason in headers",
         }
     )
-    GcsSink(settings).setup()
-    rows.append(
-        {
-            "resource": f"GCS objects ({stream})",
-            "where": f"gs://{settings.gcs_bucket}/{to.gcs_folder}",
-            "state": "ready",
-            "detail": settings.storage_emulator_host or "Google Cloud Storage",
-        }
-    )
+    if settings.keeps_raw_objects:
+        GcsSink(settings).setup()
+        rows.append(
+            {
+                "resource": f"GCS objects ({stream})",
+                "where": f"gs://{settings.gcs_bucket}/{to.gcs_folder}",
+                "state": "ready",
+                "detail": settings.storage_emulator_host or "Google Cloud Storage",
+            }
+        )
+    else:
+        rows.append(
+            {
+                "resource": f"GCS objects ({stream})",
+                "where": "-",
+                "state": "off",
+                "detail": "GCS_TARGET=off: no raw objects, BigQuery alone",
+            }
+        )
     BigQuerySink(settings, stream=to).setup()
     rows.append(
         {

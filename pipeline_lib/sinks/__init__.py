@@ -30,6 +30,25 @@ class SinkUnavailable(SinkError):
     """A sink stayed unreachable through every retry; nothing was committed."""
 
 
+# What BigQuery says when a project without billing (the sandbox) streams: the one
+# documented text is "Streaming insert is not allowed in the free tier".
+NO_BILLING_WORDS = ("free tier", "billing has not been enabled", "billing account")
+
+
+def streaming_refused(error: BaseException) -> SinkError | None:
+    """One line naming the cause and the setting, when BigQuery refused to stream
+    because the project has no billing (the BigQuery sandbox); else None."""
+    said = str(error)
+    if isinstance(error, SinkError) or not any(w in said.lower() for w in NO_BILLING_WORDS):
+        return None
+    first = said.strip().splitlines()[0][:300] if said.strip() else type(error).__name__
+    return SinkError(
+        f"BigQuery refused to stream into this project: it has no billing account (the "
+        f"BigQuery sandbox; BigQuery said: {first}). Set BQ_WRITE=load: load jobs are "
+        "free there, and nothing streams. Nothing of this batch was committed."
+    )
+
+
 class Sink(ABC):
     name = "sink"
     # Set by the committer: raises Fenced when the group membership a batch was read
@@ -37,6 +56,10 @@ class Sink(ABC):
     # (the Write API's commit) checks it right before that step, so a member frozen
     # mid-write cannot publish a batch its successor has written already.
     fence_check: Callable[[int, str], None] | None = None
+    # The shortest time between two batches this sink can take (load jobs on real
+    # BigQuery: a quota of 1,500 a table a day): the consumer's time-based flush waits
+    # at least this long.
+    min_batch_interval_s: float = 0.0
 
     @abstractmethod
     def setup(self) -> None:
@@ -101,6 +124,9 @@ def with_retries(
             return action()
         except Exception as error:
             if not transient(error):
+                refused = streaming_refused(error)
+                if refused is not None:
+                    raise refused from error
                 raise
             if attempt == attempts:
                 raise SinkUnavailable(

@@ -31,6 +31,7 @@ QUICK_POLL_FOR_S = 2.0  # how long wait_for_job checks a fresh load job often
 # Bisecting costs one load job per step: past this many, the table (not a few rows)
 # is the problem, and the consumer stops instead of dead-lettering everything.
 MAX_BISECT_LOADS = 40
+LOAD_EVERY_S = 60.0  # on real BigQuery: at most a load a minute per table (see BigQuerySink)
 REFUSED_HINT = "Create it with `python -m pipeline_lib setup` and check permissions."
 
 
@@ -174,8 +175,12 @@ class BigQuerySink(Sink):
             raise SinkError("BigQuery load format must be 'parquet' or 'ndjson'")
         self.settings = settings
         self.file_format = file_format
-        self.table_manager = table_manager or TableManager(settings, stream)
+        # Nothing streams: the run summary goes in by load job too (the sandbox).
+        self.table_manager = table_manager or TableManager(settings, stream, summary_by_load=True)
         self.route = self.table_manager.route
+        # Real BigQuery runs at most 1,500 load jobs a table a day: one a minute keeps
+        # a consumer that runs all day under it (1,440); the emulator has no quota.
+        self.min_batch_interval_s = 0.0 if settings.bigquery_emulator_host else LOAD_EVERY_S
         self.stream = self.table_manager.stream
         self.loader = RowLoader(self.table_manager, self.name)
 

@@ -5,7 +5,12 @@ stream), so all three share one table, one schema and one run summary.
 * **The table**, created if missing, with an explicit schema (the ``columns`` of the
   stream it lands, :data:`TABLE_SCHEMA` for ticks): the record's fields plus where
   each row came from (Kafka topic, partition, offset) and when the batch was closed
-  (``ingested_at``); day-partitioned on ``ts``, clustered by ``symbol``.
+  (``ingested_at``); day-partitioned on ``ts`` (or, with ``BQ_PARTITION_BY=ingestion``,
+  on ``ingested_at``), clustered by ``symbol``.
+* **Partitions that expire** (a dataset's default, as in the BigQuery sandbox's 60
+  days): a row whose event day is older lands in a partition already expired and is
+  gone without an error. Before a batch lands, its oldest event is held against the
+  expiration, and a batch that would vanish is refused in one line.
 * **Duplicates**: a batch redelivered after a crash (written, not yet committed) may
   land again. Queries read the view ``<table>_dedup``, which keeps the first copy of
   each id (``QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ...) = 1``; news
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pipeline_lib.clients.google import bigquery_client
@@ -42,6 +49,12 @@ log = logging.getLogger(__name__)
 DDL_TIMEOUT_S = 120
 FILL_TIMEOUT_S = 900  # the run summary's one fill scans the whole table
 FILLED_LABEL = "pipeline_summary_filled"
+DAY_MS = 86_400_000
+# A batch is refused when its oldest event's partition expires within this many days:
+# a row that lands now must stay long enough to be read.
+EXPIRY_MARGIN_DAYS = 1.0
+# Column the table's day partitions follow, by BQ_PARTITION_BY.
+PARTITION_COLUMN = {"event": "ts", "ingestion": "ingested_at"}
 
 # The tick table's columns: the tick fields, then where each row came from. Derived
 # from the one field table in pipeline_lib.records.schema: (name, BigQuery type, mode, description).
@@ -98,6 +111,12 @@ class EmulatorQuirks:
             ddl = f"ALTER TABLE {table_sql} ADD COLUMN IF NOT EXISTS `{name}` {kind}"
             client.query(ddl, timeout=30).result(timeout=DDL_TIMEOUT_S)
 
+    def fill_summary(self, client: Any, runs_sql: str, select: str) -> None:
+        """The run summary's one fill: the emulator writes no query results into a
+        table (a destination is ignored), so it takes them by INSERT ... SELECT."""
+        fill = f"INSERT INTO {runs_sql} (run, symbol, first_ts, last_ts, landed_at) {select}"
+        client.query(fill, timeout=60).result(timeout=FILL_TIMEOUT_S)
+
 
 class TableManager:
     """One stream's table, dedup view, run summary and added columns, on one client.
@@ -105,6 +124,8 @@ class TableManager:
     ``client`` (the BigQuery client, made on first use when not given) is the one the
     writers run their load jobs and queries on. ``quirks``: the emulator's
     (:class:`EmulatorQuirks`), chosen from the settings when not given.
+    ``summary_by_load``: the run summary's rows go in by load job, not streaming
+    insert (the load-job writer's choice: nothing streams, as the sandbox needs).
     """
 
     def __init__(
@@ -114,6 +135,7 @@ class TableManager:
         client: Any = None,
         quirks: EmulatorQuirks | None = None,
         types: BigQueryTypeMapper = TYPES,
+        summary_by_load: bool = False,
     ) -> None:
         self.settings = settings
         self.route = route(settings, stream)
@@ -124,7 +146,11 @@ class TableManager:
         if quirks is None and settings.bigquery_emulator_host:
             quirks = EmulatorQuirks(types)
         self.quirks = quirks
+        self.summary_by_load = summary_by_load
         self.run_summary = RunSummary(self.stream, self._insert_summary)
+        # (days, what set them) after which the table's event-day partitions expire,
+        # read before the first batch; None: no expiry, or not partitioned by event day.
+        self._expiry: tuple[float, str] | bool | None = False  # False: not read yet
         # Columns of the table beyond the stream's, added for fields of a newer
         # contract: (name, BigQuery type), read at setup, grown by PIPELINE_SCHEMA_UPDATES.
         self.added: tuple[tuple[str, str], ...] = ()
@@ -157,9 +183,11 @@ class TableManager:
             dataset.location = self.settings.bq_location
             retry = quick_retry()
             self.client.create_dataset(dataset, exists_ok=True, timeout=30, retry=retry)
+            new = not self._exists(self.route.table_id)
             table = bigquery.Table(self.route.table_id, schema=bigquery_schema(self.stream))
             table.time_partitioning = bigquery.TimePartitioning(
-                type_=bigquery.TimePartitioningType.DAY, field="ts"
+                type_=bigquery.TimePartitioningType.DAY,
+                field=PARTITION_COLUMN[self.settings.bq_partition_by],
             )
             table.clustering_fields = ["symbol"]
             table.description = self.stream.description
@@ -168,16 +196,35 @@ class TableManager:
             view.view_query = dedup_sql(self.stream, self.route.table_sql)
             view.description = "Each event once: use this for analysis"
             self.client.create_table(view, exists_ok=True, timeout=30, retry=retry)
-            self._create_summary()
+            self._create_summary(fill=not new)
             self.add_columns(())  # a table made by an older version: its new columns
 
         with_retries(create, f"creating BigQuery table {self.route.table_id}")
+        self._expiry = False  # read again before the next batch
+        expiry = self.partition_expiry()
+        if expiry is not None:
+            warnings.warn(
+                f"{self.route.table_id}: its event-day partitions expire after "
+                f"{expiry[0]:g} days ({expiry[1]}); a run of older events would vanish: "
+                "for replays, BQ_PARTITION_BY=ingestion with a new BQ_TABLE",
+                stacklevel=2,
+            )
 
-    def _create_summary(self) -> None:
-        """The run summary beside the table, filled from the table once (one scan, at
-        setup, instead of one per refresh). A label marks it filled: a fill that
-        failed is run again at the next setup (rows written twice are harmless:
-        readers take MIN and MAX)."""
+    def _exists(self, table_id: str) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self.client.get_table(table_id, timeout=30, retry=quick_retry())
+        except NotFound:
+            return False
+        return True
+
+    def _create_summary(self, fill: bool = True) -> None:
+        """The run summary beside the table, filled from an older table once (one
+        scan, at setup, instead of one per refresh; a table made now has nothing to
+        fill). A label marks it filled: a fill that failed is run again at the next
+        setup (rows written twice are harmless: readers take MIN and MAX). The fill is a
+        query whose results append to the summary, not DML (the sandbox has none)."""
         from google.api_core.exceptions import NotFound
         from google.cloud import bigquery
 
@@ -199,11 +246,20 @@ class TableManager:
             summary = self.client.create_table(summary, exists_ok=True, timeout=30, retry=retry)
         if (summary.labels or {}).get(FILLED_LABEL) == "yes":
             return
-        fill = (
-            f"INSERT INTO {self.route.runs_sql} (run, symbol, first_ts, last_ts, landed_at) "
-            + rebuild_sql(self.stream, self.route.table_sql)
-        )
-        self.client.query(fill, timeout=60, retry=retry).result(timeout=FILL_TIMEOUT_S)
+        if fill:
+            select = rebuild_sql(self.stream, self.route.table_sql)
+            if self.quirks is not None:
+                self.quirks.fill_summary(self.client, self.route.runs_sql, select)
+            else:
+                from google.cloud import bigquery
+
+                config = bigquery.QueryJobConfig(
+                    destination=self.route.runs_id,
+                    write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+                    maximum_bytes_billed=self.settings.bq_max_bytes_billed,
+                )
+                job = self.client.query(select, job_config=config, timeout=60, retry=retry)
+                job.result(timeout=FILL_TIMEOUT_S)
         summary.labels = {**(summary.labels or {}), FILLED_LABEL: "yes"}
         self.client.update_table(summary, ["labels"], timeout=30, retry=retry)
 
@@ -318,6 +374,7 @@ class TableManager:
         One batch at a time (two may be in flight): the columns a batch was checked
         against are the ones it is written with."""
         with self._write_lock:
+            self.check_expiry(batch)
             batch, refused = self.evolve(batch, stage)
             result = land(batch)
         if len(batch):
@@ -331,6 +388,9 @@ class TableManager:
         self.run_summary.note(batch, refused)
 
     def _insert_summary(self, rows: list[dict[str, Any]]) -> None:
+        if self.summary_by_load:
+            return self._load_summary(rows)
+
         def insert() -> None:
             errors = self.client.insert_rows_json(
                 self.route.runs_id,
@@ -344,11 +404,106 @@ class TableManager:
 
         with_retries(insert, f"writing the run summary {self.route.runs_id}")
 
+    def _load_summary(self, rows: list[dict[str, Any]]) -> None:
+        """The summary's rows by one load job (NDJSON): no streaming. At most one a
+        batch, and for a (run, symbol) that keeps landing one a minute (EVERY_S)."""
+        import io
+
+        import orjson
+        from google.cloud import bigquery
+
+        def load() -> None:
+            config = bigquery.LoadJobConfig(
+                source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+                schema=self.types.schema_fields(SUMMARY_COLUMNS),
+                write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+                create_disposition=bigquery.CreateDisposition.CREATE_NEVER,
+            )
+            payload = b"\n".join(orjson.dumps(row) for row in rows)
+            job = self.client.load_table_from_file(  # no size=: a resumable upload
+                io.BytesIO(payload),
+                self.route.runs_id,
+                job_config=config,
+                timeout=30,
+                num_retries=0,
+            )
+            job.result(timeout=120, retry=quick_retry())
+
+        with_retries(load, f"loading the run summary {self.route.runs_id}")
+
+    # --- partitions that expire -------------------------------------------------------
+
+    def partition_expiry(self) -> tuple[float, str] | None:
+        """(days, what set them) after which the table's event-day partitions expire:
+        the table's own partition expiration, else the dataset's default; None when
+        nothing expires or the table is partitioned by landing time (its rows land in
+        today's partition). Read once, before the first batch."""
+        if self._expiry is not False:
+            return self._expiry  # type: ignore[return-value]
+        retry = quick_retry()
+        table = self.client.get_table(self.route.table_id, timeout=30, retry=retry)
+        partitioning = getattr(table, "time_partitioning", None)
+        expiry: tuple[float, str] | None = None
+        if partitioning is not None and (partitioning.field or "") == "ts":
+            if partitioning.expiration_ms:
+                expiry = (partitioning.expiration_ms / DAY_MS, "the table's partition expiration")
+            else:
+                dataset = self.client.get_dataset(
+                    f"{self.settings.gcp_project}.{self.settings.bq_dataset}",
+                    timeout=30,
+                    retry=retry,
+                )
+                default = dataset.default_partition_expiration_ms
+                if default:
+                    expiry = (int(default) / DAY_MS, "the dataset's default partition expiration")
+        self._expiry = expiry
+        return expiry
+
+    def check_expiry(self, batch: Batch, now: datetime | None = None) -> None:
+        """Refuse, in one line, a batch whose oldest event lands in a partition that has
+        expired already or expires within EXPIRY_MARGIN_DAYS: BigQuery would drop it
+        without an error."""
+        if not len(batch):
+            return
+        expiry = self.partition_expiry()
+        if expiry is None:
+            return
+        oldest = oldest_event(batch)
+        if oldest is None:
+            return
+        days, source = expiry
+        age = ((now or datetime.now(UTC)) - oldest).total_seconds() / 86_400
+        if age < days - EXPIRY_MARGIN_DAYS:
+            return
+        when = "have expired already" if age >= days else "expire within a day"
+        raise SinkError(
+            f"{self.route.table_id} is partitioned by event day and its partitions expire "
+            f"after {days:g} days ({source}): this batch's events from {oldest:%Y-%m-%d} "
+            f"would land in partitions that {when}, and BigQuery would drop them without "
+            "an error. Either set BQ_PARTITION_BY=ingestion and a new BQ_TABLE "
+            "(partitions by landing time), or use a dataset without partition "
+            "expiration. Nothing of this batch was committed."
+        )
+
     def close(self) -> None:
         """The summary's last rows (the newest event times seen)."""
-        from datetime import UTC, datetime
-
         try:
             self.run_summary.flush(datetime.now(UTC))
         except Exception as error:  # the next consumer writes its own rows
             log.warning("run summary not brought up to date at close: %s", error)
+
+
+def oldest_event(batch: Batch) -> datetime | None:
+    """The earliest event time (``ts``) of a batch's records."""
+    import pyarrow.compute as pc
+
+    oldest = None
+    for part in batch.parts:
+        for chunk in part.chunks:
+            if chunk.num_rows and "ts" in chunk.column_names:
+                low = pc.min(chunk.column("ts")).as_py()
+                if low is not None and (oldest is None or low < oldest):
+                    oldest = low
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return oldest
