@@ -111,20 +111,21 @@ def bigquery_summary(settings: Settings, stream: str | Route = "ticks") -> dict[
     """Rows in the stream's table and distinct events in its dedup view."""
     from google.api_core.exceptions import GoogleAPIError, NotFound
 
-    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.clients.google import BytesBilledLimit, run_query
 
     to = route(settings, stream)
     try:
-        client = bigquery_client(settings)
         view, raw = to.view_sql, to.table_sql
         sql = (
             f"SELECT (SELECT COUNT(*) FROM {raw}) AS rows_loaded, "  # noqa: S608
             f"(SELECT COUNT(*) FROM {view}) AS events"
         )
-        row = next(iter(client.query(sql).result(timeout=30)))
+        row = next(iter(run_query(settings, sql, name="bigquery_summary", timeout=30)))
         return {"table": to.table_id, "rows_loaded": row.rows_loaded, "events": row.events}
     except NotFound:
         return {"table": to.table_id, "exists": False}
+    except BytesBilledLimit as error:  # one line that says what to do: all of it
+        return {"table": to.table_id, "error": str(error)}
     except (GoogleAPIError, OSError, ValueError) as error:
         return {"table": to.table_id, "error": f"{type(error).__name__}: {error}"[:300]}
 
@@ -138,9 +139,7 @@ def bigquery_event_ids(
     """How often each record id (starting with ``prefix``) of the stream is in its
     dedup view or raw table: the count a delivery check compares with what Kafka
     acknowledged."""
-    from google.cloud import bigquery
-
-    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.clients.google import run_query
 
     to = route(settings, stream)
     table = to.view_sql if deduplicated else to.table_sql
@@ -149,8 +148,10 @@ def bigquery_event_ids(
         f"SELECT {key} AS event_id, COUNT(*) AS n FROM {table} "  # noqa: S608 - validated
         f"WHERE STARTS_WITH({key}, @prefix) GROUP BY {key}"
     )
-    config = bigquery.QueryJobConfig(query_parameters=[TYPES.parameter("prefix", prefix)])
-    rows = bigquery_client(settings).query(sql, job_config=config).result()
+    prefix_parameter = [TYPES.parameter("prefix", prefix)]
+    rows = run_query(
+        settings, sql, name="bigquery_event_ids", parameters=prefix_parameter, timeout=None
+    )
     return Counter({row.event_id: row.n for row in rows})
 
 

@@ -27,20 +27,34 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.analysis import frames
+from pipeline_lib.analysis.frames import EPOCH, MARKET_TZ, RunSpans
+from pipeline_lib.clients.google import dry_run, no_estimate, run_query
 from pipeline_lib.core.config import Settings
 from pipeline_lib.records.routes import Route, route
 from pipeline_lib.sinks.bigquery.table_manager import dedup_sql
 from pipeline_lib.sinks.bigquery.type_mapper import TYPES
 
-MARKET_TZ = "America/New_York"
-# Before any event of the table: the lower bound of a read without one.
-EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
 # How far back the live widget reads the run summary first (see LiveFeed.spans).
 RECENT = timedelta(days=1)
+# Re-exported from pipeline_lib.analysis.frames, where the notebooks and plots find them.
+HORIZONS, table, with_indicators = frames.HORIZONS, frames.table, frames.with_indicators
+to_market_time = frames.to_market_time
+with_tick_overlays, binned_volume = frames.with_tick_overlays, frames.binned_volume
+sentiment_lead_lag, most_covered_symbol = frames.sentiment_lead_lag, frames.most_covered_symbol
 
 
-def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Query:
+    """One read as it is sent: its name (in messages and the bill table), SQL text and
+    parameters."""
+
+    name: str
+    sql: str
+    params: dict[str, Any]
+
+
+def _parameters(params: dict[str, Any]) -> list[Any]:
     from google.cloud import bigquery
 
     def parameter(name: str, value: Any) -> Any:
@@ -50,15 +64,20 @@ def _query(settings: Settings, sql: str, **params: Any) -> pd.DataFrame:
             value = pd.Timestamp(value).to_pydatetime()
         return TYPES.parameter(name, value)
 
-    config = bigquery.QueryJobConfig(
-        query_parameters=[parameter(name, value) for name, value in params.items()]
-    )
-    job = bigquery_client(settings).query(sql, job_config=config)
-    frame = job.result(timeout=120).to_dataframe(create_bqstorage_client=False)
+    return [parameter(name, value) for name, value in params.items()]
+
+
+def _query(settings: Settings, sql: str, *, name: str = "query", **params: Any) -> pd.DataFrame:
+    rows = run_query(settings, sql, name=name, parameters=_parameters(params))
+    frame = rows.to_dataframe(create_bqstorage_client=False)
     for column in frame.columns:  # one clock in every table and figure: market time
         if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
             frame[column] = frame[column].dt.tz_convert(MARKET_TZ)
     return frame
+
+
+def _read(settings: Settings, query: Query) -> pd.DataFrame:
+    return _query(settings, query.sql, name=query.name, **query.params)
 
 
 # Keeps the rows of one producer run ("" keeps all): a record's id starts with its tag.
@@ -75,58 +94,7 @@ def _picked(to: Route, where: str) -> str:
     return dedup_sql(to.stream, to.table_sql, where)
 
 
-def to_market_time(frame: pd.DataFrame, column: str = "ts") -> pd.DataFrame:
-    """A copy with ``column`` in New York time (what traders read on a chart)."""
-    out = frame.copy()
-    out[column] = pd.to_datetime(out[column], utc=True).dt.tz_convert(MARKET_TZ)
-    return out
-
-
 # --- the run summary -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunSpans:
-    """One read of a stream's run summary, per (run, symbol): ``first_ts`` (no later
-    than the pair's earliest event), ``last_ts`` (a lower bound of its newest) and
-    ``landed_at`` (when it last landed). Tens of rows, whatever the table's size."""
-
-    frame: pd.DataFrame
-
-    def _rows(self, run: str = "", symbol: str = "") -> pd.DataFrame:
-        rows = self.frame
-        if run:
-            rows = rows[rows["run"] == run]
-        if symbol:
-            rows = rows[rows["symbol"] == symbol]
-        return rows
-
-    def latest_run(self) -> str:
-        """The run that landed last ("" when nothing landed)."""
-        if self.frame.empty:
-            return ""
-        return str(self.frame.sort_values("landed_at")["run"].iloc[-1])
-
-    def symbols(self, run: str = "") -> list[str]:
-        """The symbols of ``run`` ("" = of every run), sorted."""
-        return sorted(self._rows(run)["symbol"].unique().tolist())
-
-    def first_ts(self, run: str = "", symbol: str = "") -> datetime:
-        """No later than the earliest event of ``run`` and ``symbol`` ("" = any): the
-        lower bound of a read of the whole run (:data:`EPOCH` when unknown)."""
-        rows = self._rows(run, symbol)
-        return EPOCH if rows.empty else rows["first_ts"].min().to_pydatetime()
-
-    def since(self, window: timedelta | None, run: str = "", symbol: str = "") -> datetime:
-        """The lower bound of a read of the last ``window`` of event time (None: the
-        whole run): the newest event time known, minus the window. The newest known
-        is never later than the newest landed, so the read holds the whole window."""
-        rows = self._rows(run, symbol)
-        if rows.empty:
-            return EPOCH
-        if window is None:
-            return self.first_ts(run, symbol)
-        return max(EPOCH, rows["last_ts"].max().to_pydatetime() - window)
 
 
 def run_spans(
@@ -135,15 +103,19 @@ def run_spans(
     """Read the run summary of ``stream``: one small query, whatever the table's size.
     ``landed_since``: only what landed since then (its day partitions of the summary;
     a run's ``first_ts`` may then be later than its first event)."""
-    to = route(settings, stream)
+    return RunSpans(_read(settings, _spans_query(settings, stream, landed_since)))
+
+
+def _spans_query(settings: Settings, stream: str, landed_since: datetime | None) -> Query:
     sql = f"""
         SELECT run, symbol, MIN(first_ts) AS first_ts, MAX(last_ts) AS last_ts,
                MAX(landed_at) AS landed_at
-        FROM {to.runs_sql}
+        FROM {route(settings, stream).runs_sql}
         WHERE landed_at >= @landed_since
         GROUP BY run, symbol
     """  # noqa: S608
-    return RunSpans(_query(settings, sql, landed_since=landed_since or EPOCH))
+    name = "run_spans" if stream == "ticks" else f"run_spans({stream})"
+    return Query(name, sql, {"landed_since": landed_since or EPOCH})
 
 
 def runs(settings: Settings) -> pd.DataFrame:
@@ -177,18 +149,24 @@ def latest_run(settings: Settings) -> str:
 
 def event_count(settings: Settings, run: str = "") -> int:
     """Distinct events of ``run`` ("" = all: the whole table) in BigQuery."""
-    to = route(settings, "ticks")
-    since = run_spans(settings).first_ts(run) if run else EPOCH
-    picked = _picked(to, f"ts >= @since AND {RUN_FILTER}")
+    query = _event_count_query(settings, run, _run_since(settings, run))
+    return int(_read(settings, query)["events"].iloc[0])
+
+
+def _event_count_query(settings: Settings, run: str, since: datetime) -> Query:
+    picked = _picked(route(settings, "ticks"), f"ts >= @since AND {RUN_FILTER}")
     sql = f"SELECT COUNT(*) AS events FROM ({picked})"  # noqa: S608
-    return int(_query(settings, sql, run=run, since=since)["events"].iloc[0])
+    return Query("event_count", sql, {"run": run, "since": since})
 
 
 def symbol_summary(settings: Settings, run: str = "") -> pd.DataFrame:
     """Per symbol (of one ``run``, or all with ""): ticks, first/last time, last close,
     total volume; reads the run's event times only."""
+    return _read(settings, _symbol_summary_query(settings, run, _run_since(settings, run)))
+
+
+def _symbol_summary_query(settings: Settings, run: str, since: datetime) -> Query:
     to = route(settings, "ticks")
-    since = run_spans(settings).first_ts(run) if run else EPOCH
     sql = f"""
         SELECT symbol, COUNT(*) AS ticks, MIN(ts) AS first_ts, MAX(ts) AS last_ts,
                ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS last_close,
@@ -197,7 +175,7 @@ def symbol_summary(settings: Settings, run: str = "") -> pd.DataFrame:
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    return _query(settings, sql, run=run, since=since)
+    return Query("symbol_summary", sql, {"run": run, "since": since})
 
 
 def _windowed(
@@ -226,6 +204,12 @@ def latest_ticks(
 ) -> pd.DataFrame:
     """Ticks of ``symbol`` (of one ``run``, or all with "") in the last ``window`` of
     event time; ``spans``: a run summary read already (else read now)."""
+    return _read(settings, _latest_ticks_query(settings, symbol, window, run, spans))
+
+
+def _latest_ticks_query(
+    settings: Settings, symbol: str, window: timedelta, run: str, spans: RunSpans | None
+) -> Query:
     ctes, params = _windowed(settings, symbol, window, run, spans)
     sql = f"""{ctes}
         SELECT ts, open, high, low, close, volume
@@ -233,7 +217,7 @@ def latest_ticks(
         WHERE ts > TIMESTAMP_SUB(last.newest, INTERVAL @window_s SECOND)
         ORDER BY ts
     """  # noqa: S608
-    return _query(settings, sql, **params)
+    return Query("latest_ticks", sql, params)
 
 
 # The live widget reads again only what landed lately (see LiveFeed.ticks).
@@ -251,7 +235,8 @@ def landed_ticks(
     where = f"symbol = @symbol AND ts >= @since AND ingested_at >= @landed_after AND {RUN_FILTER}"
     columns = ", ".join(["event_id", *TICK_COLUMNS])
     sql = f"SELECT {columns} FROM ({_picked(to, where)})"  # noqa: S608
-    return _query(settings, sql, symbol=symbol, run=run, since=since, landed_after=landed_after)
+    params = {"symbol": symbol, "run": run, "since": since, "landed_after": landed_after}
+    return _query(settings, sql, name="landed_ticks", **params)
 
 
 @dataclass
@@ -338,7 +323,13 @@ def minute_bars(
 ) -> pd.DataFrame:
     """Per-minute OHLCV bars with VWAP, from ticks (first open, max high, min low, last
     close), over the last ``window`` of the run's event time (None: all of it)."""
-    ctes, params = _windowed(settings, symbol, window, run, None)
+    return _read(settings, _minute_bars_query(settings, symbol, window, run, None))
+
+
+def _minute_bars_query(
+    settings: Settings, symbol: str, window: timedelta | None, run: str, spans: RunSpans | None
+) -> Query:
+    ctes, params = _windowed(settings, symbol, window, run, spans)
     sql = f"""{ctes}
         SELECT
           TIMESTAMP_TRUNC(ts, MINUTE) AS ts,
@@ -354,65 +345,7 @@ def minute_bars(
         GROUP BY 1
         ORDER BY 1
     """  # noqa: S608
-    return _query(settings, sql, **params)
-
-
-def table(frame: pd.DataFrame) -> Any:
-    """A frame as a reader wants it: thousands separators, prices with 2 decimals,
-    percents as percents, times in market time with their zone, no index, no NaN."""
-    formats: dict[str, Any] = {}
-    for column in frame.columns:
-        dtype = frame[column].dtype
-        if column.endswith("_pct"):
-            formats[column] = "{:+.2f} %"
-        elif "volatility" in column:
-            formats[column] = "{:.1%}"
-        elif isinstance(dtype, pd.DatetimeTZDtype):
-            formats[column] = lambda t: f"{t:%Y-%m-%d %H:%M:%S %Z}"
-        elif pd.api.types.is_integer_dtype(dtype):
-            formats[column] = "{:,}"
-        elif pd.api.types.is_float_dtype(dtype):
-            formats[column] = "{:,.2f}"
-    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]  # read left
-    styled = frame.style.format(formats, na_rep="–").hide(axis="index")
-    return styled.set_properties(subset=text, **{"text-align": "left"}) if text else styled
-
-
-def with_tick_overlays(ticks: pd.DataFrame, sma: int = 20) -> pd.DataFrame:
-    """Ticks with ``sma_<n>`` (moving average of close over n ticks) and ``vwap``
-    (volume-weighted average price since the first tick shown), for the live chart."""
-    out = ticks.copy()
-    if out.empty:
-        return out
-    out[f"sma_{sma}"] = out["close"].rolling(sma, min_periods=1).mean()
-    traded = out["volume"].cumsum()
-    out["vwap"] = (out["close"] * out["volume"]).cumsum() / traded.where(traded > 0)
-    return out
-
-
-def binned_volume(ticks: pd.DataFrame, max_bars: int = 120) -> tuple[pd.DataFrame, str]:
-    """Volume summed into at most ``max_bars`` equal time bins (a long window of
-    one-second bars reads as noise), and the bin width as text."""
-    if len(ticks) <= max_bars:
-        return ticks[["ts", "volume"]], "bar"
-    span = (ticks["ts"].iloc[-1] - ticks["ts"].iloc[0]).total_seconds()
-    widths = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400]
-    width = next((w for w in widths if span / w <= max_bars), widths[-1])
-    binned = ticks.set_index("ts")["volume"].resample(f"{width}s").sum().reset_index()
-    label = f"{width // 60} min" if width >= 60 else f"{width} s"
-    return binned, label
-
-
-def with_indicators(bars: pd.DataFrame, short: int = 5, long: int = 20) -> pd.DataFrame:
-    """Moving averages, log returns and rolling volatility on top of :func:`minute_bars`."""
-    import numpy as np
-
-    out = bars.copy()
-    out[f"sma_{short}"] = out["close"].rolling(short, min_periods=1).mean()
-    out[f"sma_{long}"] = out["close"].rolling(long, min_periods=1).mean()
-    out["log_return"] = np.log(out["close"]).diff()
-    out["volatility"] = out["log_return"].rolling(long, min_periods=2).std()
-    return out
+    return Query("minute_bars", sql, params)
 
 
 def _minute_closes(settings: Settings) -> str:
@@ -435,6 +368,13 @@ def _run_since(settings: Settings, run: str, stream: str = "ticks") -> datetime:
 def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
     """Per symbol (of one ``run``, or all with ""): return over the data, volatility of
     minute returns (annualised)."""
+    frame = _read(settings, _returns_query(settings, run, _run_since(settings, run)))
+    frame["return_pct"] = 100 * (frame["last_close"] / frame["first_close"] - 1)
+    frame["annualised_volatility"] = frame["minute_volatility"] * (252 * 390) ** 0.5
+    return frame
+
+
+def _returns_query(settings: Settings, run: str, since: datetime) -> Query:
     sql = f"""
         WITH bars AS ({_minute_closes(settings)}),
         rets AS (
@@ -451,10 +391,7 @@ def returns_and_volatility(settings: Settings, run: str = "") -> pd.DataFrame:
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    frame = _query(settings, sql, run=run, since=_run_since(settings, run))
-    frame["return_pct"] = 100 * (frame["last_close"] / frame["first_close"] - 1)
-    frame["annualised_volatility"] = frame["minute_volatility"] * (252 * 390) ** 0.5
-    return frame
+    return Query("returns_and_volatility", sql, {"run": run, "since": since})
 
 
 def top_movers(settings: Settings, limit: int = 5, run: str = "") -> pd.DataFrame:
@@ -466,9 +403,6 @@ def top_movers(settings: Settings, limit: int = 5, run: str = "") -> pd.DataFram
 
 # --- the news stream -----------------------------------------------------------------
 
-# Forward returns the lead-lag table reports, in minutes after the story's minute.
-HORIZONS = (0, 1, 5)
-
 
 def _stories(settings: Settings, where: str) -> str:
     """Each story once among the news rows that match ``where`` (with the run's)."""
@@ -477,14 +411,23 @@ def _stories(settings: Settings, where: str) -> str:
 
 def news_count(settings: Settings, run: str = "") -> int:
     """Distinct stories of ``run`` ("" = all: the whole table) in BigQuery."""
+    query = _news_count_query(settings, run, _run_since(settings, run, "news"))
+    return int(_read(settings, query)["stories"].iloc[0])
+
+
+def _news_count_query(settings: Settings, run: str, since: datetime) -> Query:
     sql = f"SELECT COUNT(*) AS stories FROM ({_stories(settings, 'ts >= @since')})"  # noqa: S608
-    since = _run_since(settings, run, "news")
-    return int(_query(settings, sql, run=run, since=since)["stories"].iloc[0])
+    return Query("news_count", sql, {"run": run, "since": since})
 
 
 def news_summary(settings: Settings, run: str = "") -> pd.DataFrame:
     """Per symbol (of one ``run``, or all with ""): stories, how many positive and
     negative, mean sentiment, and the last headline."""
+    since = _run_since(settings, run, "news")
+    return _read(settings, _news_summary_query(settings, run, since))
+
+
+def _news_summary_query(settings: Settings, run: str, since: datetime) -> Query:
     sql = f"""
         SELECT symbol, COUNT(*) AS stories,
                COUNTIF(sentiment_label = 'positive') AS positive,
@@ -495,7 +438,7 @@ def news_summary(settings: Settings, run: str = "") -> pd.DataFrame:
         GROUP BY symbol
         ORDER BY symbol
     """  # noqa: S608
-    return _query(settings, sql, run=run, since=_run_since(settings, run, "news"))
+    return Query("news_summary", sql, {"run": run, "since": since})
 
 
 def latest_news(
@@ -503,13 +446,17 @@ def latest_news(
 ) -> pd.DataFrame:
     """Stories about ``symbol`` (of one ``run``) published at or after ``since`` (None:
     all of the run), oldest first: what the figures mark on the price line."""
+    start = since or (run_spans(settings, "news").first_ts(run, symbol) if run else EPOCH)
+    return _read(settings, _latest_news_query(settings, symbol, run, start))
+
+
+def _latest_news_query(settings: Settings, symbol: str, run: str, since: datetime) -> Query:
     sql = f"""
         SELECT ts, headline, sentiment, sentiment_label, provider_sentiment, publisher
         FROM ({_stories(settings, "symbol = @symbol AND ts >= @since")})
         ORDER BY ts
     """  # noqa: S608
-    start = since or (run_spans(settings, "news").first_ts(run, symbol) if run else EPOCH)
-    return _query(settings, sql, symbol=symbol, run=run, since=start)
+    return Query("latest_news", sql, {"symbol": symbol, "run": run, "since": since})
 
 
 def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
@@ -521,6 +468,13 @@ def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
     functions, news per minute, joined on (symbol, minute); both streams read from
     the run's first event time on.
     """
+    since, news_since = _run_since(settings, run), _run_since(settings, run, "news")
+    return _read(settings, _news_and_returns_query(settings, run, since, news_since))
+
+
+def _news_and_returns_query(
+    settings: Settings, run: str, since: datetime, news_since: datetime
+) -> Query:
     sql = f"""
         WITH bars AS ({_minute_closes(settings)}),
         moves AS (
@@ -546,40 +500,61 @@ def news_and_returns(settings: Settings, run: str = "") -> pd.DataFrame:
           ON stories.symbol = moves.symbol AND stories.minute = moves.minute
         ORDER BY moves.symbol, moves.minute
     """  # noqa: S608
-    since, news_since = _run_since(settings, run), _run_since(settings, run, "news")
-    return _query(settings, sql, run=run, since=since, news_since=news_since)
+    params = {"run": run, "since": since, "news_since": news_since}
+    return Query("news_and_returns", sql, params)
 
 
-def sentiment_lead_lag(minutes: pd.DataFrame) -> pd.DataFrame:
-    """Does news lead price? For each horizon (0: the story's own minute, 1: the next
-    minute, 5: the next five), the correlation of a minute's mean sentiment with the
-    return over that horizon, across every symbol-minute that had news; with the count
-    and the mean return after positive and after negative news (in basis points).
-    """
-    rows = []
-    news = minutes[minutes["stories"] > 0]
-    for horizon in HORIZONS:
-        column = f"return_{horizon}"
-        pairs = news[["sentiment", column]].dropna()
-        positive = pairs[pairs["sentiment"] >= 0.05][column]
-        negative = pairs[pairs["sentiment"] <= -0.05][column]
-        correlation = pairs["sentiment"].corr(pairs[column]) if len(pairs) > 2 else float("nan")
+# --- what the notebook's reads would bill -----------------------------------------------
+
+
+def bill_estimates(
+    settings: Settings,
+    run: str = "latest",
+    symbol: str = "",
+    window: timedelta = timedelta(hours=1),
+) -> pd.DataFrame:
+    """What each read of notebook 04 would bill, by dry runs: nothing runs but the run
+    summaries, which bound the reads as the notebook will. Per read: bytes processed,
+    tables referenced, the least BigQuery bills on demand (rounded up to the MB, 10 MB
+    a table at least) and whether that is within ``BQ_MAX_BYTES_BILLED`` (``ceiling``).
+    A dry run does not count clustering, so a read by ``symbol`` may bill less. Where
+    the service does not estimate (the emulator) the numbers stay empty and ``note``
+    says so."""
+    spans, news = run_spans(settings), run_spans(settings, "news")
+    run = spans.latest_run() if run == "latest" else run
+    symbol = symbol or next(iter(spans.symbols(run)), "")
+    since, news_since = (spans.first_ts(run), news.first_ts(run)) if run else (EPOCH, EPOCH)
+    story_since = news.first_ts(run, symbol) if run else EPOCH
+    reads = [
+        _spans_query(settings, "ticks", None),
+        _event_count_query(settings, run, since),
+        _symbol_summary_query(settings, run, since),
+        _minute_bars_query(settings, symbol, window, run, spans),
+        _returns_query(settings, run, since),
+        _latest_ticks_query(settings, symbol, window, run, spans),
+        _spans_query(settings, "news", None),
+        _news_summary_query(settings, run, news_since),
+        _news_count_query(settings, run, news_since),
+        _latest_news_query(settings, symbol, run, story_since),
+        _news_and_returns_query(settings, run, since, news_since),
+    ]
+    ceiling, rows = settings.bq_max_bytes_billed, []
+    for read in reads:
+        guess = dry_run(settings, read.sql, _parameters(read.params))
+        billed = guess.billed_at_least if guess else None
         rows.append(
             {
-                "horizon": {0: "same minute", 1: "next minute"}.get(horizon, f"next {horizon} min"),
-                "minutes_with_news": len(pairs),
-                "correlation": correlation,
-                "after_positive_bp": 1e4 * positive.mean() if len(positive) else float("nan"),
-                "after_negative_bp": 1e4 * negative.mean() if len(negative) else float("nan"),
+                "query": read.name,
+                "bytes_processed": guess.bytes_processed if guess else None,
+                "tables": guess.tables if guess else None,
+                "billed_at_least": billed,
+                "ceiling": ceiling,
+                "within_ceiling": None if billed is None else billed <= ceiling,
+                "note": "" if guess else no_estimate(settings),
             }
         )
-    return pd.DataFrame(rows)
-
-
-def most_covered_symbol(news_summary_frame: pd.DataFrame, fallback: str) -> str:
-    """The symbol with the most stories (ties: alphabetical), or ``fallback`` without news:
-    the one whose news figure has the most to show."""
-    if news_summary_frame.empty:
-        return fallback
-    ranked = news_summary_frame.sort_values(["stories", "symbol"], ascending=[False, True])
-    return str(ranked["symbol"].iloc[0])
+    frame = pd.DataFrame(rows)
+    for column in ("bytes_processed", "tables", "billed_at_least", "ceiling"):
+        frame[column] = frame[column].astype("Int64")
+    frame["within_ceiling"] = frame["within_ceiling"].astype("boolean")
+    return frame

@@ -76,7 +76,7 @@ def drill_settings(settings: Settings, bq_write: str | None = None) -> Settings:
 
 def raw_counts(settings: Settings) -> tuple[int, int, int]:
     """(rows, distinct Kafka records, distinct event ids) in the ticks' raw table."""
-    from pipeline_lib.clients.google import bigquery_client
+    from pipeline_lib.clients.google import run_query
 
     table = route(settings).table_sql
     sql = (
@@ -84,7 +84,7 @@ def raw_counts(settings: Settings) -> tuple[int, int, int]:
         f"(SELECT COUNT(*) FROM (SELECT DISTINCT kafka_partition, kafka_offset FROM {table})) "
         f"AS records, (SELECT COUNT(DISTINCT event_id) FROM {table}) AS events"
     )
-    row = next(iter(bigquery_client(settings).query(sql).result(timeout=120)))
+    row = next(iter(run_query(settings, sql, name="crash drill counts")))
     return row.row_count, row.records, row.events
 
 

@@ -99,15 +99,11 @@ class SchemaLesson:
     refusals: list[str] = field(default_factory=list)  # the dead letters' reasons
 
 
-def _query(settings: Settings, sql: str) -> Any:
-    from pipeline_lib.clients.google import bigquery_client
+def _query(settings: Settings, sql: str, name: str) -> Any:
+    from pipeline_lib.clients.google import run_query
 
-    return (
-        bigquery_client(settings)
-        .query(sql)
-        .result(timeout=120)
-        .to_dataframe(create_bqstorage_client=False)
-    )
+    rows = run_query(settings, sql, name=f"schema lesson: {name}")
+    return rows.to_dataframe(create_bqstorage_client=False)
 
 
 def run_schema_lesson(settings: Settings, ticks: int = 600, seed: int = 21) -> SchemaLesson:
@@ -150,6 +146,7 @@ def run_schema_lesson(settings: Settings, ticks: int = 600, seed: int = 21) -> S
         mine,
         f"SELECT symbol, close, extra, JSON_VALUE(extra, '$.exchange') AS exchange "  # noqa: S608
         f"FROM {table} WHERE extra IS NOT NULL ORDER BY ts LIMIT 5",
+        "the extra column",
     )
     for blob in storage_client(mine).list_blobs(mine.gcs_bucket, prefix=to.gcs_folder):
         line = next((x for x in blob.download_as_bytes().splitlines() if b'"exchange"' in x), b"")
@@ -167,6 +164,7 @@ def run_schema_lesson(settings: Settings, ticks: int = 600, seed: int = 21) -> S
         mine,
         f"SELECT symbol, close, bid, exchange, extra FROM {table} "  # noqa: S608
         "WHERE exchange IS NOT NULL ORDER BY ts DESC LIMIT 5",
+        "the added columns",
     )
 
     # 3. a type change and a major version: refused, each with one line

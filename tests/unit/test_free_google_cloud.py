@@ -133,6 +133,7 @@ class FakeBigQuery:
         self.calls: list[str] = []
         self.loads: list[tuple[str, bytes]] = []
         self.queries: list[str] = []
+        self.configs: list = []
 
     def get_table(self, table_id, timeout=None, retry=None):
         self.calls.append(f"get_table {table_id}")
@@ -152,8 +153,9 @@ class FakeBigQuery:
         self.loads.append((table_id, file.read()))
         return SimpleNamespace(result=lambda **kw: None)
 
-    def query(self, sql, **kwargs):
+    def query(self, sql, job_config=None, **kwargs):
         self.queries.append(sql)
+        self.configs.append(job_config)
         return SimpleNamespace(result=lambda **kw: [])
 
 
@@ -234,6 +236,11 @@ def test_a_table_made_now_fills_no_summary_and_older_tables_use_no_dml_on_bigque
     assert client.queries == []  # a new table: nothing to fill, no query at all
     manager._create_summary(fill=True)
     assert client.queries and not any("INSERT" in q.upper() for q in client.queries)
+    (config,) = client.configs  # the results append to the summary, under the ceiling
+    assert (
+        config.destination.table_id == "ticks_runs" and config.write_disposition == "WRITE_APPEND"
+    )
+    assert config.maximum_bytes_billed == 1 << 30
 
 
 def test_ingestion_partitioning_follows_the_landing_time():

@@ -122,16 +122,16 @@ class DdlClient:
     def __init__(self) -> None:
         self.ddl: list[str] = []
 
-    def query(self, sql, timeout=None):
+    def query(self, sql, **kwargs):
         self.ddl.append(sql)
-        return SimpleNamespace(result=lambda timeout=None: None)
+        return SimpleNamespace(result=lambda **kwargs: None)
 
 
 def test_the_emulators_ddl_adds_columns_of_the_types_the_pipeline_writes_only():
     from google.cloud import bigquery
 
     client = DdlClient()
-    quirks = EmulatorQuirks()
+    quirks = EmulatorQuirks(Settings.from_env({"PIPELINE_HOME": "/tmp/unused"}))
     columns = [bigquery.SchemaField("bid", "FLOAT"), bigquery.SchemaField("n", "INTEGER")]
     quirks.columns_added(client, "`p.d.t`", columns)
     assert client.ddl == [

@@ -51,6 +51,7 @@ import logging
 import threading
 from typing import Any
 
+from pipeline_lib.clients.google import dry_run, run_query
 from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch, PartitionBatch, WriteResult
 from pipeline_lib.records.routes import Route
@@ -112,12 +113,13 @@ class StorageWriteSink(Sink):
         except Exception as error:
             log.warning("no write stream yet (%s); the first write makes one", error)
         try:  # the first query of a process takes 0.2 s more: a dry run (free) of one
-            from google.cloud import bigquery
-
             sql = f"SELECT kafka_offset FROM {self.route.table_sql} LIMIT 0"  # noqa: S608
-            config = bigquery.QueryJobConfig(dry_run=True)
-            self.table_manager.client.query(
-                sql, job_config=config, timeout=CALL_TIMEOUT_S, retry=quick_retry(), job_retry=None
+            dry_run(
+                self.settings,
+                sql,
+                client=self.table_manager.client,
+                request_timeout=CALL_TIMEOUT_S,
+                retry=quick_retry(),
             )
         except Exception as error:
             log.warning("BigQuery did not answer a dry run (%s); the writes will retry", error)
@@ -162,12 +164,18 @@ class StorageWriteSink(Sink):
         where = f"ts BETWEEN @first_ts AND @last_ts AND ({' OR '.join(ranges)})"
         columns = "DISTINCT kafka_topic, kafka_partition, kafka_offset"
         sql = f"SELECT {columns} FROM {self.route.table_sql} WHERE {where}"  # noqa: S608
-        config = bigquery.QueryJobConfig(query_parameters=parameters)
-        job = self.table_manager.client.query(  # bounded: the client's own retries take 10 min
-            sql, job_config=config, timeout=CALL_TIMEOUT_S, retry=quick_retry(), job_retry=None
+        rows = run_query(  # bounded: the client's own retries take 10 min
+            self.settings,
+            sql,
+            name="held offsets",
+            parameters=parameters,
+            client=self.table_manager.client,
+            timeout=CALL_TIMEOUT_S,
+            request_timeout=CALL_TIMEOUT_S,
+            retry=quick_retry(),
+            retry_job=False,
         )
         held: dict[tuple[str, int], set[int]] = {(p.topic, p.partition): set() for p in parts}
-        rows = job.result(timeout=CALL_TIMEOUT_S, retry=quick_retry(), job_retry=None)
         for row in rows:
             held[(row.kafka_topic, row.kafka_partition)].add(row.kafka_offset)
         return held

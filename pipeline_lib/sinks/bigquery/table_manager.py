@@ -34,7 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline_lib.clients.google import bigquery_client
+from pipeline_lib.clients.google import bigquery_client, run_query
 from pipeline_lib.core.config import Settings
 from pipeline_lib.records.batches import Batch, DeadLetter, WriteResult
 from pipeline_lib.records.routes import Route, route
@@ -95,7 +95,8 @@ class EmulatorQuirks:
     loads with ALLOW_FIELD_ADDITION, which drop the field); its DDL does. Held by the
     table manager on the emulator only: real BigQuery needs none of it."""
 
-    def __init__(self, types: BigQueryTypeMapper = TYPES) -> None:
+    def __init__(self, settings: Settings, types: BigQueryTypeMapper = TYPES) -> None:
+        self.settings = settings
         self.types = types
 
     def columns_added(self, client: Any, table_sql: str, columns: list) -> None:
@@ -109,13 +110,27 @@ class EmulatorQuirks:
             if kind not in self.types.bigquery_types:
                 raise SinkError(f"cannot add a column of type {kind}")
             ddl = f"ALTER TABLE {table_sql} ADD COLUMN IF NOT EXISTS `{name}` {kind}"
-            client.query(ddl, timeout=30).result(timeout=DDL_TIMEOUT_S)
+            run_query(
+                self.settings,
+                ddl,
+                name=f"add column {name}",
+                client=client,
+                timeout=DDL_TIMEOUT_S,
+                request_timeout=30,
+            )
 
     def fill_summary(self, client: Any, runs_sql: str, select: str) -> None:
         """The run summary's one fill: the emulator writes no query results into a
         table (a destination is ignored), so it takes them by INSERT ... SELECT."""
         fill = f"INSERT INTO {runs_sql} (run, symbol, first_ts, last_ts, landed_at) {select}"
-        client.query(fill, timeout=60).result(timeout=FILL_TIMEOUT_S)
+        run_query(
+            self.settings,
+            fill,
+            name="the run summary's fill",
+            client=client,
+            timeout=FILL_TIMEOUT_S,
+            request_timeout=60,
+        )
 
 
 class TableManager:
@@ -144,7 +159,7 @@ class TableManager:
         self._client = client
         self.types = types
         if quirks is None and settings.bigquery_emulator_host:
-            quirks = EmulatorQuirks(types)
+            quirks = EmulatorQuirks(settings, types)
         self.quirks = quirks
         self.summary_by_load = summary_by_load
         self.run_summary = RunSummary(self.stream, self._insert_summary)
@@ -251,15 +266,17 @@ class TableManager:
             if self.quirks is not None:
                 self.quirks.fill_summary(self.client, self.route.runs_sql, select)
             else:
-                from google.cloud import bigquery
-
-                config = bigquery.QueryJobConfig(
+                run_query(  # results appended to the summary: a query, not DML
+                    self.settings,
+                    select,
+                    name="the run summary's fill",
+                    client=self.client,
+                    timeout=FILL_TIMEOUT_S,
+                    request_timeout=60,
+                    retry=retry,
                     destination=self.route.runs_id,
-                    write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
-                    maximum_bytes_billed=self.settings.bq_max_bytes_billed,
+                    write_disposition="WRITE_APPEND",
                 )
-                job = self.client.query(select, job_config=config, timeout=60, retry=retry)
-                job.result(timeout=FILL_TIMEOUT_S)
         summary.labels = {**(summary.labels or {}), FILLED_LABEL: "yes"}
         self.client.update_table(summary, ["labels"], timeout=30, retry=retry)
 
