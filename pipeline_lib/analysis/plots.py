@@ -185,7 +185,8 @@ def news_figure(ticks: pd.DataFrame, news: pd.DataFrame, symbol: str) -> Figure:
 
 
 def candlestick_figure(bars: pd.DataFrame, symbol: str) -> Figure:
-    """Candlesticks of OHLC bars (e.g. :func:`pipeline_lib.analysis.queries.minute_bars`)."""
+    """Candlesticks of OHLC bars (e.g. :func:`pipeline_lib.analysis.queries.minute_bars`),
+    with the VWAP line when the bars have a ``vwap`` column."""
     figure = Figure(figsize=(10, 5), layout="constrained")
     axis = figure.subplots()
     figure.suptitle(f"{symbol}: one-minute candles")
@@ -201,6 +202,9 @@ def candlestick_figure(bars: pd.DataFrame, symbol: str) -> Figure:
         axis.vlines(xi, row.low, row.high, color=color, linewidth=1)
         bottom, height = min(row.open, row.close), abs(row.close - row.open)
         axis.bar(xi, max(height, 0.005), width=width, bottom=bottom, color=color)
+    if "vwap" in frame:
+        axis.plot(x, frame["vwap"], color=VWAP, marker="o", linewidth=1.5, label="VWAP")
+        axis.legend(loc="upper left")
     axis.xaxis_date(tz=None)
     axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     axis.set_xlabel(f"time (New York), {frame['ts'].iloc[0]:%Y-%m-%d}")

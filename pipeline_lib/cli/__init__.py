@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import local
+from pipeline_lib.cli.lab import add_lab_parser
 from pipeline_lib.cli.status import format_status, status_document
 from pipeline_lib.core.checks import check_brokers
 from pipeline_lib.core.config import BQ_WRITES, Settings
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run notebook 03's crash drills and notebook 07's schema lesson (~1 min)",
     )
     demo.set_defaults(func=cmd_demo)
+    add_lab_parser(commands)
     return parser
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib.core.config import PROJECT_ROOT, Settings
-from pipeline_lib.core.errors import PipelineError
 from pipeline_lib.local.process import Notify
 from pipeline_lib.local.secure import recorded_secure
+from pipeline_lib.ops.notebooks import NotebookFailed, start_notebook, wait_notebook
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 OUTPUT_DIR = PROJECT_ROOT / "output"
@@ -32,8 +31,8 @@ SECURITY = "06_security"  # needs a home made by `up --secure`
 SCHEMA = "07_schema_evolution"
 
 
-class FlowFailed(PipelineError):
-    """A notebook failed; the message names it and where its executed copy is."""
+class FlowFailed(NotebookFailed):
+    """A notebook of the flow failed; the message names it and where its executed copy is."""
 
 
 @dataclass
@@ -55,53 +54,17 @@ class FlowResult:
         return "\n".join(lines)
 
 
-def _papermill_command(name: str, out_dir: Path, parameters: dict[str, Any]) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "papermill",
-        str(NOTEBOOKS_DIR / f"{name}.ipynb"),
-        str(out_dir / f"{name}.ipynb"),
-        "--cwd",
-        str(NOTEBOOKS_DIR),
-        "--kernel",
-        "python3",
-        "--no-progress-bar",
-        "--log-level",
-        "WARNING",
-    ]
-    for key, value in parameters.items():
-        command += ["-y", f"{key}: {value!r}" if isinstance(value, str) else f"{key}: {value}"]
-    return command
-
-
 def _start(name: str, out_dir: Path, parameters: dict[str, Any], env: dict) -> subprocess.Popen:
-    log = open(out_dir / f"{name}.log", "w")  # noqa: SIM115 - closed by _wait
-    return subprocess.Popen(
-        _papermill_command(name, out_dir, parameters),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
+    return start_notebook(
+        NOTEBOOKS_DIR / f"{name}.ipynb", out_dir / f"{name}.ipynb", parameters, env
     )
 
 
 def _wait(name: str, process: subprocess.Popen, out_dir: Path, timeout: float) -> None:
     try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise FlowFailed(f"{name} ran past {timeout:.0f}s and was stopped") from None
-    finally:
-        if process.stdout:
-            process.stdout.close()
-    if process.returncode != 0:
-        log = (out_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-        raise FlowFailed(
-            f"notebook {name} failed (exit {process.returncode}); executed copy: "
-            f"{out_dir / (name + '.ipynb')}\n{log}"
-        )
+        wait_notebook(process, out_dir / f"{name}.ipynb", timeout)
+    except NotebookFailed as error:
+        raise FlowFailed(str(error)) from None
 
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"

@@ -27,6 +27,7 @@ LAYERS = [
     "local",  # the local broker and emulators
     "ops",  # describe a cluster, provision resources
     "lessons",  # drills and lessons for the notebooks
+    "labs",  # exercise notebooks' kit, their release and their grader
     "cli",  # the command line and the headless demo
 ]
 ROOT_FILES = {"__init__.py", "__main__.py"}

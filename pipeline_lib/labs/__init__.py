@@ -1,0 +1,1 @@
+"""Labs a check can grade: exercise notebooks, their release and their grader."""
