@@ -118,7 +118,12 @@ def reads_raw_filtered(settings: Settings, sql: str) -> Check:
         estimate = dry_run(settings, sql, parameters)
     except Exception as error:
         said = str(getattr(error, "message", error)).splitlines()[0][:200]
-        return check(name, False, f"a dry run of your query failed: {said}")
+        return check(
+            name,
+            False,
+            f"a dry run of your query failed: {said}",
+            "run your query in the notebook first: it must run before it can be measured",
+        )
     if estimate is not None:
         ours = dry_run(settings, dedup_sql(TICKS, to.table_sql, "symbol = @symbol"), parameters)
         limit = BYTES_SLACK * (ours.bytes_processed if ours else 0)
@@ -156,13 +161,27 @@ def bars(run: Run) -> list[Check]:
     build = cell_function(source, "bars_sql") if source else None
     name = "your bars equal the reference"
     if build is None:
-        checks.append(check(name, False, "no function bars_sql(raw, view) in the cell 'bars_sql'"))
+        checks.append(
+            check(
+                name,
+                False,
+                "no function bars_sql(raw, view) in the cell 'bars_sql'",
+                "define bars_sql(raw, view) in the lab's cell, returning the SQL text",
+            )
+        )
         return checks
     to = route(settings)
     try:
         sql = str(build(to.table_sql, to.view_sql))
     except Exception as error:
-        checks.append(check(name, False, f"bars_sql raised {type(error).__name__}: {error}"))
+        checks.append(
+            check(
+                name,
+                False,
+                f"bars_sql raised {type(error).__name__}" + (f": {error}" if str(error) else ""),
+                "fill in bars_sql: it returns the SQL text of one symbol's bars",
+            )
+        )
         return checks
     checks.append(reads_raw_filtered(settings, sql))
     checks.append(compare(settings, sql, ticks))

@@ -231,7 +231,12 @@ def crash_check(run: Run, grade_id: str, label: str) -> Check:
     name = "a SIGKILL between land and commit loses nothing"
     source = run.cell_source(grade_id)
     if source is None:
-        return check(name, False, f"no cell with grade_id {grade_id!r}", "keep the lab's cells")
+        return check(
+            name,
+            False,
+            f"no cell with grade_id {grade_id!r}",
+            "start again from the released notebook: its cells carry the ids the grader reads",
+        )
     mine = run_names(run.settings, label)
     run.scratch.append(mine)
     ticks = kit.simulated_ticks(1_000, run.seed + 1)
@@ -242,11 +247,23 @@ def crash_check(run: Run, grade_id: str, label: str) -> Check:
         first = _victim(mine, cell.name, kill_after=2 * KILL_AT_BATCH - 1)
         if first.returncode != -signal.SIGKILL:
             said = (first.stderr or "").strip().splitlines()[-1:] or ["no message"]
-            return check(name, False, f"your consumer did not reach its second poll: {said[0]}", "")
+            return check(
+                name,
+                False,
+                f"your consumer did not reach its second poll: {said[0]}",
+                "handle(records, out) must land and commit each poll: run the notebook "
+                "and read its error",
+            )
         second = _victim(mine, cell.name, kill_after=0)
         if second.returncode != 0:
             said = (second.stderr or "").strip().splitlines()[-1:] or ["no message"]
-            return check(name, False, f"the restarted consumer failed: {said[0]}")
+            return check(
+                name,
+                False,
+                f"the restarted consumer failed: {said[0]}",
+                "a consumer restarted after a crash reads its last poll again: handle "
+                "must take records it has seen before",
+            )
     finally:
         os.unlink(cell.name)
     ids = set(event_ids(ticks))
