@@ -70,9 +70,13 @@ def landed(services: Settings) -> Settings:
 
 
 def _notebook_copy(folder: Path) -> None:
-    """The committed notebooks, with 04_analysis's parameters set for the live widget."""
+    """The committed notebooks, with 04_analysis's parameters set for the live widget,
+    and the labs released into ``labs/`` as a teacher hands them out."""
+    from pipeline_lib.labs.release import release
+
     for path in (REPO / "notebooks").glob("*.ipynb"):
         shutil.copy(path, folder / path.name)
+    release(folder / "labs")
     analysis = folder / "04_analysis.ipynb"
     notebook = json.loads(analysis.read_text())
     for cell in notebook["cells"]:
@@ -104,6 +108,10 @@ def lab(landed: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     notification = root / "settings" / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
     (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    # Every cell rendered, as on a short notebook: the tests find cells by their text.
+    notebook_settings = root / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env = {**os.environ, **landed.to_env(), **jupyter}
     command = [
         sys.executable,
