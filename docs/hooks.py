@@ -1,4 +1,5 @@
-"""MkDocs hook: the configuration page's table of variables, generated from VARIABLES.
+"""MkDocs hook: the tables generated from the code: the configuration page's variables
+(from VARIABLES) and the teachers' page's labs (from the labs' catalog).
 
 The table is built from the one declaration the package reads its environment by, so
 the page cannot drift from the code: a variable added, renamed or re-documented there
@@ -16,9 +17,12 @@ from typing import Any
 from mkdocs.exceptions import PluginError
 
 from pipeline_lib.core.config import VARIABLES
+from pipeline_lib.labs.catalog import LABS
 
 PAGE = "configuration.md"
 MARKER = "<!-- variables -->"
+LABS_PAGE = "teaching.md"
+LABS_MARKER = "<!-- labs -->"
 
 _CODE_SPAN = re.compile(r"(`[^`]*`)")
 
@@ -57,11 +61,33 @@ def variables_table(variables: Iterable[Any] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def labs_table() -> str:
+    """The markdown table of the labs: name, notebook, what it teaches, student time."""
+    rows = [
+        "| lab | notebook | what it teaches | a student needs |",
+        "|-----|----------|-----------------|-----------------|",
+    ]
+    for lab in LABS:
+        page = f"labs/{lab.name}.md"
+        rows.append(
+            f"| [{lab.number}. {lab.title}]({page}) (`{lab.name}`) | "
+            f"`notebooks/labs/{lab.notebook.name}` | {_cell(lab.teaches)} | "
+            f"about {lab.student_minutes} min |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+TABLES = {PAGE: (MARKER, variables_table), LABS_PAGE: (LABS_MARKER, labs_table)}
+
+
 def on_page_markdown(markdown: str, *, page: Any, **_: Any) -> str:
-    """Put the table where the configuration page's marker stands. A configuration
-    page without the marker stops the build rather than silently losing the table."""
-    if page.file.src_uri != PAGE:
+    """Put each generated table where its page's marker stands. A page without its
+    marker stops the build rather than silently losing the table."""
+    if page.file.src_uri not in TABLES:
         return markdown
-    if MARKER not in markdown:
-        raise PluginError(f"docs/{PAGE} has lost its {MARKER} marker: the table goes there")
-    return markdown.replace(MARKER, variables_table())
+    marker, table = TABLES[page.file.src_uri]
+    if marker not in markdown:
+        raise PluginError(
+            f"docs/{page.file.src_uri} has lost its {marker} marker: the table goes there"
+        )
+    return markdown.replace(marker, table())

@@ -188,3 +188,10 @@ def test_a_class_folder_grades_as_one_table_and_as_gradescope_json(services, tmp
     results = json.loads(document.stdout)
     assert results["ada"]["score"] == 5 and results["ben"]["score"] == 0
     assert {t["status"] for t in results["ben"]["tests"]} == {"failed"}
+
+
+def test_a_lab_grades_the_same_on_a_secure_home(secure_kafka, tmp_path):
+    """TLS, a SCRAM login and ACLs: the notebook's kernel, the student's loop, the
+    dead letters and the grader's reads all go through them."""
+    result = grade("dead-letters", find("dead-letters").notebook, secure_kafka, tmp_path)
+    assert result.passed, "\n".join(result.lines())
