@@ -71,7 +71,7 @@ def labs_table() -> str:
         page = f"labs/{lab.name}.md"
         rows.append(
             f"| [{lab.number}. {lab.title}]({page}) (`{lab.name}`) | "
-            f"`notebooks/labs/{lab.notebook.name}` | {_cell(lab.teaches)} | "
+            f"`{lab.notebook.name}` | {_cell(lab.teaches)} | "
             f"about {lab.student_minutes} min |"
         )
     return "\n".join(rows) + "\n"

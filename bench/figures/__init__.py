@@ -8,6 +8,7 @@ in a module of its family; :data:`FIGURES` names them all, in the order they run
 * :mod:`.flow`: the headless notebooks, both streams end to end
 * :mod:`.brokers`: replication, a leader's failover, TLS and SCRAM logins
 * :mod:`.read_cost`: the live chart's and notebook 04's reads as the table grows
+* :mod:`.labs`: the time to grade each lab
 
 The services they run on, and what they share, are in :mod:`bench.services`.
 Comparisons are made side by side in one run, because these machines are shared and
@@ -22,6 +23,7 @@ from bench.figures.brokers import failover, replication_cost, secure_kafka
 from bench.figures.consumer import backlog, end_to_end
 from bench.figures.flow import notebook_flow, two_streams
 from bench.figures.freshness import freshness, storage_write
+from bench.figures.labs import lab_grading
 from bench.figures.producer import producer_ceiling
 from bench.figures.rates import sentiment_rate, simulator_rate
 from bench.figures.read_cost import read_cost
@@ -40,6 +42,7 @@ FIGURES: dict[str, Callable[[str], dict]] = {
     "two_streams": two_streams,
     "secure_kafka": secure_kafka,
     "read_cost": read_cost,
+    "lab_grading": lab_grading,
 }
 # The figures that run on the services (inside `bench.services.using_services`).
 PIPELINE_FIGURES = set(FIGURES) - {"simulator_rate", "sentiment_rate"}

@@ -29,6 +29,7 @@ def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
         "two_streams",
         "secure_kafka",
         "read_cost",
+        "lab_grading",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
@@ -50,6 +51,7 @@ def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
     assert figures["secure_kafka"]["consume_records_per_s"]["sasl_ssl"] > 0
     assert 0 < figures["failover"]["median_s"] < 60
     assert figures["sentiment_rate"]["headlines_scored_per_s"] > 0
+    assert figures["lab_grading"]["all_passed"] and figures["lab_grading"]["slowest_s"] > 0
     assert (
         figures["two_streams"]["news"] > 0
         and figures["two_streams"]["ratio_both_to_ticks_only"] > 0
