@@ -61,18 +61,35 @@ def variables_table(variables: Iterable[Any] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def graded_seconds() -> dict[str, float]:
+    """Each lab's grading time in the committed bench results ({} without them)."""
+    import json
+
+    from pipeline_lib.core.config import PROJECT_ROOT
+
+    try:
+        results = json.loads((PROJECT_ROOT / "bench" / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    figure = next((f for f in results.get("figures", []) if f["name"] == "lab_grading"), {})
+    return figure.get("seconds_by_lab", {})
+
+
 def labs_table() -> str:
-    """The markdown table of the labs: name, notebook, what it teaches, student time."""
+    """The markdown table of the labs: name, notebook, what it teaches, student time,
+    and the grading time the committed bench results measured."""
+    seconds = graded_seconds()
     rows = [
-        "| lab | notebook | what it teaches | a student needs |",
-        "|-----|----------|-----------------|-----------------|",
+        "| lab | notebook | what it teaches | a student needs | grading took |",
+        "|-----|----------|-----------------|-----------------|--------------|",
     ]
     for lab in LABS:
+        took = f"{seconds[lab.name]:.0f} s" if lab.name in seconds else "not measured"
         page = f"labs/{lab.name}.md"
         rows.append(
             f"| [{lab.number}. {lab.title}]({page}) (`{lab.name}`) | "
             f"`{lab.notebook.name}` | {_cell(lab.teaches)} | "
-            f"about {lab.student_minutes} min |"
+            f"about {lab.student_minutes} min | {took} |"
         )
     return "\n".join(rows) + "\n"
 
