@@ -47,7 +47,10 @@ def cmd_lab_grade(settings: Settings, args: argparse.Namespace) -> int:
     if target.is_dir():
         grades = {}
         for student, notebook in submissions(target, lab).items():
-            grades[student] = grade(lab.name, notebook, settings, out / student, **options)
+            try:
+                grades[student] = grade(lab.name, notebook, settings, out / student, **options)
+            except Exception as error:  # one student's run must not stop the class's
+                grades[student] = not_graded(lab, notebook, error)
             if not args.json:
                 print(f"{student}: {grades[student].lines()[-1]}", flush=True)
         if args.json:
@@ -58,6 +61,21 @@ def cmd_lab_grade(settings: Settings, args: argparse.Namespace) -> int:
     graded = grade(lab.name, target, settings, out, **options)
     print(json.dumps(graded.gradescope(), indent=2) if args.json else "\n".join(graded.lines()))
     return 0 if graded.passed else 1
+
+
+def not_graded(lab: Any, notebook: Path, error: Exception) -> Any:
+    """A grade of nothing for a notebook the grader could not run, saying why."""
+    from pipeline_lib.labs.checks import Check
+    from pipeline_lib.labs.grade import Grade
+
+    said = (str(error).splitlines() or [""])[0][:200]
+    check = Check(
+        "the grader could run this notebook",
+        False,
+        f"{type(error).__name__}: {said}",
+        "the teacher's services or settings, not the notebook: check them and grade again",
+    )
+    return Grade(lab, notebook, [check], 0.0, notebook, 0)
 
 
 def add_lab_parser(commands: Any) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline_lib.core.config import PROJECT_ROOT
+from pipeline_lib.core.config import PROJECT_ROOT, Settings
 from pipeline_lib.labs import bars, checks
 from pipeline_lib.labs.checks import Check, Run
 from pipeline_lib.labs.kit import LabError
@@ -23,7 +23,8 @@ LABS_DIR = PROJECT_ROOT / "notebooks" / "labs"
 class Lab:
     """One lab: ``name`` (what ``lab grade`` takes), its notebook ``lab<number>_<name>``,
     what it teaches, about how long a student needs, the run size the grader sets
-    (papermill parameters beside ``seed``) and its checks."""
+    (papermill parameters beside ``seed``), its checks, and what the grader lands
+    before the notebook runs."""
 
     number: int
     name: str
@@ -32,6 +33,8 @@ class Lab:
     student_minutes: int
     checks: Callable[[Run], list[Check]]
     size: dict[str, Any] = field(default_factory=dict)
+    # What the grader lands before the notebook runs (settings, parameters), if any.
+    prepare: Callable[[Settings, dict[str, Any]], None] | None = None
 
     @property
     def notebook(self) -> Path:
@@ -76,6 +79,7 @@ LABS = (
         40,
         bars.bars,
         {"ticks": 1_500},
+        bars.prepare,
     ),
     Lab(
         5,

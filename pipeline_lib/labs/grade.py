@@ -121,16 +121,18 @@ def grade(
         raise LabError(f"no notebook at {notebook}")
     seed = seed if seed is not None else random.randint(1_000, 999_999)
     mine = run_names(settings, "lab")
-    parameters = {**lab.size, "seed": seed}
+    parameters = {**lab.size, "seed": seed, "graded": True}
     output_dir.mkdir(parents=True, exist_ok=True)
     executed = output_dir / notebook.name
     started = time.monotonic()
     env = {**os.environ, **mine.to_env(), "PYTHONUNBUFFERED": "1"}
     error = None
+    if lab.prepare is not None:
+        lab.prepare(mine, parameters)
     try:
         wait_notebook(start_notebook(notebook, executed, parameters, env), executed, timeout)
     except NotebookFailed as failed:
-        error = first_error(executed) or str(failed).splitlines()[0]
+        error = first_error(executed) or (str(failed).splitlines() or ["failed"])[0]
     run = Run(mine, executed, parameters, error)
     found = [notebook_ran(run)]
     try:
@@ -140,7 +142,7 @@ def grade(
             Check(
                 "the grader could read what landed",
                 False,
-                f"{type(broken).__name__}: {str(broken).splitlines()[0][:200]}",
+                f"{type(broken).__name__}: {(str(broken).splitlines() or [''])[0][:200]}",
                 "ask your teacher: this is the grader's error, not your notebook's",
             )
         )
@@ -193,16 +195,20 @@ def class_table(grades: dict[str, Grade]) -> list[str]:
 
 
 def submissions(folder: Path, lab: Lab) -> dict[str, Path]:
-    """A class folder's notebooks, by student: ``<student>.ipynb``, or
-    ``<student>/<the lab's notebook>`` (the layout nbgrader's collect leaves)."""
+    """A class folder's notebooks, by student: ``<student>.ipynb``, or the lab's
+    notebook anywhere inside ``<student>/`` (nbgrader's ``collect`` leaves
+    ``submitted/<student>/<assignment>/<notebook>``: give it ``submitted/``)."""
     found = {}
     for path in sorted(folder.iterdir()):
         if path.suffix == ".ipynb" and not path.name.startswith("."):
             found[path.stem] = path
-        elif path.is_dir() and (path / lab.notebook.name).is_file():
-            found[path.name] = path / lab.notebook.name
+        elif path.is_dir():
+            inside = sorted(path.rglob(lab.notebook.name))
+            if inside:
+                found[path.name] = inside[0]
     if not found:
         raise LabError(
-            f"no notebooks in {folder}: expected <student>.ipynb or <student>/{lab.notebook.name}"
+            f"no notebooks in {folder}: expected <student>.ipynb or "
+            f"<student>/.../{lab.notebook.name}"
         )
     return found

@@ -8,6 +8,9 @@ parameters (which papermill writes into the executed notebook).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -47,31 +50,33 @@ def papermill_command(
 def start_notebook(
     source: Path, executed: Path, parameters: dict[str, Any], env: dict[str, str]
 ) -> subprocess.Popen:
-    """Start papermill on ``source``; its output goes to ``<executed>.log``."""
-    log = open(executed.with_suffix(".log"), "w")  # noqa: SIM115 - closed by wait_notebook
-    return subprocess.Popen(
-        papermill_command(source, executed, parameters, source.parent),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    """Start papermill on ``source``, in a process group of its own (its kernel, and
+    whatever the notebook starts, can be stopped with it); its output goes to
+    ``<executed>.log``."""
+    with open(executed.with_suffix(".log"), "w") as log:  # the child holds its own copy
+        return subprocess.Popen(
+            papermill_command(source, executed, parameters, source.parent),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def wait_notebook(process: subprocess.Popen, executed: Path, timeout: float) -> None:
     """Wait for a notebook started by :func:`start_notebook`; raise
     :class:`NotebookFailed` when it failed (with its log's tail) or ran past ``timeout``
-    seconds (then it is stopped)."""
+    seconds (then it is stopped with its whole process group: the kernel and what the
+    notebook started)."""
     name = executed.stem
     try:
         process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         raise NotebookFailed(f"{name} ran past {timeout:.0f}s and was stopped") from None
-    finally:
-        if process.stdout:
-            process.stdout.close()
     if process.returncode != 0:
         log = executed.with_suffix(".log").read_text(errors="replace")[-3000:]
         raise NotebookFailed(

@@ -53,7 +53,7 @@ def test_source_notebook_committed_without_outputs_with_seed_and_size_parameters
     assert len(tagged) == 1
     names = {s.target.id for s in ast.parse(tagged[0].source).body}
     lab = next(lab for lab in LABS if lab.notebook == path)
-    assert {"seed", *lab.size} <= names  # the grader sets them
+    assert {"seed", "graded", *lab.size} <= names  # the grader sets them
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
@@ -136,8 +136,8 @@ def test_a_class_table_gives_one_line_per_student_and_the_first_failing_check():
 def test_a_class_folder_holds_flat_notebooks_or_nbgrader_collect_folders(tmp_path):
     lab = find("keys")
     (tmp_path / "ana.ipynb").write_text("{}")
-    (tmp_path / "bo").mkdir()
-    (tmp_path / "bo" / lab.notebook.name).write_text("{}")
+    (tmp_path / "bo" / "lab1").mkdir(parents=True)  # nbgrader's collect: <student>/<lab>/
+    (tmp_path / "bo" / "lab1" / lab.notebook.name).write_text("{}")
     (tmp_path / "notes").mkdir()
     assert set(submissions(tmp_path, lab)) == {"ana", "bo"}
     with pytest.raises(LabError, match="no notebooks"):
@@ -198,6 +198,16 @@ def tick(second: int, close: float, volume: int, symbol: str = "AAPL") -> Tick:
     return Tick(
         f"sim:{symbol}:{second}", symbol, ts, close, close + 1, close - 1, close, volume, "sim"
     )
+
+
+def test_decoys_copy_every_seventh_tick_of_one_symbol_under_another():
+    ticks = kit.simulated_ticks(100, 3)
+    symbol, decoys = bars.decoyed(ticks)
+    own = [t for t in ticks if t.symbol == symbol]
+    assert [d.event_id for d in decoys] == [t.event_id for t in own[:: bars.DECOY_EVERY]]
+    assert {d.symbol for d in decoys} == {bars.DECOY_SYMBOL} != {symbol}
+    for decoy in decoys:
+        TICKS.decode(TICKS.encode(decoy))  # a valid tick: only its symbol says it is not
 
 
 def test_the_reference_bars_are_first_open_max_high_min_low_last_close_and_vwap():

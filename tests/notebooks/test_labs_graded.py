@@ -21,6 +21,7 @@ from pipeline_lib.labs.release import release
 # The mistakes the labs are about, as a student writes them: (lab, cell, new body).
 WRONG = {
     "commit before write": ("commit", "handle", "out.commit()\nout.land(records)"),
+    "never commit": ("commit", "handle", "out.land(records)"),
     "drop instead of dead-letter": (
         "dead-letters",
         "handle",
@@ -37,6 +38,19 @@ WRONG = {
         "    FROM {view} WHERE symbol = @symbol GROUP BY minute ORDER BY minute\n"
         '"""',
     ),
+    "de-duplicate everything, then filter": (
+        "bars",
+        "bars_sql",
+        'return f"""\n'
+        "    WITH once AS (SELECT * FROM {raw}\n"
+        "      QUALIFY ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY ingested_at) = 1)\n"
+        "    SELECT TIMESTAMP_TRUNC(ts, MINUTE) AS minute,\n"
+        "      ARRAY_AGG(open ORDER BY ts LIMIT 1)[OFFSET(0)] AS open, MAX(high) AS high,\n"
+        "      MIN(low) AS low, ARRAY_AGG(close ORDER BY ts DESC LIMIT 1)[OFFSET(0)] AS close,\n"
+        "      SUM(volume) AS volume, SUM(close * volume) / SUM(volume) AS vwap\n"
+        "    FROM once WHERE symbol = @symbol GROUP BY minute ORDER BY minute\n"
+        '"""',
+    ),
     "no key": ("keys", "key_for", "return None"),
 }
 
@@ -46,7 +60,11 @@ STUDENT_WORK = {
     "keys": ["each symbol in one partition", "partitions predicted"],
     "commit": ["a SIGKILL between land and commit loses nothing"],
     "dead-letters": ["bad prints dead-lettered with key and reason"],
-    "bars": ["your bars equal the reference"],
+    "bars": [
+        "your query reads the raw table, not the view",
+        "your query filters by symbol before de-duplicating",
+        "your bars equal the reference",
+    ],
     "group": ["the group changed while it landed"],
     "contract": ["the new fields are columns, filled"],
 }
@@ -140,15 +158,34 @@ def test_dropping_bad_prints_instead_of_dead_lettering_them_fails_that_check(gra
     assert "neither landed nor dead-lettered (dropped)" in result.checks[-3].detail
 
 
-def test_bars_from_the_unfiltered_view_are_right_but_read_too_much(graded):
+def test_bars_from_the_unfiltered_view_are_right_but_read_everything(graded):
     result = graded["the view, unfiltered"]
-    assert failing(result) == ["your query reads only the symbol's rows"]
-    assert "_dedup view" in next(c.detail for c in result.checks if not c.passed)
+    assert failing(result) == [
+        "your query reads the raw table, not the view",
+        "your query filters by symbol before de-duplicating",
+    ]
+    assert "_dedup view" in result.checks[-3].detail
+
+
+def test_bars_de_duplicated_before_the_filter_miss_the_decoyed_events(graded):
+    result = graded["de-duplicate everything, then filter"]
+    assert failing(result) == ["your query filters by symbol before de-duplicating"]
+    assert "have a first copy under ZZZZ" in result.checks[-2].detail
+
+
+def test_a_consumer_that_never_commits_fails_the_crash_check(graded):
+    crash = graded["never commit"].checks[-1]
+    assert not crash.passed and "(0 lost" in crash.detail and "uncommitted" in crash.detail
+    assert "without commits every restart reads all" in crash.line()
 
 
 def test_ticks_without_keys_spread_over_partitions(graded):
     result = graded["no key"]
-    assert "each symbol in one partition" in failing(result)
+    assert failing(result) == [
+        "each symbol in one partition",
+        "each symbol's ticks read in event order",
+        "partitions predicted",
+    ]
 
 
 def test_answers_printed_without_landing_fail(graded):
@@ -156,7 +193,7 @@ def test_answers_printed_without_landing_fail(graded):
     assert failing(result) == [
         "every tick in the topic",
         "each symbol in one partition",
-        "each symbol's ticks in event order",
+        "each symbol's ticks read in event order",
         "partitions predicted",
     ]
 
