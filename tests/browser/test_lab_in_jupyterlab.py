@@ -33,10 +33,12 @@ def test_a_student_fills_lab1_in_jupyterlab_and_the_grader_passes_it(
     page.add_locator_handler(
         kernel_dialog, lambda: kernel_dialog.get_by_role("button", name="Select").click()
     )
-    page.goto(f"{lab}/lab/tree/labs/lab1_keys.ipynb")
+    # A workspace of its own: only this notebook open, whatever other tests left open.
+    page.goto(f"{lab}/lab/workspaces/student/tree/labs/lab1_keys.ipynb")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=90_000)
     page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
     stubs = page.locator(".jp-Cell", has_text="raise NotImplementedError()")
+    stubs.nth(1).wait_for(timeout=60_000)  # the editors render after the first cell shows
     assert stubs.count() == 2  # the released notebook: two parts to write
     for start, text in TYPED.items():
         editor = page.locator(".jp-CodeCell", has_text=start).locator(".cm-content")
@@ -44,7 +46,8 @@ def test_a_student_fills_lab1_in_jupyterlab_and_the_grader_passes_it(
         page.keyboard.press("Control+a")
         page.keyboard.insert_text(text)  # as typed, without the editor's auto-indent
     page.keyboard.press("Control+s")
-    page.wait_for_selector(".jp-mod-dirty", state="detached", timeout=30_000)
+    dirty = '.lm-TabBar-tab.jp-mod-dirty[title*="lab1_keys.ipynb"]'
+    page.wait_for_selector(dirty, state="detached", timeout=30_000)
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     answer = page.locator(".jp-OutputArea-output", has_text="partitions = {")
