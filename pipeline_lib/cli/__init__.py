@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline_lib import local
+from pipeline_lib.cli.classroom import add_class_parser
 from pipeline_lib.cli.lab import add_lab_parser
 from pipeline_lib.cli.status import format_status, status_document
 from pipeline_lib.core.checks import check_brokers
@@ -403,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
     add_lab_parser(commands)
+    add_class_parser(commands)
     return parser
 
 

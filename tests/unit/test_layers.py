@@ -28,6 +28,7 @@ LAYERS = [
     "ops",  # describe a cluster, provision resources
     "lessons",  # drills and lessons for the notebooks
     "labs",  # exercise notebooks' kit, their release and their grader
+    "classroom",  # a class on one cluster: students, handouts, the board
     "cli",  # the command line and the headless demo
 ]
 ROOT_FILES = {"__init__.py", "__main__.py"}

@@ -1,0 +1,257 @@
+"""Students in and out of a class: logins, ACLs, their topics, dataset and bucket,
+their handouts; a new password for one who lost theirs.
+
+Everything runs as the cluster's admin: on a home made by ``up --secure``, its
+``admin``; on a managed cluster, the credentials the settings give (which must be
+allowed to manage SCRAM users and ACLs). Each step is an upsert, and a student enters
+the class record only once all of theirs is made: a run cut short is run again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline_lib.classroom import gcp
+from pipeline_lib.classroom.handout import copy_ca, handout_settings, write_handout
+from pipeline_lib.classroom.record import ClassRecord, load_record, new_password, save_record
+from pipeline_lib.classroom.rights import principal_filter, student_acls
+from pipeline_lib.classroom.roster import (
+    FEED_TOPIC,
+    Student,
+    check_id,
+    prefix,
+    student_settings,
+)
+from pipeline_lib.clients.kafka import ensure_topic, kafka_admin
+from pipeline_lib.core.config import Settings
+from pipeline_lib.core.errors import ConfigError, PipelineError
+from pipeline_lib.home.files import ADMIN, MECHANISM, recorded_secure
+
+Notify = Callable[[str], None]
+
+
+class ClassError(PipelineError):
+    """Kafka refused a step of making or removing students; the message says which."""
+
+
+def admin_settings(settings: Settings) -> Settings:
+    """The settings the class is managed with: the local secure home's admin, or the
+    managed cluster's credentials as given. ConfigError (what to run) without logins."""
+    from pipeline_lib.local.secure import as_principal
+
+    if settings.is_local:
+        if not recorded_secure(settings.home):
+            raise ConfigError(
+                f"{settings.home} has no logins or ACLs: a class needs `python -m "
+                "pipeline_lib up --secure` (or a managed cluster with admin credentials)"
+            )
+        return as_principal(settings, ADMIN)
+    if not settings.kafka_sasl_mechanism:
+        raise ConfigError(
+            "a class on a managed cluster needs its admin's login: set "
+            "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+        )
+    return settings
+
+
+def student_mechanism(settings: Settings) -> str:
+    """How students log in: SCRAM, with the class's own SCRAM variant if it uses one."""
+    mechanism = settings.kafka_sasl_mechanism or ""
+    return mechanism if mechanism.startswith("SCRAM") and not settings.is_local else MECHANISM
+
+
+def _scram(student_id: str, password: str | None, mechanism: str) -> Any:
+    from kafka.admin import (
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    kind = ScramMechanism[mechanism.replace("-", "_")]
+    if password is None:
+        return UserScramCredentialDeletion(student_id, kind)
+    return UserScramCredentialUpsertion(student_id, kind, password)
+
+
+def _apply(admin_settings_: Settings, step: str, call: Callable[[Any], Any]) -> Any:
+    """One admin call; a refusal or a dead broker as ClassError naming the step."""
+    from kafka.errors import KafkaError
+
+    admin = kafka_admin(admin_settings_)
+    try:
+        return call(admin)
+    except KafkaError as error:
+        raise ClassError(f"Kafka refused {step}: {error}") from None
+    finally:
+        admin.close()
+
+
+def set_logins(admin: Settings, logins: dict[str, str | None], mechanism: str) -> None:
+    """Upsert (password) or delete (None) the students' SCRAM logins, in one call."""
+    if not logins:
+        return
+    changes = [_scram(user, password, mechanism) for user, password in logins.items()]
+    answer = _apply(
+        admin, "the students' logins", lambda a: a.alter_user_scram_credentials(changes)
+    )
+    refused = {user: message for user, message in (answer or {}).items() if message}
+    deleting = {user for user, password in logins.items() if password is None}
+    refused = {u: m for u, m in refused.items() if not (u in deleting and "not found" in m.lower())}
+    if refused:
+        user, message = next(iter(refused.items()))
+        raise ClassError(
+            f"Kafka refused the login of {user!r} ({message}); {len(refused)} refused in all. "
+            "A managed cluster that makes its users elsewhere (Google's, Confluent Cloud) "
+            "is set up by hand: see docs/classroom.md"
+        )
+
+
+def grant(admin: Settings, student_ids: Iterable[str], feed: str) -> None:
+    rules = [rule for student_id in student_ids for rule in student_acls(student_id, feed)]
+    if not rules:
+        return
+    result = _apply(admin, "the students' ACLs", lambda a: a.create_acls(rules))
+    failed = result.get("failed") or []
+    if failed:
+        raise ClassError(f"Kafka refused an ACL of the class: {failed[0]}")
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``class add`` did: the students new to the class, those already in it,
+    and where their handouts are."""
+
+    new: list[str]
+    kept: list[str]
+    handouts: Path
+
+
+def add_students(
+    settings: Settings,
+    students: Sequence[Student],
+    out: Path,
+    feed: str = FEED_TOPIC,
+    notify: Notify | None = None,
+) -> Added:
+    """Put the roster's students into the class; those already in it keep their
+    password and get their rights and handout again (unchanged)."""
+    from pipeline_lib.ops.provision import provision
+
+    say = notify or (lambda message: None)
+    admin = admin_settings(settings)
+    record = load_record(settings.home) or ClassRecord(feed)
+    if record.feed != feed:
+        raise ConfigError(f"this class's feed is {record.feed!r}, not {feed!r}")
+    new = [s for s in students if s.id not in record.students]
+    passwords = {s.id: new_password() for s in new}
+    mechanism = student_mechanism(settings)
+    ensure_topic(admin, feed)
+    set_logins(admin, dict(passwords), mechanism)
+    grant(admin, [s.id for s in students], feed)
+    for number, student in enumerate(new, start=1):
+        own = student_settings(admin, student.id)
+        provision(own, start_local=False)
+        gcp.grant_data_access(own, student)
+        say(f"[{number}/{len(new)}] {student.id}: login, ACLs, topics, dataset, bucket")
+    for student in new:
+        record.students[student.id] = {"password": passwords[student.id], "email": student.email}
+    cafile = copy_ca(settings.kafka_ssl_cafile or _home_ca(settings), out)
+    for student in students:
+        _write(settings, student.id, record.password(student.id), cafile, out, feed, mechanism)
+    record.handouts = str(out.resolve())
+    save_record(settings.home, record)
+    kept = [s.id for s in students if s.id not in passwords]
+    return Added([s.id for s in new], kept, out)
+
+
+def _home_ca(settings: Settings) -> Path | None:
+    from pipeline_lib.home.files import ca_file
+
+    path = ca_file(settings.home)
+    return path if settings.is_local and path.is_file() else None
+
+
+def _write(
+    settings: Settings,
+    student_id: str,
+    password: str,
+    cafile: Path | None,
+    out: Path,
+    feed: str,
+    mechanism: str,
+) -> Path:
+    own = student_settings(settings, student_id).with_overrides(kafka_sasl_mechanism=mechanism)
+    return write_handout(out, handout_settings(own, student_id, password, cafile), feed)
+
+
+def rotate(settings: Settings, student_id: str) -> Path:
+    """A new password for one student; their handout written again."""
+    student_id = check_id(student_id)
+    record = _existing(settings, [student_id])
+    admin = admin_settings(settings)
+    password, mechanism = new_password(), student_mechanism(settings)
+    set_logins(admin, {student_id: password}, mechanism)
+    record.students[student_id]["password"] = password
+    save_record(settings.home, record)
+    out = Path(record.handouts or ".")
+    cafile = (out / "ca.pem").resolve() if (out / "ca.pem").is_file() else None
+    return _write(settings, student_id, password, cafile, out, record.feed, mechanism)
+
+
+def remove(settings: Settings, student_ids: Sequence[str] | None, purge: bool) -> list[str]:
+    """Take students (None: the whole class) out: their login and ACLs, their handout;
+    with ``purge`` their topics, groups, dataset and bucket too."""
+    record = _existing(settings, [check_id(s) for s in student_ids or []])
+    ids = [check_id(s) for s in student_ids] if student_ids else sorted(record.students)
+    admin = admin_settings(settings)
+    set_logins(admin, dict.fromkeys(ids), student_mechanism(settings))
+    _apply(admin, "removing ACLs", lambda a: a.delete_acls([principal_filter(s) for s in ids]))
+    for student_id in ids:
+        if purge:
+            purge_data(admin, student_id)
+        if record.handouts:
+            (Path(record.handouts) / f"{student_id}.env").unlink(missing_ok=True)
+        del record.students[student_id]
+    save_record(settings.home, record)
+    return ids
+
+
+def _existing(settings: Settings, ids: Sequence[str]) -> ClassRecord:
+    record = load_record(settings.home)
+    if record is None:
+        raise ConfigError(f"{settings.home} has no class: `class add ROSTER.csv --out DIR` first")
+    unknown = [s for s in ids if s not in record.students]
+    if unknown:
+        raise ConfigError(f"not in the class: {', '.join(unknown)}")
+    return record
+
+
+def purge_data(admin: Settings, student_id: str) -> None:
+    """Delete the student's topics and consumer groups (by prefix), dataset and bucket."""
+    from google.api_core.exceptions import NotFound
+
+    from pipeline_lib.clients.google import bigquery_client, storage_client
+
+    start = prefix(student_id)
+
+    def topics_and_groups(client: Any) -> None:
+        topics = [t for t in client.list_topics() if t.startswith(start)]
+        if topics:
+            client.delete_topics(topics)
+        groups = [g["group_id"] for g in client.list_groups() if g["group_id"].startswith(start)]
+        if groups:
+            client.delete_groups(groups)
+
+    _apply(admin, f"deleting {student_id}'s topics and groups", topics_and_groups)
+    own = student_settings(admin, student_id)
+    bigquery_client(own).delete_dataset(own.bq_dataset, delete_contents=True, not_found_ok=True)
+    if own.keeps_raw_objects:
+        try:
+            bucket = storage_client(own).get_bucket(own.gcs_bucket)
+        except NotFound:
+            return
+        bucket.delete_blobs(list(bucket.list_blobs()))
+        bucket.delete()
