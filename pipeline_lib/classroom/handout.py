@@ -10,7 +10,6 @@ emulator keeps its address).
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline_lib.core.config import VARIABLES, Settings
@@ -74,8 +73,8 @@ def handout_text(settings: Settings, feed: str) -> str:
     """The ``.env`` text of a student's settings (as :func:`handout_settings` makes them)."""
     user = settings.kafka_sasl_username
     lines = [
-        f"# {user}'s handout for the class on {settings.kafka_bootstrap_servers}",
-        f"# made {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `python -m pipeline_lib class add`.",
+        f"# {user}'s handout (python -m pipeline_lib class add) for the class on "
+        f"{settings.kafka_bootstrap_servers}",
         "# Private: it holds your password. Load it into the shell before any command",
         "# or JupyterLab:   set -a; . ./" + f"{user}.env; set +a",
         f"# The teacher's live feed: PIPELINE_TOPIC={feed} python -m pipeline_lib consume",

@@ -107,7 +107,8 @@ class Attempt:
     answer: str
 
 
-def _produce_one(settings: Settings, topic: str) -> Attempt:
+def try_write(settings: Settings, topic: str) -> Attempt:
+    """Write one message to ``topic`` as ``settings``' principal."""
     from pipeline_lib.kafka_io.producer import send_raw
 
     who = f"User:{settings.kafka_sasl_username}"
@@ -120,21 +121,52 @@ def _produce_one(settings: Settings, topic: str) -> Attempt:
     return Attempt(who, action, True, "written")
 
 
-def _read(settings: Settings, topic: str, group: str) -> Attempt:
-    """Join ``group`` and poll ``topic`` until it is assigned or refused."""
+def _hidden(settings: Settings, topic: str) -> bool:
+    """True when the broker refuses ``settings``' principal any word about ``topic``."""
+    from kafka.errors import TopicAuthorizationFailedError
+
+    admin = kafka_admin(settings, timeout_s=5)
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return any(e.get("error_code") == TopicAuthorizationFailedError.errno for e in described)
+
+
+def _refused_topic(settings: Settings, operation: str, topic: str) -> str:
+    from kafka.errors import TopicAuthorizationFailedError
+
+    return str(access_denied(settings, TopicAuthorizationFailedError(topic), operation, topic))
+
+
+def try_describe(settings: Settings, topic: str) -> Attempt:
+    """Ask the broker about ``topic`` (partitions, leaders): what lag and the board need."""
+    who = f"User:{settings.kafka_sasl_username}"
+    action = f"describe topic {topic!r}"
+    if _hidden(settings, topic):
+        return Attempt(who, action, False, _refused_topic(settings, "DESCRIBE", topic))
+    return Attempt(who, action, True, "described")
+
+
+def try_read(settings: Settings, topic: str, group: str) -> Attempt:
+    """Join ``group`` and poll ``topic`` until it is assigned or refused. A topic the
+    principal may not see gives kafka-python's consumer no error, only no partitions:
+    the broker is then asked about the topic, as the pipeline's consumer does."""
     who = f"User:{settings.kafka_sasl_username}"
     action = f"read topic {topic!r} in group {group!r}"
     consumer = kafka_consumer(settings, group)
     try:
         consumer.subscribe([topic])
-        for _ in range(20):
+        for attempt in range(20):
             records = consumer.poll(timeout_ms=500)
             if consumer.assignment():
                 count = sum(len(batch) for batch in records.values())
                 return Attempt(who, action, True, f"joined; {count} record(s) in the first poll")
+            if attempt == 5 and _hidden(settings, topic):
+                return Attempt(who, action, False, _refused_topic(settings, "READ", topic))
         return Attempt(who, action, False, "no partition assigned within 10 s")
     except Exception as error:
-        denied = access_denied(settings, error, "READ", topic)
+        denied = access_denied(settings, error, "READ", topic, group)
         return Attempt(who, action, False, str(denied or type(error).__name__))
     finally:
         consumer.close()
@@ -155,12 +187,12 @@ def try_rights(settings: Settings, topic: str | None = None) -> pd.DataFrame:
     theirs = f"{secure.ANALYST_GROUP_PREFIX}-lesson-{run}"
     ours = f"lesson-{run}"
     attempts = [
-        _produce_one(pipeline, topic),
-        _produce_one(analyst, topic),
-        _read(pipeline, topic, ours),
-        _read(analyst, topic, theirs),
-        _read(pipeline, topic, theirs),
-        _read(analyst, topic, ours),
+        try_write(pipeline, topic),
+        try_write(analyst, topic),
+        try_read(pipeline, topic, ours),
+        try_read(analyst, topic, theirs),
+        try_read(pipeline, topic, theirs),
+        try_read(analyst, topic, ours),
     ]
     return pd.DataFrame([a.__dict__ for a in attempts])
 
