@@ -183,8 +183,8 @@ def _write(
     feed: str,
     mechanism: str,
 ) -> Path:
-    own = student_settings(settings, student_id).with_overrides(kafka_sasl_mechanism=mechanism)
-    return write_handout(out, handout_settings(own, student_id, password, cafile), feed)
+    own = student_settings(settings, student_id)
+    return write_handout(out, handout_settings(own, student_id, password, cafile, mechanism), feed)
 
 
 def rotate(settings: Settings, student_id: str) -> Path:

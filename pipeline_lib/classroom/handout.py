@@ -55,12 +55,15 @@ def shared(target: str) -> str:
 
 
 def handout_settings(
-    student: Settings, username: str, password: str, cafile: Path | None
+    student: Settings, username: str, password: str, cafile: Path | None, mechanism: str
 ) -> Settings:
     """The student's settings (from :func:`~pipeline_lib.classroom.roster.student_settings`)
-    as their handout gives them: their login, the class's services shared."""
+    as their handout gives them: their SASL login, the class's services shared."""
+    protocol = student.kafka_security_protocol
     return student.with_overrides(
         kafka_target="cloud",
+        kafka_security_protocol=protocol if protocol.startswith("SASL") else "SASL_SSL",
+        kafka_sasl_mechanism=mechanism,
         gcs_target=shared(student.gcs_target),
         bigquery_target=shared(student.bigquery_target),
         kafka_sasl_username=username,
@@ -104,3 +107,13 @@ def copy_ca(cafile: Path | None, out: Path) -> Path | None:
     target = ca_copy(out)
     shutil.copyfile(cafile, target)
     return target.resolve()
+
+
+def read_handout(path: Path) -> dict[str, str]:
+    """The variables a handout sets (what ``set -a; . ./<id>.env`` exports)."""
+    variables = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            variables[name.strip()] = value
+    return variables
