@@ -4,14 +4,12 @@ Figures are plain :class:`matplotlib.figure.Figure` objects (no pyplot state), s
 they render the same in JupyterLab, under papermill and in scripts. Times are shown
 in New York market time.
 
-The live widget follows the ipywidgets rules for a Jupyter kernel: it is displayed
-from the main thread and refreshed by an asyncio task on the kernel's own event loop
-(no thread writes to an Output widget); each refresh replaces an Image widget's PNG.
+The live widget (a :class:`~pipeline_lib.analysis.live.LiveControl`) replaces an
+Image widget's PNG at each refresh.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,6 +20,7 @@ import matplotlib.ticker as mticker
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline_lib.analysis.live import LiveControl
 from pipeline_lib.analysis.queries import (
     MARKET_TZ,
     binned_volume,
@@ -233,7 +232,7 @@ def _register_png_formatter() -> None:
 _register_png_formatter()
 
 
-class LiveCloseVolume:
+class LiveCloseVolume(LiveControl):
     """A JupyterLab control that redraws Close over Volume as new rows land; with
     ``news(symbol, since)``, each story is marked on the close line by polarity.
 
@@ -242,11 +241,8 @@ class LiveCloseVolume:
     run). ``symbols`` is a list, or a function asked again at every refresh, so a
     widget started before the producer shows the symbols once they land.
 
-    One refresh loop per kernel: starting a widget stops the one started before it
-    (re-running the cell would otherwise leave the old loop querying forever).
+    One refresh loop per kernel (:class:`~pipeline_lib.analysis.live.LiveControl`).
     """
-
-    _active: LiveCloseVolume | None = None
 
     def __init__(
         self,
@@ -268,18 +264,15 @@ class LiveCloseVolume:
         self.window = widgets.IntSlider(
             value=window_minutes, min=1, max=390, step=1, description="window (min)", style=wide
         )
-        self.refresh = widgets.FloatSlider(
-            value=refresh_s, min=1.0, max=60.0, step=1.0, description="refresh (s)", style=wide
-        )
-        self.running = widgets.ToggleButton(value=False, description="live", icon="play")
-        self.status = widgets.Label()
+        refresh, running = self._controls(refresh_s)
         self.image = widgets.Image(format="png")
-        controls = widgets.HBox([self.symbol, self.window, self.refresh, self.running])
+        controls = widgets.HBox([self.symbol, self.window, refresh, running])
         self.widget = widgets.VBox([controls, self.image, self.status])
-        self._task: asyncio.Task | None = None
-        self.running.observe(self._toggled, names="value")
         self.symbol.observe(lambda _: self.redraw(), names="value")
         self.window.observe(lambda _: self.redraw(), names="value")
+
+    def before_redraw(self) -> None:
+        self._update_symbols()
 
     def _update_symbols(self) -> None:
         symbols = self._symbols()
@@ -302,47 +295,6 @@ class LiveCloseVolume:
             f"{len(ticks):,} ticks{stories} of {symbol}, redrawn {now:%H:%M:%S} New York "
             "(wall clock)"
         )
-
-    async def _loop(self) -> None:
-        while self.running.value:
-            try:
-                self._update_symbols()
-                self.redraw()
-            except Exception as error:  # keep the loop alive: show the problem instead
-                self.status.value = f"refresh failed: {error}"
-            await asyncio.sleep(self.refresh.value)
-
-    def _toggled(self, change: dict) -> None:
-        self.running.icon = "stop" if change["new"] else "play"
-        if change["new"]:
-            previous = LiveCloseVolume._active
-            if previous is not None and previous is not self:
-                previous.stop()
-            LiveCloseVolume._active = self
-            if self._task is None or self._task.done():
-                self._task = asyncio.get_event_loop().create_task(self._loop())
-
-    @property
-    def looping(self) -> bool:
-        """True while this widget's refresh task runs."""
-        return self._task is not None and not self._task.done()
-
-    def start(self) -> None:
-        self.running.value = True
-
-    def stop(self) -> None:
-        self.running.value = False
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        previous = LiveCloseVolume._active
-        if previous is not None and previous is not self:
-            previous.stop()  # the cell was run again: one loop per kernel
-        LiveCloseVolume._active = self
-        self._update_symbols()
-        self.redraw()
-        display(self.widget)
 
 
 def failover_figure(

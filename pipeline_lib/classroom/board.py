@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline_lib.analysis.live import LiveControl
 from pipeline_lib.classroom.enrol import admin_settings
 from pipeline_lib.classroom.record import load_record
 from pipeline_lib.classroom.roster import prefix, student_settings
@@ -203,3 +204,51 @@ def status_json(rows: list[StudentRow]) -> list[dict[str, Any]]:
         {key: (None if pd.isna(value) else value) for key, value in record.items()}
         for record in frame.astype(object).to_dict("records")
     ]
+
+
+# What each state asks of the teacher, in the board's colours (light, for both themes).
+STATE_COLOURS = {
+    "error": "#f8b4b4",
+    "not started": "#fde68a",
+    "nothing landed": "#fde68a",
+    "consumer stopped": "#fdba74",
+    "dead letters": "#fdba74",
+    "landing": "#bbf7d0",
+    "idle": "#e5e7eb",
+}
+
+
+def styled(frame: pd.DataFrame) -> Any:
+    """The board as a pandas Styler: each state coloured, times short, no NaN shown."""
+    shown = frame.copy()
+    shown["last_activity"] = [
+        t.strftime("%H:%M:%S UTC") if isinstance(t, datetime) and not pd.isna(t) else "-"
+        for t in shown["last_activity"]
+    ]
+    return (
+        shown.style.map(
+            lambda state: f"background-color: {STATE_COLOURS.get(state, 'white')}",
+            subset=["state"],
+        )
+        .format(na_rep="-", precision=0)
+        .set_caption(f"{len(shown)} students, read {datetime.now(UTC):%H:%M:%S} UTC")
+    )
+
+
+class ClassBoard(LiveControl):
+    """The instructor's live board in JupyterLab: the table of :func:`class_status`,
+    read again every ``refresh_s`` while *live* is on."""
+
+    def __init__(self, settings: Settings, refresh_s: float = 5.0) -> None:
+        import ipywidgets as widgets
+
+        self.settings = settings
+        refresh, running = self._controls(refresh_s)
+        self.table = widgets.HTML()
+        self.widget = widgets.VBox([widgets.HBox([refresh, running]), self.table, self.status])
+
+    def redraw(self) -> None:
+        rows = class_status(self.settings)
+        self.table.value = styled(status_frame(rows)).to_html()
+        stuck = [r.student for r in rows if r.state not in {"landing", "idle"}]
+        self.status.value = f"{len(stuck)} of {len(rows)} need a look: {', '.join(stuck) or '-'}"

@@ -29,6 +29,7 @@ NOTEBOOKS = ("01_setup", "02_producer", "03_consumer", "04_analysis")
 FAULT_TOLERANCE = "05_fault_tolerance"  # needs the three-broker cluster: run on its own
 SECURITY = "06_security"  # needs a home made by `up --secure`
 SCHEMA = "07_schema_evolution"
+INSTRUCTOR = "08_instructor"  # needs a class (`class add`) on a secure home
 
 
 class FlowFailed(NotebookFailed):

@@ -19,6 +19,7 @@ def test_the_notebooks_exist_in_run_order():
         "05_fault_tolerance",
         "06_security",
         "07_schema_evolution",
+        "08_instructor",
     ]
 
 
