@@ -4,7 +4,8 @@ The pipeline figures run on benchmark services of their own (``.pipeline-bench/`
 ports 39092/34443/39050), started through ``pipeline_lib.local`` and stopped at the
 end if the benchmark started them; the cluster figures add a three-broker cluster
 (``.pipeline-bench-cluster/``, ports 39192-39197) beside them, the secure figure a
-broker in secure mode (``.pipeline-bench-secure/``, ports 39292/39293). Each figure
+broker in secure mode (``.pipeline-bench-secure/``, ports 39292/39293), the class figure
+three brokers in secure mode (``.pipeline-bench-class/``, ports 39392-39397). Each figure
 asks :func:`services` for names of its own (:meth:`BenchServices.fresh`).
 """
 
@@ -29,6 +30,7 @@ START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
 
 BENCH_CLUSTER_HOME = PROJECT_ROOT / ".pipeline-bench-cluster"
 BENCH_SECURE_HOME = PROJECT_ROOT / ".pipeline-bench-secure"
+BENCH_CLASS_HOME = PROJECT_ROOT / ".pipeline-bench-class"
 BENCH_ENVIRONMENT = {
     "PIPELINE_TARGET": "local",
     "PIPELINE_HOME": str(PROJECT_ROOT / ".pipeline-bench"),
@@ -76,6 +78,8 @@ class BenchServices:
         self.cluster_started = False
         self._secure = secure
         self.secure_started = False
+        self._secure_cluster: Settings | None = None
+        self.secure_cluster_started = False
 
     def secure(self, label: str) -> Settings:
         """Fresh names on a broker in secure mode (``up --secure``: SASL_SSL, SCRAM,
@@ -97,6 +101,28 @@ class BenchServices:
                 broker, notify=lambda m: print(m, file=sys.stderr), kafka_only=True, secure=True
             )
         return run_names(self._secure, f"bench-{label}")
+
+    def secure_cluster(self) -> Settings:
+        """Three brokers in secure mode beside the services, as the pipeline principal
+        (a home of their own, for a class: its record is the home's); started on first
+        use, stopped at the end."""
+        from pipeline_lib import local
+        from pipeline_lib.local import secure
+
+        if self._secure_cluster is None:
+            brokers = self.settings.with_overrides(
+                home=BENCH_CLASS_HOME,
+                kafka_bootstrap_servers="127.0.0.1:39392",
+                kafka_controller_port=39393,
+                brokers=3,
+            )
+            running = all(n.running_pid() for n in local.kafka_nodes(brokers))
+            self._secure_cluster = secure.as_principal(brokers, secure.PIPELINE)
+            self.secure_cluster_started = not running
+            local.up(
+                brokers, notify=lambda m: print(m, file=sys.stderr), kafka_only=True, secure=True
+            )
+        return self._secure_cluster
 
     def cluster(self, label: str) -> Settings:
         """Fresh names on a three-broker cluster beside the services, started on first use."""
@@ -131,6 +157,8 @@ class BenchServices:
             local.down(self._cluster, kafka_only=True)
         if self.secure_started and self._secure is not None:
             local.down(self._secure, kafka_only=True)
+        if self.secure_cluster_started and self._secure_cluster is not None:
+            local.down(self._secure_cluster, kafka_only=True)
         if self.started:
             local.down(self.settings)
 

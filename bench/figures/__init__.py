@@ -9,6 +9,7 @@ in a module of its family; :data:`FIGURES` names them all, in the order they run
 * :mod:`.brokers`: replication, a leader's failover, TLS and SCRAM logins
 * :mod:`.read_cost`: the live chart's and notebook 04's reads as the table grows
 * :mod:`.labs`: the time to grade each lab
+* :mod:`.classroom`: a class of 30 on one machine
 
 The services they run on, and what they share, are in :mod:`bench.services`.
 Comparisons are made side by side in one run, because these machines are shared and
@@ -20,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bench.figures.brokers import failover, replication_cost, secure_kafka
+from bench.figures.classroom import class_of_30
 from bench.figures.consumer import backlog, end_to_end
 from bench.figures.flow import notebook_flow, two_streams
 from bench.figures.freshness import freshness, storage_write
@@ -43,6 +45,7 @@ FIGURES: dict[str, Callable[[str], dict]] = {
     "secure_kafka": secure_kafka,
     "read_cost": read_cost,
     "lab_grading": lab_grading,
+    "class_of_30": class_of_30,
 }
 # The figures that run on the services (inside `bench.services.using_services`).
 PIPELINE_FIGURES = set(FIGURES) - {"simulator_rate", "sentiment_rate"}

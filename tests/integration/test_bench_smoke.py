@@ -30,6 +30,7 @@ def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
         "secure_kafka",
         "read_cost",
         "lab_grading",
+        "class_of_30",
     }
     assert not [f for f in figures.values() if "error" in f], figures
     assert figures["end_to_end"]["baseline_records_per_s"] > 0
@@ -51,6 +52,8 @@ def test_every_figure_runs_tiny(services, cluster, secure_kafka, tmp_path):
     assert figures["secure_kafka"]["consume_records_per_s"]["sasl_ssl"] > 0
     assert 0 < figures["failover"]["median_s"] < 60
     assert figures["sentiment_rate"]["headlines_scored_per_s"] > 0
+    assert figures["class_of_30"]["each_landed_once_in_own_dataset"]
+    assert figures["class_of_30"]["add_students_s"] > 0
     assert figures["lab_grading"]["all_passed"] and figures["lab_grading"]["slowest_s"] > 0
     assert (
         figures["two_streams"]["news"] > 0
