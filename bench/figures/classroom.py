@@ -62,12 +62,16 @@ def _broker_sampler(settings: Settings) -> tuple[threading.Event, dict]:
     return stop, found
 
 
-def _student(handout: dict[str, str], home: Path, ticks: int, seed: int) -> subprocess.Popen:
-    """The student's process: nothing of the teacher's environment, the handout instead."""
+def _student(handout: dict[str, str], folder: Path, ticks: int, seed: int) -> subprocess.Popen:
+    """The student's process (:mod:`bench.student`): nothing of the teacher's
+    environment, the handout instead; it touches ``folder/ready`` once its consumer
+    has joined, and produces once ``folder/../go`` exists."""
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
-    env.update(handout, PIPELINE_HOME=str(home))
+    env.update(handout, PIPELINE_HOME=str(folder))
     command = [sys.executable, "-m", "bench.student", "--ticks", str(ticks)]
     command += ["--rate", str(RATE_PER_STUDENT), "--seed", str(seed)]
+    command += ["--ready", str(folder / "ready"), "--go", str(folder.parent / "go")]
+    folder.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -85,9 +89,10 @@ def _landed(own: Settings) -> list[tuple[str, float]]:
 
 def class_of_30(size: str) -> dict:
     """30 students (2 at tiny size, on the one secure broker) for two minutes (4 s):
-    the time to add them, the brokers' CPU and peak memory during the session, each
-    student's freshness p99 (produced to landed: the consumer's ``ingested_at``), and
-    whether each student's table holds exactly their ticks."""
+    the time to add them, the time until all their consumers have joined (thirty
+    processes starting on two cores), then, all producing at once, the brokers' CPU
+    and peak memory, each student's freshness p99 (produced to landed: the consumer's
+    ``ingested_at``), and whether each student's table holds exactly their ticks."""
     from pipeline_lib.classroom.enrol import add_students, remove
     from pipeline_lib.classroom.handout import read_handout
     from pipeline_lib.classroom.roster import Student, student_settings
@@ -107,7 +112,6 @@ def class_of_30(size: str) -> dict:
     add_students(teacher, [Student(i) for i in ids], folder / "handouts")
     add_s = time.perf_counter() - started
     try:
-        stop, brokers = _broker_sampler(teacher)
         processes = {
             student: _student(
                 read_handout(folder / "handouts" / f"{student}.env"),
@@ -117,6 +121,16 @@ def class_of_30(size: str) -> dict:
             )
             for n, student in enumerate(ids)
         }
+        spawned = time.perf_counter()
+        while not all((folder / s / "ready").exists() for s in ids):
+            if any(p.poll() is not None for p in processes.values()):
+                break  # a student ended early: its error is read below
+            if time.perf_counter() - spawned > 600:
+                raise RuntimeError("the students' consumers did not all join within 10 min")
+            time.sleep(0.2)
+        ready_s = time.perf_counter() - spawned
+        stop, brokers = _broker_sampler(teacher)
+        (folder / "go").touch()
         reports = {}
         for student, process in processes.items():
             out, err = process.communicate(timeout=seconds + 600)
@@ -147,6 +161,7 @@ def class_of_30(size: str) -> dict:
         "session_s": seconds,
         "ticks_per_student": ticks,
         "add_students_s": round(add_s, 2),
+        "all_consumers_joined_s": round(ready_s, 1),
         "each_landed_once_in_own_dataset": all(exact) and nowhere_else,
         "students_exact": sum(exact),
         "broker_cpu_percent": round(100 * brokers["cpu_s"] / brokers["wall_s"], 1),

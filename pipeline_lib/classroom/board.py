@@ -91,8 +91,12 @@ def kafka_rows(admin: Settings, students: list[str]) -> dict[str, StudentRow]:
             for t in (client.describe_topics(topics) if topics else [])
             for p in t.get("partitions", [])
         ]
-        ends = client.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST))
-        newest = client.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.MAX_TIMESTAMP))
+        ends, newest = {}, {}
+        if partitions:
+            ends = client.list_partition_offsets(dict.fromkeys(partitions, OffsetSpec.LATEST))
+            newest = client.list_partition_offsets(
+                dict.fromkeys(partitions, OffsetSpec.MAX_TIMESTAMP)
+            )
         groups = [g["group_id"] for g in client.list_groups() if whose(g["group_id"])]
         described = client.describe_groups(groups) if groups else {}
         committed = client.list_group_offsets(dict.fromkeys(groups)) if groups else {}

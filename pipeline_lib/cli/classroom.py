@@ -58,7 +58,7 @@ def cmd_class_status(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status_json(rows), indent=2))
     else:
-        print(status_frame(rows).drop(columns=["last_activity"]).to_string())
+        print(status_frame(rows).drop(columns=["last_activity"]).to_string(na_rep="-"))
     return 0
 
 

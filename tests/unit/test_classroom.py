@@ -159,3 +159,81 @@ def test_the_boards_json_has_no_nan_and_says_times_in_iso():
     assert document[0]["last_activity"] == "2026-01-01T00:00:00+00:00"
     assert document[0]["connected"] is True and document[1]["idle_s"] is None
     assert "NaN" not in text
+
+
+class FakeDataset:
+    def __init__(self):
+        self.access_entries = []
+
+
+class FakeBigQuery:
+    def __init__(self):
+        self.dataset, self.updates = FakeDataset(), []
+
+    def get_dataset(self, name):
+        self.asked = name
+        return self.dataset
+
+    def update_dataset(self, dataset, fields):
+        self.updates.append(fields)
+
+
+class FakePolicy:
+    def __init__(self):
+        self.bindings = [{"role": "roles/storage.legacyBucketOwner", "members": {"projectOwner:p"}}]
+
+
+class FakeBucket:
+    def __init__(self):
+        self.policy, self.saved = FakePolicy(), 0
+
+    def get_iam_policy(self, requested_policy_version):
+        return self.policy
+
+    def set_iam_policy(self, policy):
+        self.saved += 1
+
+
+class FakeStorage:
+    def __init__(self):
+        self.the_bucket = FakeBucket()
+
+    def bucket(self, name):
+        self.asked = name
+        return self.the_bucket
+
+
+def test_on_real_google_cloud_a_student_gets_their_dataset_and_bucket_once(monkeypatch):
+    from pipeline_lib.classroom import gcp
+    from pipeline_lib.clients import google
+
+    bigquery, storage = FakeBigQuery(), FakeStorage()
+    monkeypatch.setattr(google, "bigquery_client", lambda settings: bigquery)
+    monkeypatch.setattr(google, "storage_client", lambda settings: storage)
+    cloud = Settings.from_env(
+        {"PIPELINE_TARGET": "cloud", "KAFKA_BOOTSTRAP_SERVERS": "k.example.org:9092",
+         "GCP_PROJECT": "my-class"}
+    )  # fmt: skip
+    own = roster.student_settings(cloud, "s07")
+    student = roster.Student("s07", "s07@example.edu")
+    for _ in range(2):  # a second run adds nothing
+        granted = gcp.grant_data_access(own, student)
+    assert bigquery.asked == "my-class.market_data_s07" and storage.asked == "stock-ticks-raw-s07"
+    (entry,) = bigquery.dataset.access_entries
+    assert (entry.role, entry.entity_type, entry.entity_id) == (
+        "WRITER",
+        "userByEmail",
+        "s07@example.edu",
+    )
+    assert bigquery.updates == [["access_entries"]]
+    binding = next(b for b in storage.the_bucket.policy.bindings if b["role"] == gcp.BUCKET_ROLE)
+    assert binding["members"] == {"user:s07@example.edu"} and storage.the_bucket.saved == 1
+    assert "already" in granted[1]
+
+
+def test_on_the_emulators_or_without_an_email_nothing_is_granted():
+    from pipeline_lib.classroom import gcp
+
+    local = roster.student_settings(Settings.from_env({}), "s07")
+    assert gcp.grant_data_access(local, roster.Student("s07", "s07@example.edu")) == []
+    assert gcp.grant_data_access(local, roster.Student("s07")) == []
