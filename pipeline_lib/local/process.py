@@ -35,10 +35,22 @@ class PortInUseError(ServiceError):
 
 
 def port_open(port: int, host: str = LOCAL_HOST, timeout: float = 0.5) -> bool:
-    """True when something accepts TCP connections on host:port."""
+    """True when something accepts TCP connections on host:port.
+
+    A port inside the kernel's ephemeral range (32768-60999 on Linux) that nobody
+    listens on can be "opened" by the probe itself: the kernel may give the probe that
+    very port as its source, and the connection meets itself (a TCP self-connect). The
+    probe would then report the port taken, and hold it while the service tries to
+    bind it. So the probe dials from another loopback address where it can, and a
+    connection to itself counts as nothing listening."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        return sock.connect_ex((host, port)) == 0
+        if host == LOCAL_HOST:
+            with contextlib.suppress(OSError):  # not every system routes all of 127/8
+                sock.bind(("127.0.0.2", 0))
+        if sock.connect_ex((host, port)) != 0:
+            return False
+        return sock.getsockname() != sock.getpeername()
 
 
 def pid_alive(pid: int) -> bool:

@@ -129,3 +129,38 @@ def test_the_bigquery_emulator_makes_no_table_copy_per_write(monkeypatch, tmp_pa
     assert "from pipeline_lib.local.bigquery import serve; serve()" in emulator.command()
     environment = emulator.environment()
     assert environment["BQEMU_TIME_TRAVEL_RETENTION_DAYS"] == "0"
+
+
+def test_a_probe_that_meets_itself_finds_nothing_listening(monkeypatch):
+    """A free port in the ephemeral range can be 'opened' by the probe's own socket
+    (a TCP self-connect); that must not read as a service, nor as a port taken."""
+    from pipeline_lib.local import process
+
+    class SelfConnected:
+        def __init__(self, *args):
+            self.bound = None
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def settimeout(self, timeout):
+            pass
+
+        def bind(self, address):
+            self.bound = address
+
+        def connect_ex(self, address):
+            self.peer = address
+            return 0
+
+        def getsockname(self):
+            return self.peer  # the kernel chose the destination port as the source
+
+        def getpeername(self):
+            return self.peer
+
+    monkeypatch.setattr(process.socket, "socket", SelfConnected)
+    assert process.port_open(39292) is False
