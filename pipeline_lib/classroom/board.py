@@ -2,7 +2,9 @@
 
 Read as the class's admin through the official clients, once per refresh and for the
 whole class at once (one topic listing, one offsets request per kind, one group
-listing; one dataset and one bucket listing per student). Each student's row is best
+listing), then per student one dataset listing, a read of each table's metadata and
+one bucket listing. A refresh of a class of thirty takes a moment: the live control
+runs on the kernel's loop and the notebook waits for it. Each student's row is best
 effort: what could not be read is named in ``problem``, and the other rows stand.
 """
 
@@ -15,12 +17,12 @@ from typing import Any
 import pandas as pd
 
 from pipeline_lib.analysis.live import LiveControl
-from pipeline_lib.classroom.enrol import admin_settings
+from pipeline_lib.classroom.enrol import admin_settings, no_class
 from pipeline_lib.classroom.record import load_record
 from pipeline_lib.classroom.roster import prefix, student_settings
 from pipeline_lib.clients.kafka import kafka_admin
 from pipeline_lib.core.config import Settings
-from pipeline_lib.core.errors import ConfigError
+from pipeline_lib.core.secrets import mask
 
 DEAD_LETTER_SUFFIX = ".dlq"
 
@@ -81,7 +83,8 @@ def kafka_rows(admin: Settings, students: list[str]) -> dict[str, StudentRow]:
     owner = {prefix(s): s for s in students}
 
     def whose(name: str) -> str | None:
-        return owner.get(name.split(".", 1)[0] + ".")
+        head, dot, _ = name.partition(".")
+        return owner.get(head + dot) if dot else None
 
     client = kafka_admin(admin)
     try:
@@ -163,19 +166,19 @@ def class_status(settings: Settings) -> list[StudentRow]:
     """Every student of the home's class, as the board shows them."""
     record = load_record(settings.home)
     if record is None:
-        raise ConfigError(f"{settings.home} has no class: `class add ROSTER.csv --out DIR` first")
+        raise no_class(settings)
     admin = admin_settings(settings)
     students = sorted(record.students)
     try:
         rows = kafka_rows(admin, students)
     except Exception as error:  # Kafka away: the board says so on every row
-        rows = {s: StudentRow(s, problem=f"Kafka: {error}") for s in students}
+        rows = {s: StudentRow(s, problem=mask(f"Kafka: {error}")) for s in students}
     for student in students:
         row = rows[student]
         try:
             data_counts(student_settings(admin, student), row)
         except Exception as error:
-            row.problem = row.problem or f"{type(error).__name__}: {error}"
+            row.problem = row.problem or mask(f"{type(error).__name__}: {error}")
         row.state = verdict(row)
     return [rows[s] for s in students]
 

@@ -99,7 +99,7 @@ def set_logins(admin: Settings, logins: dict[str, str | None], mechanism: str) -
     )
     refused = {user: message for user, message in (answer or {}).items() if message}
     deleting = {user for user, password in logins.items() if password is None}
-    refused = {u: m for u, m in refused.items() if not (u in deleting and "not found" in m.lower())}
+    refused = {u: m for u, m in refused.items() if not (u in deleting and _gone(m))}
     if refused:
         user, message = next(iter(refused.items()))
         raise ClassError(
@@ -107,6 +107,12 @@ def set_logins(admin: Settings, logins: dict[str, str | None], mechanism: str) -
             "A managed cluster that makes its users elsewhere (Google's, Confluent Cloud) "
             "is set up by hand: see docs/classroom.md"
         )
+
+
+def _gone(message: str) -> bool:
+    """Kafka's answer to deleting a login that is not there (a second ``remove``)."""
+    text = message.lower()
+    return "does not exist" in text or "not found" in text
 
 
 def grant(admin: Settings, student_ids: Iterable[str], feed: str) -> None:
@@ -145,17 +151,20 @@ def add_students(
     record = load_record(settings.home) or ClassRecord(feed)
     if record.feed != feed:
         raise ConfigError(f"this class's feed is {record.feed!r}, not {feed!r}")
+    # Every name checked before anything is made: a roster that fails leaves no login.
+    own = {s.id: student_settings(admin, s.id) for s in students}
     new = [s for s in students if s.id not in record.students]
+    refuse_collisions(admin, [s.id for s in new], feed)
     passwords = {s.id: new_password() for s in new}
     mechanism = student_mechanism(settings)
     ensure_topic(admin, feed)
     set_logins(admin, dict(passwords), mechanism)
     grant(admin, [s.id for s in students], feed)
     for number, student in enumerate(new, start=1):
-        own = student_settings(admin, student.id)
-        provision(own, start_local=False)
-        gcp.grant_data_access(own, student)
+        provision(own[student.id], start_local=False)
         say(f"[{number}/{len(new)}] {student.id}: login, ACLs, topics, dataset, bucket")
+    for student in students:  # a new or changed email gets its grants (real GCP only)
+        gcp.grant_data_access(own[student.id], student)
     for student in new:
         record.students[student.id] = {"password": passwords[student.id], "email": student.email}
     cafile = copy_ca(settings.kafka_ssl_cafile or _home_ca(settings), out)
@@ -165,6 +174,29 @@ def add_students(
     save_record(settings.home, record)
     kept = [s.id for s in students if s.id not in passwords]
     return Added([s.id for s in new], kept, out)
+
+
+def refuse_collisions(admin: Settings, new_ids: Sequence[str], feed: str) -> None:
+    """ConfigError (one line per id) for a new student whose prefix would cover a name
+    that is not theirs: the feed, or a topic or group already on the cluster (the
+    home's ``stock-ticks.dlq`` for a student ``stock-ticks``)."""
+    if not new_ids:
+        return
+
+    def names(client: Any) -> list[str]:
+        return [*client.list_topics(), *(g["group_id"] for g in client.list_groups())]
+
+    taken = [feed, *_apply(admin, "listing topics and groups", names)]
+    problems = []
+    for student_id in new_ids:
+        covered = sorted(n for n in taken if n.startswith(prefix(student_id)))
+        if covered:
+            problems.append(
+                f"student id {student_id!r} would be given {', '.join(covered[:3])} "
+                "(names already on the cluster start with it): choose another id"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _home_ca(settings: Settings) -> Path | None:
@@ -187,42 +219,56 @@ def _write(
     return write_handout(out, handout_settings(own, student_id, password, cafile, mechanism), feed)
 
 
-def rotate(settings: Settings, student_id: str) -> Path:
-    """A new password for one student; their handout written again."""
+def rotate(settings: Settings, student_id: str, out: Path | None = None) -> Path:
+    """A new password for one student; their handout written again, into ``out`` or
+    where the class's handouts last went. Logins with the old password are refused
+    from now on; a connection already open stays until it reconnects."""
     student_id = check_id(student_id)
     record = _existing(settings, [student_id])
+    folder = out or Path(record.handouts or ".")
+    cafile = copy_ca(settings.kafka_ssl_cafile or _home_ca(settings), folder)
     admin = admin_settings(settings)
     password, mechanism = new_password(), student_mechanism(settings)
     set_logins(admin, {student_id: password}, mechanism)
     record.students[student_id]["password"] = password
+    record.handouts = str(folder.resolve())
     save_record(settings.home, record)
-    out = Path(record.handouts or ".")
-    cafile = (out / "ca.pem").resolve() if (out / "ca.pem").is_file() else None
-    return _write(settings, student_id, password, cafile, out, record.feed, mechanism)
+    return _write(settings, student_id, password, cafile, folder, record.feed, mechanism)
 
 
 def remove(settings: Settings, student_ids: Sequence[str] | None, purge: bool) -> list[str]:
     """Take students (None: the whole class) out: their login and ACLs, their handout;
-    with ``purge`` their topics, groups, dataset and bucket too."""
-    record = _existing(settings, [check_id(s) for s in student_ids or []])
-    ids = [check_id(s) for s in student_ids] if student_ids else sorted(record.students)
+    with ``purge`` their topics, groups, dataset and bucket too. Safe to run again
+    after a run cut short: what is already gone is not an error."""
+    chosen = list(dict.fromkeys(check_id(s) for s in student_ids or []))
+    record = _existing(settings, chosen)
+    ids = chosen or sorted(record.students)
     admin = admin_settings(settings)
     set_logins(admin, dict.fromkeys(ids), student_mechanism(settings))
-    _apply(admin, "removing ACLs", lambda a: a.delete_acls([principal_filter(s) for s in ids]))
+    results = _apply(
+        admin, "removing ACLs", lambda a: a.delete_acls([principal_filter(s) for s in ids])
+    )
+    failed = [error for _, _, error in results or [] if getattr(error, "errno", 0)]
+    if failed:
+        raise ClassError(f"Kafka refused to remove a student's ACLs: {failed[0]}")
     for student_id in ids:
         if purge:
             purge_data(admin, student_id)
         if record.handouts:
             (Path(record.handouts) / f"{student_id}.env").unlink(missing_ok=True)
-        del record.students[student_id]
-    save_record(settings.home, record)
+        record.students.pop(student_id, None)
+        save_record(settings.home, record)  # each student out as soon as they are
     return ids
+
+
+def no_class(settings: Settings) -> ConfigError:
+    return ConfigError(f"{settings.home} has no class: `class add ROSTER.csv --out DIR` first")
 
 
 def _existing(settings: Settings, ids: Sequence[str]) -> ClassRecord:
     record = load_record(settings.home)
     if record is None:
-        raise ConfigError(f"{settings.home} has no class: `class add ROSTER.csv --out DIR` first")
+        raise no_class(settings)
     unknown = [s for s in ids if s not in record.students]
     if unknown:
         raise ConfigError(f"not in the class: {', '.join(unknown)}")
@@ -243,7 +289,16 @@ def purge_data(admin: Settings, student_id: str) -> None:
             client.delete_topics(topics)
         groups = [g["group_id"] for g in client.list_groups() if g["group_id"].startswith(start)]
         if groups:
-            client.delete_groups(groups)
+            answer = client.delete_groups(groups)  # {group: error} (a list of pairs before)
+            pairs = answer.items() if isinstance(answer, dict) else answer
+            refused = [(g, e) for g, e in pairs if getattr(e, "errno", 0)]
+            if refused:
+                group, error = refused[0]
+                raise ClassError(
+                    f"Kafka kept {student_id}'s consumer group {group!r} "
+                    f"({type(error).__name__}): a consumer of theirs may still run in it; "
+                    "stop it, then run `class remove` again"
+                )
 
     _apply(admin, f"deleting {student_id}'s topics and groups", topics_and_groups)
     own = student_settings(admin, student_id)

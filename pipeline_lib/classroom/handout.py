@@ -80,7 +80,9 @@ def handout_text(settings: Settings, feed: str) -> str:
         f"{settings.kafka_bootstrap_servers}",
         "# Private: it holds your password. Load it into the shell before any command",
         "# or JupyterLab:   set -a; . ./" + f"{user}.env; set +a",
-        f"# The teacher's live feed: PIPELINE_TOPIC={feed} python -m pipeline_lib consume",
+        "# The teacher's live feed, in a group of your own:",
+        f"#   PIPELINE_TOPIC={feed} PIPELINE_CONSUMER_GROUP={user}.feed "
+        "python -m pipeline_lib consume",
         "",
     ]
     for name in HANDOUT_VARIABLES:

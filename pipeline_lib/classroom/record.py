@@ -25,7 +25,10 @@ def class_file(home: Path) -> Path:
 
 
 def new_password() -> str:
-    return secrets.token_urlsafe(18)
+    """A generated password, masked in every later message."""
+    password = secrets.token_urlsafe(18)
+    register_secret(password)
+    return password
 
 
 @dataclass
@@ -34,7 +37,7 @@ class ClassRecord:
 
     feed: str
     handouts: str | None = None
-    students: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    students: dict[str, dict[str, str | None]] = field(default_factory=dict, repr=False)
 
     def password(self, student_id: str) -> str:
         value = self.students[student_id]["password"]

@@ -18,7 +18,7 @@ from pipeline_lib.core.checks import check_bucket, check_name
 from pipeline_lib.core.config import Settings
 from pipeline_lib.core.errors import ConfigError
 
-ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
+ID_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,28}[a-z0-9])?")
 # Ids that would name a principal of the home, the feed's prefix, or the analyst's
 # groups (which the pipeline principal is denied).
 RESERVED = ("admin", "pipeline", "analyst", "class", "teacher")

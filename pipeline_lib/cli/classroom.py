@@ -46,7 +46,7 @@ def cmd_class_remove(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_class_rotate(settings: Settings, args: argparse.Namespace) -> int:
     from pipeline_lib.classroom.enrol import rotate
 
-    path = rotate(settings, args.student)
+    path = rotate(settings, args.student, Path(args.out) if args.out else None)
     print(f"new password for {args.student}; their new handout: {path}")
     return 0
 
@@ -107,6 +107,7 @@ def add_class_parser(commands: Any) -> None:
     remove.set_defaults(func=cmd_class_remove)
     rotate = actions.add_parser("rotate", help="a new password for a student, a new handout")
     rotate.add_argument("student")
+    rotate.add_argument("--out", default=None, help="folder for the handout (default: the last)")
     rotate.set_defaults(func=cmd_class_rotate)
     status = actions.add_parser("status", help="the instructor's board: one row per student")
     status.add_argument("--json", action="store_true", help="a JSON list, one object per student")

@@ -17,9 +17,10 @@ from pipeline_lib.classroom import enrol
 from pipeline_lib.classroom.handout import read_handout
 from pipeline_lib.classroom.isolation import neighbour_attempts
 from pipeline_lib.classroom.record import load_record
-from pipeline_lib.classroom.roster import FEED_TOPIC, read_roster, student_settings
+from pipeline_lib.classroom.roster import FEED_TOPIC, Student, read_roster, student_settings
 from pipeline_lib.clients.google import bigquery_client
-from pipeline_lib.clients.kafka import ConnectionFailed, kafka_admin
+from pipeline_lib.clients.kafka import ConnectionFailed, ensure_topic, kafka_admin
+from pipeline_lib.core.errors import ConfigError
 from pipeline_lib.home import load_settings
 from pipeline_lib.kafka_io.consume import consume
 from pipeline_lib.kafka_io.producer import produce
@@ -148,7 +149,10 @@ def test_a_removed_student_loses_login_topics_dataset_and_handout(klass, tmp_pat
     teacher, ids, handouts, _ = klass
     gone = ids.pop(3)
     student = handout_settings(handouts, gone, tmp_path)
-    assert enrol.remove(teacher, [gone], purge=True) == [gone]
+    admin_settings = enrol.admin_settings(teacher)
+    # a run cut short had already deleted the login: removing again is no error
+    enrol.set_logins(admin_settings, {gone: None}, enrol.student_mechanism(teacher))
+    assert enrol.remove(teacher, [gone, gone], purge=True) == [gone]
     assert not (handouts / f"{gone}.env").exists()
     with pytest.raises(ConnectionFailed):
         kafka_admin(student, timeout_s=3).close()
@@ -160,3 +164,20 @@ def test_a_removed_student_loses_login_topics_dataset_and_handout(klass, tmp_pat
     own = student_settings(teacher, gone)
     assert not [d for d in bigquery_client(own).list_datasets() if d.dataset_id == own.bq_dataset]
     assert gone not in load_record(teacher.home).students
+
+
+def test_an_id_whose_prefix_covers_names_on_the_cluster_is_refused_before_any_login(klass):
+    teacher, _, handouts, _ = klass
+    taken = f"zz{uuid.uuid4().hex[:6]}"
+    admin_settings = enrol.admin_settings(teacher)
+    ensure_topic(admin_settings, f"{taken}.someone-elses", partitions=1)
+    with pytest.raises(ConfigError, match=f"{taken}.someone-elses"):
+        enrol.add_students(teacher, [Student(taken)], handouts)
+    admin = kafka_admin(admin_settings)
+    try:
+        described = admin.describe_user_scram_credentials([taken])
+        assert described[taken]["error"]  # no login was made
+        admin.delete_topics([f"{taken}.someone-elses"])
+    finally:
+        admin.close()
+    assert taken not in load_record(teacher.home).students

@@ -237,3 +237,14 @@ def test_on_the_emulators_or_without_an_email_nothing_is_granted():
     local = roster.student_settings(Settings.from_env({}), "s07")
     assert gcp.grant_data_access(local, roster.Student("s07", "s07@example.edu")) == []
     assert gcp.grant_data_access(local, roster.Student("s07")) == []
+
+
+@pytest.mark.parametrize("raw", ["ana-", "-ana", "a" * 31])
+def test_an_id_must_start_and_end_with_a_letter_or_digit(raw):
+    with pytest.raises(ConfigError):
+        roster.check_id(raw)
+
+
+def test_the_class_record_never_shows_a_password_in_its_repr():
+    kept = record.ClassRecord("class.feed", None, {"s07": {"password": "Secr3t-s07y"}})
+    assert "Secr3t-s07y" not in repr(kept)
