@@ -123,7 +123,7 @@ def test_choosing_another_symbol_redraws_it(analysis):
 LOOPS = (
     "import asyncio\n"
     "print('refresh loops:', sum(1 for t in asyncio.all_tasks(asyncio.get_event_loop())\n"
-    "      if t.get_coro().__qualname__.endswith('LiveCloseVolume._loop') and not t.done()))"
+    "      if t.get_coro().__qualname__.endswith('LiveControl._loop') and not t.done()))"
 )
 
 
